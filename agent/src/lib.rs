@@ -1,0 +1,8 @@
+//! macula-gitops: a per-host GitOps reconciler.
+//!
+//! Data flows one way: source → desired → observe → plan → apply → report.
+//! See ARCHITECTURE.md for the map.
+
+pub mod desired;
+pub mod diag;
+pub mod reconcile;
