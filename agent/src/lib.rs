@@ -5,4 +5,6 @@
 
 pub mod desired;
 pub mod diag;
+pub mod labels;
+pub mod plan;
 pub mod reconcile;

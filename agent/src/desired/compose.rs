@@ -96,9 +96,11 @@ pub struct Scalar(pub Option<String>);
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_yaml::Value::deserialize(d)?;
-        scalar_text(&v)
-            .map(Scalar)
-            .map_err(|what| de::Error::custom(format!("expected a string, number or boolean, found {what}")))
+        scalar_text(&v).map(Scalar).map_err(|what| {
+            de::Error::custom(format!(
+                "expected a string, number or boolean, found {what}"
+            ))
+        })
     }
 }
 
@@ -153,11 +155,13 @@ impl<'de> Deserialize<'de> for OneOrMany {
         #[serde(untagged)]
         enum Raw {
             One(String),
-            Many(Vec<String>),
+            Many(Vec<Scalar>),
         }
         match Raw::deserialize(d) {
             Ok(Raw::One(s)) => Ok(OneOrMany(vec![s])),
-            Ok(Raw::Many(v)) => Ok(OneOrMany(v)),
+            Ok(Raw::Many(v)) => Ok(OneOrMany(
+                v.into_iter().map(|s| s.0.unwrap_or_default()).collect(),
+            )),
             Err(_) => Err(de::Error::custom("expected a string or a list of strings")),
         }
     }
@@ -311,13 +315,17 @@ fn parse_protocol(p: &str) -> Result<Protocol, String> {
     match p {
         "tcp" => Ok(Protocol::Tcp),
         "udp" => Ok(Protocol::Udp),
-        other => Err(format!("unsupported protocol {other:?} (expected tcp or udp)")),
+        other => Err(format!(
+            "unsupported protocol {other:?} (expected tcp or udp)"
+        )),
     }
 }
 
 fn parse_port_number(p: &str) -> Result<u16, String> {
     if p.contains('-') {
-        return Err(format!("port ranges are not supported ({p:?}): list each port"));
+        return Err(format!(
+            "port ranges are not supported ({p:?}): list each port"
+        ));
     }
     p.parse::<u16>()
         .map_err(|_| format!("{p:?} is not a port number (1-65535)"))
@@ -421,8 +429,13 @@ fn parse_short_mount(s: &str) -> Result<Mount, String> {
         None => false,
         Some(m) => {
             let flags: Vec<&str> = m.split(',').collect();
-            if let Some(bad) = flags.iter().find(|f| !matches!(**f, "ro" | "rw" | "z" | "Z")) {
-                return Err(format!("unsupported volume mode {bad:?} in {s:?} (expected ro or rw)"));
+            if let Some(bad) = flags
+                .iter()
+                .find(|f| !matches!(**f, "ro" | "rw" | "z" | "Z"))
+            {
+                return Err(format!(
+                    "unsupported volume mode {bad:?} in {s:?} (expected ro or rw)"
+                ));
             }
             flags.contains(&"ro")
         }
@@ -461,10 +474,14 @@ impl<'de> Deserialize<'de> for ServiceNetworks {
         }
         match Raw::deserialize(d) {
             Ok(Raw::List(l)) => Ok(ServiceNetworks(
-                l.into_iter().map(|n| (n, NetworkAttachment::default())).collect(),
+                l.into_iter()
+                    .map(|n| (n, NetworkAttachment::default()))
+                    .collect(),
             )),
             Ok(Raw::Map(m)) => Ok(ServiceNetworks(
-                m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect(),
+                m.into_iter()
+                    .map(|(k, v)| (k, v.unwrap_or_default()))
+                    .collect(),
             )),
             Err(_) => Err(de::Error::custom(
                 "expected a list of network names or a mapping of network: {ipv4_address, aliases}",
@@ -577,11 +594,15 @@ impl<'de> Deserialize<'de> for ExtraHosts {
                     e.split_once('=')
                         .or_else(|| e.split_once(':'))
                         .map(|(h, ip)| (h.to_string(), ip.to_string()))
-                        .ok_or_else(|| de::Error::custom(format!("expected \"host:ip\", found {e:?}")))
+                        .ok_or_else(|| {
+                            de::Error::custom(format!("expected \"host:ip\", found {e:?}"))
+                        })
                 })
                 .collect::<Result<_, _>>()
                 .map(ExtraHosts),
-            Err(_) => Err(de::Error::custom("expected a list of \"host:ip\" or a mapping")),
+            Err(_) => Err(de::Error::custom(
+                "expected a list of \"host:ip\" or a mapping",
+            )),
         }
     }
 }
@@ -692,7 +713,10 @@ services:
 "#;
         let f: ComposeFile = serde_yaml::from_str(text).unwrap();
         let web = &f.services["web"];
-        assert_eq!(web.command.as_ref().unwrap().0, ["httpd", "-f", "-p", "8080"]);
+        assert_eq!(
+            web.command.as_ref().unwrap().0,
+            ["httpd", "-f", "-p", "8080"]
+        );
         assert_eq!(web.environment.0["B"], None);
         assert_eq!(web.ports[1].protocol, Protocol::Udp);
         assert_eq!(web.ports[1].published, Some(5353));

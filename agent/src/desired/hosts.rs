@@ -78,7 +78,11 @@ impl HostsFile {
             entry: key,
             stacks: entry.stacks.clone().or(profile.stacks).unwrap_or_default(),
             routing: entry.routing.or(profile.routing).unwrap_or(false),
-            clusters: entry.clusters.clone().or(profile.clusters).unwrap_or_default(),
+            clusters: entry
+                .clusters
+                .clone()
+                .or(profile.clusters)
+                .unwrap_or_default(),
         })
     }
 }
@@ -100,12 +104,18 @@ hosts:
     fn selection_table() {
         let f: HostsFile = serde_yaml::from_str(FILE).unwrap();
         let s = f.select("lab-1").unwrap();
-        assert_eq!((s.entry.as_str(), s.stacks.clone(), s.routing), ("lab-1", vec!["b".to_string()], true));
+        assert_eq!(
+            (s.entry.as_str(), s.stacks.clone(), s.routing),
+            ("lab-1", vec!["b".to_string()], true)
+        );
         assert_eq!(s.clusters, ["c1"]);
         let s = f.select("laptop").unwrap();
         assert_eq!((s.entry.as_str(), s.stacks.len()), ("default", 2));
         let s = f.select("bare").unwrap();
-        assert_eq!((s.stacks.clone(), s.routing, s.clusters.len()), (vec!["z".to_string()], false, 0));
+        assert_eq!(
+            (s.stacks.clone(), s.routing, s.clusters.len()),
+            (vec!["z".to_string()], false, 0)
+        );
     }
 
     #[test]
@@ -115,6 +125,10 @@ hosts:
         assert_eq!(path, "hosts.h.profile");
         assert!(msg.contains("unknown profile \"nope\""), "{msg}");
         let f: HostsFile = serde_yaml::from_str("hosts:\n  h: {}\n").unwrap();
-        assert!(f.select("other").unwrap_err().1.contains("no `default` entry"));
+        assert!(f
+            .select("other")
+            .unwrap_err()
+            .1
+            .contains("no `default` entry"));
     }
 }

@@ -39,7 +39,10 @@ impl Env {
         V: Into<String>,
     {
         Self {
-            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
     }
 
@@ -258,7 +261,9 @@ mod tests {
 
     #[test]
     fn required_variables() {
-        let err = env().interpolate("${UNSET:?set the db password}").unwrap_err();
+        let err = env()
+            .interpolate("${UNSET:?set the db password}")
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "variable UNSET is not set: set the db password"

@@ -67,7 +67,10 @@ impl Builder {
     /// Path of the node that is about to start, as seen from its parent.
     fn child_path(&self) -> String {
         match self.stack.last() {
-            Some(Frame::Map { prefix, key: Some(k) }) => join(prefix, k),
+            Some(Frame::Map {
+                prefix,
+                key: Some(k),
+            }) => join(prefix, k),
             Some(Frame::Map { prefix, key: None }) => prefix.clone(),
             Some(Frame::Seq { prefix, index: i }) => index(prefix, *i),
             None => String::new(),
@@ -127,7 +130,10 @@ mod tests {
         let idx = LineIndex::build(text);
         assert_eq!(idx.line_of("services.web.image"), Some(3));
         assert_eq!(idx.line_of("services.web.ports[1]"), Some(6));
-        assert_eq!(idx.line_of("services.web.networks.infra.ipv4_address"), Some(9));
+        assert_eq!(
+            idx.line_of("services.web.networks.infra.ipv4_address"),
+            Some(9)
+        );
         // Unknown leaf falls back to the nearest ancestor.
         assert_eq!(idx.line_of("services.web.networks.infra.aliases"), Some(8));
     }

@@ -3,8 +3,71 @@
 //! `load` reads `hosts.yaml` and the selected stacks, interpolates, and normalises into
 //! `spec` types; `validate` checks across files. Every problem becomes a `Diagnostic`.
 
+pub mod build;
 pub mod catalog;
 pub mod compose;
 pub mod hosts;
 pub mod interpolate;
 pub mod lines;
+pub mod load;
+pub mod paths;
+pub mod spec;
+pub mod validate;
+
+use std::path::Path;
+
+use crate::diag::Diagnostic;
+use interpolate::Env;
+use spec::DesiredState;
+
+/// Load, build and validate the desired state for `host`. Either everything is valid, or the
+/// complete list of problems comes back and nothing should be changed on the host.
+pub fn load_desired(root: &Path, host: &str, env: &Env) -> Result<DesiredState, Vec<Diagnostic>> {
+    let (loaded, mut diags) = load::load(root, host, env);
+    let Some(loaded) = loaded else {
+        return Err(diags.into_sorted());
+    };
+    let (state, build_diags) = build::build(&loaded, env);
+    diags.extend(build_diags);
+    diags.extend(validate::validate(&state));
+    if diags.is_empty() {
+        Ok(state)
+    } else {
+        Err(diags.into_sorted())
+    }
+}
+
+impl DesiredState {
+    /// The flat service view routing and clusters validate against.
+    pub fn catalog(&self) -> catalog::Catalog {
+        catalog::Catalog {
+            services: self
+                .services
+                .iter()
+                .map(|s| catalog::ServiceRef {
+                    stack: s.stack.clone(),
+                    service: s.service.clone(),
+                    container_name: s.container_name.clone(),
+                    networks: s.networks.keys().cloned().collect(),
+                    container_ports: s
+                        .ports
+                        .iter()
+                        .map(|p| (p.container_port, p.protocol))
+                        .collect(),
+                    published: s
+                        .ports
+                        .iter()
+                        .filter_map(|p| {
+                            let ip = if p.host_ip.is_empty() || p.host_ip == "0.0.0.0" {
+                                None
+                            } else {
+                                p.host_ip.parse().ok()
+                            };
+                            p.host_port.map(|port| (ip, port, p.protocol))
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Paths from the repo never escape it: no absolute paths, no `..` leaving the root, no
+//! symlink resolving outside. And content digests of the files services read, so editing a
+//! bind-mounted config changes the service's spec hash.
+
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PathError {
+    #[error("{path:?} is absolute: use a path relative to the compose file, inside the repo")]
+    Absolute { path: String },
+    #[error("{path:?} leaves the desired-state directory through '..'")]
+    Escapes { path: String },
+    #[error(
+        "{path:?} resolves through a symlink to {target}, outside the desired-state directory"
+    )]
+    SymlinkEscape { path: String, target: String },
+    #[error("{path:?} does not exist")]
+    Missing { path: String },
+    #[error("{path:?}: {message}")]
+    Io { path: String, message: String },
+}
+
+/// Resolve `raw` (as written in a file under `base`) to a real path inside `root`.
+pub fn resolve_inside(root: &Path, base: &Path, raw: &str) -> Result<PathBuf, PathError> {
+    let p = Path::new(raw);
+    if p.is_absolute() || raw.starts_with('~') {
+        return Err(PathError::Absolute { path: raw.into() });
+    }
+    // Lexical check first: gives the clearer message for `../../etc`.
+    let joined = base.join(p);
+    let rel_to_root = joined
+        .strip_prefix(root)
+        .map_err(|_| PathError::Escapes { path: raw.into() })?;
+    let mut depth: i64 = 0;
+    for c in rel_to_root.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(PathError::Escapes { path: raw.into() });
+        }
+    }
+    let real_root = root.canonicalize().map_err(|e| PathError::Io {
+        path: root.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let real = match joined.canonicalize() {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PathError::Missing { path: raw.into() })
+        }
+        Err(e) => {
+            return Err(PathError::Io {
+                path: raw.into(),
+                message: e.to_string(),
+            })
+        }
+    };
+    if !real.starts_with(&real_root) {
+        return Err(PathError::SymlinkEscape {
+            path: raw.into(),
+            target: real.display().to_string(),
+        });
+    }
+    Ok(real)
+}
+
+/// sha256 of a file, or of a directory tree (relative names, modes and contents, sorted),
+/// as lowercase hex.
+pub fn digest(path: &Path) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    digest_into(path, Path::new(""), &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+fn digest_into(path: &Path, rel: &Path, h: &mut Sha256) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            if e.file_name() == ".git" {
+                continue;
+            }
+            digest_into(&e.path(), &rel.join(e.file_name()), h)?;
+        }
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(
+            (meta.permissions().mode() & 0o111 != 0)
+                .to_string()
+                .as_bytes(),
+        );
+        h.update(std::fs::read(path)?);
+        h.update([0]);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ds");
+        let stack = root.join("stacks/web");
+        std::fs::create_dir_all(&stack).unwrap();
+        std::fs::write(stack.join("ok.conf"), "x").unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), stack.join("link")).unwrap();
+
+        assert!(resolve_inside(&root, &stack, "./ok.conf").is_ok());
+        assert!(resolve_inside(&root, &stack, "../web/ok.conf").is_ok());
+        assert_eq!(
+            resolve_inside(&root, &stack, "/etc/passwd"),
+            Err(PathError::Absolute {
+                path: "/etc/passwd".into()
+            })
+        );
+        assert_eq!(
+            resolve_inside(&root, &stack, "../../../secret"),
+            Err(PathError::Escapes {
+                path: "../../../secret".into()
+            })
+        );
+        assert!(matches!(
+            resolve_inside(&root, &stack, "./link"),
+            Err(PathError::SymlinkEscape { .. })
+        ));
+        assert!(matches!(
+            resolve_inside(&root, &stack, "./nope"),
+            Err(PathError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn digest_changes_with_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a");
+        std::fs::write(&f, "one").unwrap();
+        let d1 = digest(&f).unwrap();
+        let t1 = digest(dir.path()).unwrap();
+        std::fs::write(&f, "two").unwrap();
+        assert_ne!(d1, digest(&f).unwrap());
+        assert_ne!(t1, digest(dir.path()).unwrap());
+    }
+}

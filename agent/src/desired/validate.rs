@@ -1,0 +1,191 @@
+//! Checks across services and stacks, on the built `DesiredState`: names, addresses and ports
+//! that must be unique, static IPs inside their subnet, and a `depends_on` graph without holes
+//! or cycles.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use super::compose::Protocol;
+use super::spec::DesiredState;
+use crate::diag::Diagnostics;
+
+pub fn validate(state: &DesiredState) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    let at = |d: &mut Diagnostics, stack: &str, path: String, msg: String| {
+        let src = state.sources.get(stack);
+        let file = src.map(|s| s.rel.clone()).unwrap_or_default();
+        d.error(&file, src.map(|s| &s.lines), path, msg);
+    };
+
+    let mut names: HashMap<&str, String> = HashMap::new();
+    let mut ips: HashMap<(&str, IpAddr), String> = HashMap::new();
+    let mut published: Vec<(Option<IpAddr>, u16, Protocol, String)> = Vec::new();
+    for s in &state.services {
+        let base = format!("services.{}", s.service);
+        if let Some(prev) = names.insert(&s.container_name, s.key()) {
+            at(
+                &mut d,
+                &s.stack,
+                format!("{base}.container_name"),
+                format!(
+                    "container name {:?} is also used by {prev}",
+                    s.container_name
+                ),
+            );
+        }
+        for (net, att) in &s.networks {
+            let Some(ip) = att.ipv4_address else { continue };
+            let path = format!(
+                "{base}.networks.{}.ipv4_address",
+                network_key(state, &s.stack, net)
+            );
+            if let Some(prev) = ips.insert((net.as_str(), ip), s.key()) {
+                at(
+                    &mut d,
+                    &s.stack,
+                    path.clone(),
+                    format!("{ip} is also assigned to {prev} on network {net}"),
+                );
+            }
+            match state.networks.get(net).map(|n| n.subnet) {
+                Some(Some(subnet)) if !subnet.contains(&ip) => {
+                    at(
+                        &mut d,
+                        &s.stack,
+                        path,
+                        format!("{ip} is outside network {net}'s subnet {subnet}"),
+                    );
+                }
+                Some(None) => at(
+                    &mut d,
+                    &s.stack,
+                    path,
+                    format!(
+                        "a static IP needs a subnet: set networks.{}.ipam.config[0].subnet",
+                        network_key(state, &s.stack, net)
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        for (i, p) in s.ports.iter().enumerate() {
+            let Some(port) = p.host_port else { continue };
+            let ip = if p.host_ip.is_empty() || p.host_ip == "0.0.0.0" {
+                None
+            } else {
+                p.host_ip.parse().ok()
+            };
+            let path = format!("{base}.ports[{i}]");
+            if let Some((_, _, _, prev)) = published.iter().find(|(pip, pport, pproto, _)| {
+                *pport == port
+                    && *pproto == p.protocol
+                    && (pip.is_none() || ip.is_none() || *pip == ip)
+            }) {
+                let shown = if p.host_ip.is_empty() {
+                    "0.0.0.0".to_string()
+                } else {
+                    p.host_ip.clone()
+                };
+                at(
+                    &mut d,
+                    &s.stack,
+                    path.clone(),
+                    format!(
+                        "host port {shown}:{port}/{} is also published by {prev}",
+                        p.protocol
+                    ),
+                );
+            }
+            published.push((ip, port, p.protocol, s.key()));
+        }
+    }
+
+    // depends_on: names within the stack, no cycles.
+    let mut by_stack: BTreeMap<&str, Vec<&super::spec::ServiceSpec>> = BTreeMap::new();
+    for s in &state.services {
+        by_stack.entry(&s.stack).or_default().push(s);
+    }
+    for (stack, services) in by_stack {
+        let known: BTreeMap<&str, &super::spec::ServiceSpec> =
+            services.iter().map(|s| (s.service.as_str(), *s)).collect();
+        for s in &services {
+            for dep in s.depends_on.keys() {
+                if !known.contains_key(dep.as_str()) {
+                    at(
+                        &mut d,
+                        stack,
+                        format!("services.{}.depends_on.{dep}", s.service),
+                        format!(
+                            "depends on unknown service {dep:?} (services in this stack: {})",
+                            known.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(cycle) = find_cycle(&known) {
+            at(
+                &mut d,
+                stack,
+                format!("services.{}.depends_on", cycle[0]),
+                format!("depends_on forms a cycle: {}", cycle.join(" -> ")),
+            );
+        }
+    }
+    d
+}
+
+fn network_key<'a>(state: &'a DesiredState, stack: &str, full: &'a str) -> &'a str {
+    state
+        .networks
+        .get(full)
+        .filter(|n| n.stack == stack)
+        .map(|n| n.key.as_str())
+        .unwrap_or(full)
+}
+
+fn find_cycle(services: &BTreeMap<&str, &super::spec::ServiceSpec>) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Visiting,
+        Done,
+    }
+    fn visit<'a>(
+        n: &'a str,
+        g: &BTreeMap<&'a str, &'a super::spec::ServiceSpec>,
+        marks: &mut HashMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(n) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Visiting) => {
+                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                cycle.push(n.to_string());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        marks.insert(n, Mark::Visiting);
+        stack.push(n);
+        if let Some(s) = g.get(n) {
+            for dep in s.depends_on.keys() {
+                if let Some((k, _)) = g.get_key_value(dep.as_str()) {
+                    if let Some(c) = visit(k, g, marks, stack) {
+                        return Some(c);
+                    }
+                }
+            }
+        }
+        stack.pop();
+        marks.insert(n, Mark::Done);
+        None
+    }
+    let mut marks = HashMap::new();
+    for n in services.keys() {
+        if let Some(c) = visit(n, services, &mut marks, &mut Vec::new()) {
+            return Some(c);
+        }
+    }
+    None
+}

@@ -1,0 +1,380 @@
+//! `plan`: the pure heart. `(&DesiredState, &Observed, &PlanOptions) -> Plan`, no I/O.
+//!
+//! Steps come out in the order apply runs them: networks and volumes, images, containers
+//! (dependencies first), then removals. A converged host gives an empty plan.
+
+mod observed;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+pub use observed::*;
+
+use crate::desired::spec::{DesiredState, ServiceSpec};
+use crate::labels;
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Remove managed containers (and networks) that are no longer desired.
+    pub prune: bool,
+    /// Also remove managed volumes no longer desired. Never implied.
+    pub prune_volumes: bool,
+    /// Allow a desired state with no services to prune everything.
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Step {
+    CreateNetwork {
+        network: String,
+    },
+    CreateVolume {
+        volume: String,
+    },
+    PullImage {
+        image: String,
+    },
+    BuildImage {
+        service: String,
+        image: String,
+    },
+    CreateContainer {
+        service: String,
+        container: String,
+    },
+    RecreateContainer {
+        service: String,
+        container: String,
+        id: String,
+        reasons: Vec<String>,
+    },
+    StartContainer {
+        service: String,
+        container: String,
+        id: String,
+    },
+    RestartContainer {
+        service: String,
+        container: String,
+        id: String,
+        reason: String,
+    },
+    RemoveContainer {
+        service: String,
+        container: String,
+        id: String,
+    },
+    RemoveNetwork {
+        network: String,
+    },
+    RemoveVolume {
+        volume: String,
+    },
+    /// Something the agent will not do on its own; the reason says what to do instead.
+    Blocked {
+        subject: String,
+        reason: String,
+    },
+}
+
+impl Step {
+    /// The `stack/service` a container step acts on.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Step::CreateContainer { service, .. }
+            | Step::RecreateContainer { service, .. }
+            | Step::StartContainer { service, .. }
+            | Step::RestartContainer { service, .. }
+            | Step::BuildImage { service, .. } => Some(service),
+            _ => None,
+        }
+    }
+
+    pub fn is_change(&self) -> bool {
+        !matches!(self, Step::Blocked { .. })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn changes(&self) -> usize {
+        self.steps.iter().filter(|s| s.is_change()).count()
+    }
+}
+
+pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> Plan {
+    let host = desired.host();
+    let mut steps = Vec::new();
+
+    for (name, spec) in &desired.networks {
+        match observed.networks.get(name) {
+            None => steps.push(Step::CreateNetwork { network: name.clone() }),
+            Some(n) if spec.subnet.is_some() && n.subnet != spec.subnet => steps.push(Step::Blocked {
+                subject: format!("network {name}"),
+                reason: format!(
+                    "exists with subnet {}, desired {}; Docker cannot change a subnet in place: remove the network by hand",
+                    n.subnet.map(|s| s.to_string()).unwrap_or_else(|| "none".into()),
+                    spec.subnet.map(|s| s.to_string()).unwrap_or_default()
+                ),
+            }),
+            Some(_) => {}
+        }
+    }
+    for name in &desired.external_networks {
+        if !observed.networks.contains_key(name) && !desired.networks.contains_key(name) {
+            steps.push(Step::Blocked {
+                subject: format!("network {name}"),
+                reason: "declared external but does not exist: create it or run the stack that defines it".into(),
+            });
+        }
+    }
+    for name in desired.volumes.keys() {
+        if !observed.volumes.contains_key(name) {
+            steps.push(Step::CreateVolume {
+                volume: name.clone(),
+            });
+        }
+    }
+
+    let by_name: BTreeMap<&str, &ObservedContainer> = observed
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let by_service: BTreeMap<String, &ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| c.owned_by(host))
+        .filter_map(|c| Some((c.service_key()?, c)))
+        .collect();
+
+    let mut image_steps = Vec::new();
+    let mut container_steps = Vec::new();
+    let mut images_seen = BTreeSet::new();
+    for spec in ordered(desired) {
+        let key = spec.key();
+        let current = by_service.get(&key).copied();
+        // A container with our name that we do not own is never touched.
+        if let Some(other) = by_name.get(spec.container_name.as_str()) {
+            if !other.owned_by(host) || current.is_some_and(|c| c.id != other.id) {
+                container_steps.push(Step::Blocked {
+                    subject: format!("container {}", spec.container_name),
+                    reason: format!("the name is taken by a container this agent does not own for {key} ({}); rename or remove it", owner(other)),
+                });
+                continue;
+            }
+        }
+        let needs_create = match current {
+            None => {
+                container_steps.push(Step::CreateContainer {
+                    service: key.clone(),
+                    container: spec.container_name.clone(),
+                });
+                true
+            }
+            Some(c) => {
+                let reasons = recreate_reasons(spec, c);
+                if !reasons.is_empty() {
+                    container_steps.push(Step::RecreateContainer {
+                        service: key.clone(),
+                        container: spec.container_name.clone(),
+                        id: c.id.clone(),
+                        reasons,
+                    });
+                    true
+                } else {
+                    if let Some(step) = liveness_step(spec, c) {
+                        container_steps.push(step);
+                    }
+                    false
+                }
+            }
+        };
+        if let Some(b) = &spec.build {
+            let built = observed
+                .images
+                .get(&spec.image)
+                .and_then(|i| i.context_digest.as_deref());
+            if built != Some(b.context_digest.as_str()) && images_seen.insert(spec.image.clone()) {
+                image_steps.push(Step::BuildImage {
+                    service: key.clone(),
+                    image: spec.image.clone(),
+                });
+            }
+        } else if needs_create
+            && !observed.images.contains_key(&spec.image)
+            && images_seen.insert(spec.image.clone())
+        {
+            image_steps.push(Step::PullImage {
+                image: spec.image.clone(),
+            });
+        }
+    }
+    steps.extend(image_steps);
+    steps.extend(container_steps);
+
+    let desired_keys: BTreeSet<String> = desired.services.iter().map(ServiceSpec::key).collect();
+    let orphans: Vec<&ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| c.owned_by(host))
+        .filter(|c| c.service_key().is_none_or(|k| !desired_keys.contains(&k)))
+        .collect();
+    if opts.prune && !orphans.is_empty() {
+        if desired.services.is_empty() && !opts.allow_empty {
+            steps.push(Step::Blocked {
+                subject: "prune".into(),
+                reason: format!(
+                    "the desired state has no services: refusing to remove all {} managed containers (pass --allow-empty if that is intended)",
+                    orphans.len()
+                ),
+            });
+        } else {
+            for c in orphans {
+                steps.push(Step::RemoveContainer {
+                    service: c.service_key().unwrap_or_default(),
+                    container: c.name.clone(),
+                    id: c.id.clone(),
+                });
+            }
+            for (name, n) in &observed.networks {
+                if labels::owned_by_btree(&n.labels, host) && !desired.networks.contains_key(name) {
+                    steps.push(Step::RemoveNetwork {
+                        network: name.clone(),
+                    });
+                }
+            }
+        }
+    }
+    if opts.prune_volumes && !(desired.services.is_empty() && !opts.allow_empty) {
+        for (name, v) in &observed.volumes {
+            if labels::owned_by_btree(&v.labels, host) && !desired.volumes.contains_key(name) {
+                steps.push(Step::RemoveVolume {
+                    volume: name.clone(),
+                });
+            }
+        }
+    }
+    Plan { steps }
+}
+
+fn owner(c: &ObservedContainer) -> String {
+    match (c.labels.get(labels::MANAGED), c.labels.get(labels::HOST)) {
+        (Some(_), Some(h)) => format!("managed for host {h}"),
+        _ => "not managed by macula-gitops".into(),
+    }
+}
+
+/// Fields whose digest differs from what the container was created with.
+fn recreate_reasons(spec: &ServiceSpec, c: &ObservedContainer) -> Vec<String> {
+    if c.labels.get(labels::SPEC_HASH).map(String::as_str) == Some(spec.hash().as_str()) {
+        if c.name != spec.container_name {
+            return vec!["container_name changed".into()];
+        }
+        return Vec::new();
+    }
+    let old: BTreeMap<String, String> = c
+        .labels
+        .get(labels::FIELDS)
+        .and_then(|f| serde_json::from_str(f).ok())
+        .unwrap_or_default();
+    if old.is_empty() {
+        return vec!["spec changed".into()];
+    }
+    let new = spec.field_hashes();
+    let mut reasons: Vec<String> = Vec::new();
+    let mut files = Vec::new();
+    for (k, v) in &new {
+        if old.get(k) != Some(v) {
+            match k.strip_prefix("file:") {
+                Some(f) => files.push(f.to_string()),
+                None if k == "mounts" || k == "env_files" => {}
+                None => reasons.push(format!("{k} changed")),
+            }
+        }
+    }
+    for k in old.keys() {
+        if !new.contains_key(k) {
+            match k.strip_prefix("file:") {
+                Some(f) => files.push(f.to_string()),
+                None => reasons.push(format!("{k} changed")),
+            }
+        }
+    }
+    for f in files {
+        reasons.push(format!("file {f} changed"));
+    }
+    // Mount layout changed without a file's content changing.
+    if reasons.is_empty() && old.get("mounts") != new.get("mounts") {
+        reasons.push("mounts changed".into());
+    }
+    if reasons.is_empty() {
+        reasons.push("spec changed".into());
+    }
+    reasons
+}
+
+/// A converged container that is not doing what it should: stopped, or unhealthy.
+fn liveness_step(spec: &ServiceSpec, c: &ObservedContainer) -> Option<Step> {
+    let key = spec.key();
+    match c.state.as_str() {
+        "running" if c.health.as_deref() == Some("unhealthy") => Some(Step::RestartContainer {
+            service: key,
+            container: c.name.clone(),
+            id: c.id.clone(),
+            reason: "unhealthy".into(),
+        }),
+        "running" | "restarting" => None,
+        // A one-shot job that finished well stays finished.
+        "exited"
+            if c.exit_code == Some(0)
+                && (spec.restart == "no" || spec.restart.starts_with("on-failure")) =>
+        {
+            None
+        }
+        _ => Some(Step::StartContainer {
+            service: key,
+            container: c.name.clone(),
+            id: c.id.clone(),
+        }),
+    }
+}
+
+/// Services in dependency order (dependencies first), stable by file order otherwise.
+pub fn ordered(desired: &DesiredState) -> Vec<&ServiceSpec> {
+    let mut out: Vec<&ServiceSpec> = Vec::new();
+    let mut placed = BTreeSet::new();
+    let mut remaining: Vec<&ServiceSpec> = desired.services.iter().collect();
+    while !remaining.is_empty() {
+        let before = remaining.len();
+        remaining.retain(|s| {
+            let ready = s.depends_on.keys().all(|d| {
+                placed.contains(&format!("{}/{d}", s.stack))
+                    || desired.service(&format!("{}/{d}", s.stack)).is_none()
+            });
+            if ready {
+                placed.insert(s.key());
+                out.push(s);
+            }
+            !ready
+        });
+        // A cycle (rejected by validation) must not hang the planner.
+        if remaining.len() == before {
+            out.append(&mut remaining);
+        }
+    }
+    out
+}

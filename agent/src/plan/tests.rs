@@ -1,0 +1,270 @@
+//! Table tests: a desired state (Compose YAML written to a temp dir) and an observed state
+//! (YAML) in, steps out.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::desired::{interpolate::Env, load_desired};
+
+const HOST: &str = "h1";
+
+fn desired(stacks: &[(&str, &str)]) -> DesiredState {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<&str> = stacks.iter().map(|(n, _)| *n).collect();
+    std::fs::write(
+        dir.path().join("hosts.yaml"),
+        format!("hosts:\n  default: {{stacks: [{}]}}\n", names.join(", ")),
+    )
+    .unwrap();
+    for (name, compose) in stacks {
+        let d = dir.path().join("stacks").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("compose.yaml"), compose).unwrap();
+        std::fs::write(d.join("app.conf"), "v1").unwrap();
+    }
+    let state = load_desired(dir.path(), HOST, &Env::default()).unwrap_or_else(|e| panic!("{e:?}"));
+    // Keep the tempdir alive for the test's duration: the state only holds paths into it.
+    std::mem::forget(dir);
+    state
+}
+
+/// What the engine would show right after a successful apply of `d`.
+fn converged(d: &DesiredState) -> Observed {
+    let mut o = Observed::default();
+    for (name, n) in &d.networks {
+        o.networks.insert(
+            name.clone(),
+            ObservedNetwork {
+                id: format!("net-{name}"),
+                subnet: n.subnet,
+                labels: labels::ownership(HOST, &n.stack),
+            },
+        );
+    }
+    for (name, v) in &d.volumes {
+        o.volumes.insert(
+            name.clone(),
+            ObservedVolume {
+                labels: labels::ownership(HOST, &v.stack),
+            },
+        );
+    }
+    for s in &d.services {
+        o.images.insert(
+            s.image.clone(),
+            ObservedImage {
+                context_digest: s.build.as_ref().map(|b| b.context_digest.clone()),
+            },
+        );
+        let mut l = labels::ownership(HOST, &s.stack);
+        l.insert(labels::SERVICE.into(), s.service.clone());
+        l.insert(labels::SPEC_HASH.into(), s.hash());
+        l.insert(
+            labels::FIELDS.into(),
+            serde_json::to_string(&s.field_hashes()).unwrap(),
+        );
+        o.containers.push(ObservedContainer {
+            id: format!("id-{}", s.service),
+            name: s.container_name.clone(),
+            state: "running".into(),
+            exit_code: None,
+            health: None,
+            labels: l,
+        });
+    }
+    o
+}
+
+const WEB: &str = "
+services:
+  db:
+    image: busybox:1
+    container_name: t-db
+    volumes: [data:/data]
+    networks: {infra: {ipv4_address: 10.99.0.10}}
+    healthcheck: {test: [CMD, true], interval: 1s}
+  web:
+    image: busybox:1
+    container_name: t-web
+    environment: {MODE: prod}
+    volumes: [./app.conf:/etc/app.conf:ro]
+    ports: [\"127.0.0.1:8080:80\"]
+    networks: [infra]
+    depends_on: {db: {condition: service_healthy}}
+networks:
+  infra:
+    ipam: {config: [{subnet: 10.99.0.0/24}]}
+volumes:
+  data: {}
+";
+
+fn opts() -> PlanOptions {
+    PlanOptions {
+        prune: true,
+        ..Default::default()
+    }
+}
+
+fn lines(p: &Plan) -> Vec<String> {
+    p.steps.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn cold_start_creates_everything_in_dependency_order() {
+    let d = desired(&[("web", WEB)]);
+    let p = plan(&d, &Observed::default(), &opts());
+    assert_eq!(
+        lines(&p),
+        [
+            "+ network web_infra",
+            "+ volume web_data",
+            "+ image busybox:1 (pull)",
+            "+ container t-db (web/db)",
+            "+ container t-web (web/web)",
+        ]
+    );
+}
+
+#[test]
+fn converged_gives_an_empty_plan() {
+    let d = desired(&[("web", WEB)]);
+    let p = plan(&d, &converged(&d), &opts());
+    assert!(p.is_empty(), "{p}");
+}
+
+#[test]
+fn changed_env_recreates_only_that_service_and_names_the_field() {
+    let d = desired(&[("web", WEB)]);
+    let o = converged(&d);
+    let d2 = desired(&[("web", &WEB.replace("MODE: prod", "MODE: dev"))]);
+    let p = plan(&d2, &o, &opts());
+    assert_eq!(
+        lines(&p),
+        ["~ container t-web (web/web): recreate, environment changed"]
+    );
+}
+
+#[test]
+fn changed_bind_mounted_file_recreates_and_names_the_file() {
+    let d = desired(&[("web", WEB)]);
+    let o = converged(&d);
+    let d2 = desired(&[("web", WEB)]);
+    let conf = d2.root.join("stacks/web/app.conf");
+    std::fs::write(&conf, "v2").unwrap();
+    let d2 = load_desired(&d2.root, HOST, &Env::default()).unwrap();
+    let p = plan(&d2, &o, &opts());
+    assert_eq!(
+        lines(&p),
+        ["~ container t-web (web/web): recreate, file stacks/web/app.conf changed"]
+    );
+}
+
+#[test]
+fn stopped_and_unhealthy_containers_are_repaired() {
+    let d = desired(&[("web", WEB)]);
+    let mut o = converged(&d);
+    o.containers[0].state = "exited".into();
+    o.containers[0].exit_code = Some(137);
+    o.containers[1].health = Some("unhealthy".into());
+    assert_eq!(
+        lines(&plan(&d, &o, &opts())),
+        [
+            "~ container t-db (web/db): start, not running",
+            "~ container t-web (web/web): restart, unhealthy"
+        ]
+    );
+}
+
+#[test]
+fn removed_service_is_pruned_but_its_volume_is_kept() {
+    let d = desired(&[("web", WEB)]);
+    let o = converged(&d);
+    let without_db = "
+services:
+  web:
+    image: busybox:1
+    container_name: t-web
+networks:
+  infra:
+    ipam: {config: [{subnet: 10.99.0.0/24}]}
+";
+    let d2 = desired(&[("web", without_db)]);
+    let l = lines(&plan(&d2, &o, &opts()));
+    assert!(
+        l.contains(&"- container t-db (web/db): no longer desired".to_string()),
+        "{l:?}"
+    );
+    assert!(
+        !l.iter().any(|s| s.contains("volume")),
+        "volumes are never pruned by default: {l:?}"
+    );
+    let with_volumes = PlanOptions {
+        prune: true,
+        prune_volumes: true,
+        allow_empty: false,
+    };
+    assert!(lines(&plan(&d2, &o, &with_volumes)).contains(&"- volume web_data".to_string()));
+}
+
+#[test]
+fn foreign_and_other_host_containers_are_never_touched() {
+    let d = desired(&[("web", WEB)]);
+    let mut o = converged(&d);
+    // A container of another host on the same engine, and one nobody manages.
+    let mut other = o.containers[0].clone();
+    other.id = "other".into();
+    other.name = "x-other".into();
+    other.labels.insert(labels::HOST.into(), "h2".into());
+    o.containers.push(other);
+    o.containers.push(ObservedContainer {
+        id: "mine".into(),
+        name: "hand-made".into(),
+        state: "running".into(),
+        ..Default::default()
+    });
+    assert!(plan(&d, &o, &opts()).is_empty());
+}
+
+#[test]
+fn name_taken_by_unmanaged_container_is_blocked_not_removed() {
+    let d = desired(&[("web", WEB)]);
+    let mut o = converged(&d);
+    o.containers[1].labels = BTreeMap::new();
+    let l = lines(&plan(&d, &o, &opts()));
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].starts_with(
+            "! container t-web: the name is taken by a container this agent does not own"
+        ),
+        "{l:?}"
+    );
+}
+
+#[test]
+fn empty_desired_state_refuses_to_prune_everything() {
+    let d = desired(&[("web", WEB)]);
+    let o = converged(&d);
+    let empty = desired(&[("web", "services: {}\n")]);
+    let l = lines(&plan(&empty, &o, &opts()));
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].contains("refusing to remove all 2 managed containers"),
+        "{l:?}"
+    );
+    let allow = PlanOptions {
+        prune: true,
+        prune_volumes: false,
+        allow_empty: true,
+    };
+    assert_eq!(plan(&empty, &o, &allow).changes(), 3); // two containers and the network
+}
+
+#[test]
+fn observed_state_reads_from_yaml() {
+    let o: Observed = serde_yaml::from_str(
+        "containers:\n  - {id: a, name: n, state: exited, exit_code: 0}\nnetworks:\n  net: {subnet: 10.0.0.0/24}\n",
+    )
+    .unwrap();
+    assert_eq!(o.containers[0].exit_code, Some(0));
+    assert!(o.networks["net"].subnet.is_some());
+}
