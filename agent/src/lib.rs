@@ -3,8 +3,12 @@
 //! Data flows one way: source → desired → observe → plan → apply → report.
 //! See ARCHITECTURE.md for the map.
 
+pub mod apply;
 pub mod desired;
 pub mod diag;
+pub mod drift;
+pub mod engine;
 pub mod labels;
 pub mod plan;
 pub mod reconcile;
+pub mod state;

@@ -1,1 +1,293 @@
-fn main() {}
+//! The `macula-gitops` command line. Thin: parses flags, calls the library, prints, exits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use macula_gitops::diag::Diagnostic;
+use macula_gitops::engine::DockerEngine;
+use macula_gitops::reconcile::{self, ReconcileError, ReconcileOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "macula-gitops",
+    version,
+    about = "Per-host GitOps reconciler: Docker services, loopback routing, kind clusters"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Global {
+    /// The desired-state directory (default: this repository's own desired-state/).
+    #[arg(long, global = true, env = "MACULA_GITOPS_DESIRED_STATE")]
+    desired_state: Option<PathBuf>,
+    /// Host name selecting the slice in hosts.yaml (default: this machine's hostname).
+    #[arg(long, global = true, env = "MACULA_GITOPS_HOST")]
+    host: Option<String>,
+    /// dotenv file for ${VAR} interpolation (default: <desired-state>/.env, else .env.example).
+    #[arg(long, global = true, env = "MACULA_GITOPS_ENV_FILE")]
+    env_file: Option<PathBuf>,
+    /// Where the agent keeps its state (default: /var/lib/macula-gitops as root, XDG state dir otherwise).
+    #[arg(long, global = true, env = "MACULA_GITOPS_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "MACULA_GITOPS_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the desired state for this host and report every problem.
+    Validate,
+    /// Show what apply would change.
+    Diff {
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        /// Exit with status 2 when there are changes.
+        #[arg(long)]
+        exit_code: bool,
+        #[command(flatten)]
+        prune: PruneArgs,
+    },
+    /// Converge the host to the desired state once.
+    Apply {
+        #[command(flatten)]
+        prune: PruneArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Run as a daemon: reconcile now, then on drift (Docker events) and every interval.
+    Run {
+        #[command(flatten)]
+        prune: PruneArgs,
+        /// Full reconcile interval.
+        #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, env = "MACULA_GITOPS_INTERVAL")]
+        interval: Duration,
+    },
+}
+
+#[derive(Args, Clone)]
+struct PruneArgs {
+    /// Keep managed containers that are no longer desired.
+    #[arg(long)]
+    no_prune: bool,
+    /// Also remove managed volumes that are no longer desired (data loss: never implied).
+    #[arg(long)]
+    prune_volumes: bool,
+    /// Allow an empty desired state to remove every managed container.
+    #[arg(long)]
+    allow_empty: bool,
+    /// How long to wait for a dependency to become healthy.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, env = "MACULA_GITOPS_HEALTH_TIMEOUT")]
+    health_timeout: Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn default_desired_state() -> PathBuf {
+    // The repository this binary was built from carries the Macula platform's own desired state.
+    let embedded = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../desired-state"));
+    if embedded.join("hosts.yaml").exists() {
+        embedded
+    } else {
+        PathBuf::from("desired-state")
+    }
+}
+
+fn options(g: &Global, p: Option<&PruneArgs>) -> anyhow::Result<ReconcileOptions> {
+    let host = match &g.host {
+        Some(h) => h.clone(),
+        None => nix::unistd::gethostname()
+            .context("cannot read the hostname; pass --host")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let mut o = ReconcileOptions {
+        desired_root: g
+            .desired_state
+            .clone()
+            .unwrap_or_else(default_desired_state),
+        host,
+        env_file: g.env_file.clone(),
+        ..Default::default()
+    };
+    if let Some(s) = &g.state_dir {
+        o.state_dir = s.clone();
+    }
+    if let Some(p) = p {
+        o.prune = !p.no_prune;
+        o.prune_volumes = p.prune_volumes;
+        o.allow_empty = p.allow_empty;
+        o.health_timeout = p.health_timeout;
+    }
+    Ok(o)
+}
+
+fn print_invalid(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("error: {d}");
+    }
+    eprintln!(
+        "{} problem(s) in {}",
+        diags.len(),
+        if diags.len() == 1 {
+            "the desired state"
+        } else {
+            "the desired state; nothing was changed"
+        }
+    );
+}
+
+/// Map a reconcile error to output and an exit code (1: invalid or failed).
+fn report_error(e: ReconcileError) -> ExitCode {
+    match e {
+        ReconcileError::Invalid(d) => print_invalid(&d),
+        other => eprintln!("error: {other}"),
+    }
+    ExitCode::from(1)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.log_json);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MACULA_GITOPS_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Validate => {
+            let o = options(g, None)?;
+            match reconcile::desired(&o) {
+                Ok(d) => {
+                    println!(
+                        "ok: {} services in {} stacks for host {} (entry {:?})",
+                        d.services.len(),
+                        d.selection.stacks.len(),
+                        d.host(),
+                        d.selection.entry
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(report_error(e)),
+            }
+        }
+        Command::Diff {
+            output,
+            exit_code,
+            prune,
+        } => {
+            let o = options(g, Some(prune))?;
+            let engine = DockerEngine::connect().await?;
+            match reconcile::diff(&engine, &o).await {
+                Ok((_, plan)) => {
+                    match output {
+                        Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+                        Output::Text => print!("{plan}"),
+                    }
+                    Ok(if *exit_code && !plan.is_empty() {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::SUCCESS
+                    })
+                }
+                Err(e) => Ok(report_error(e)),
+            }
+        }
+        Command::Apply { prune, output } => {
+            let o = options(g, Some(prune))?;
+            match reconcile::reconcile(&o).await {
+                Ok(r) => {
+                    match output {
+                        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                        Output::Text => {
+                            for l in &r.done {
+                                println!("{l}");
+                            }
+                            for e in &r.errors {
+                                eprintln!("failed: {e}");
+                            }
+                            println!(
+                                "{} failed, {} tried ({} changed)",
+                                r.failed, r.tried, r.changed
+                            );
+                        }
+                    }
+                    Ok(if r.ok() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Err(e) => Ok(report_error(e)),
+            }
+        }
+        Command::Run { prune, interval } => {
+            let o = options(g, Some(prune))?;
+            local_daemon(o, *interval).await
+        }
+    }
+}
+
+/// Reconcile the local desired state now, on every drift event, and every `interval`.
+async fn local_daemon(opts: ReconcileOptions, interval: Duration) -> anyhow::Result<ExitCode> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(macula_gitops::drift::watch(opts.host.clone(), tx));
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(_) = rx.recv() => {
+                // Coalesce a burst (kill → die → stop) into one pass.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while rx.try_recv().is_ok() {}
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+        match reconcile::reconcile(&opts).await {
+            Ok(r) => tracing::info!(
+                tried = r.tried,
+                failed = r.failed,
+                changed = r.changed,
+                "pass done"
+            ),
+            Err(ReconcileError::Invalid(d)) => {
+                for x in &d {
+                    tracing::error!(problem = %x, "invalid desired state; keeping what runs");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reconcile failed"),
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Executing a plan against an `Engine`: networks and volumes, images, then containers in
+//! `depends_on` order (independent services in parallel, dependencies waited on by their
+//! condition), then removals. A failed item does not stop the others: the outcome is a
+//! `{failed, tried}` report listing each failure.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde::Serialize;
+
+use crate::desired::compose::Condition;
+use crate::desired::spec::{DesiredState, MountSource, ServiceSpec};
+use crate::engine::{CreateContext, Engine, EngineError};
+use crate::plan::{Plan, Step};
+use crate::state;
+
+#[derive(Debug, Clone)]
+pub struct ApplyContext {
+    pub revision: Option<String>,
+    pub state_dir: PathBuf,
+    /// Upper bound on waiting for a dependency to become healthy or complete.
+    pub health_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub tried: usize,
+    pub failed: usize,
+    /// Human lines for what changed.
+    pub done: Vec<String>,
+    /// One line per failure, naming its subject.
+    pub errors: Vec<String>,
+}
+
+impl ApplyReport {
+    fn ok(&mut self, what: impl Into<String>) {
+        self.tried += 1;
+        self.done.push(what.into());
+    }
+
+    fn fail(&mut self, what: impl Into<String>) {
+        self.tried += 1;
+        self.failed += 1;
+        self.errors.push(what.into());
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// Container exists and was started (or already was); id known.
+    Ready(String),
+    Failed,
+}
+
+pub async fn apply<E: Engine>(
+    engine: &E,
+    desired: &DesiredState,
+    plan: &Plan,
+    ctx: &ApplyContext,
+) -> ApplyReport {
+    let host = desired.host().to_string();
+    let mut report = ApplyReport::default();
+
+    for step in &plan.steps {
+        match step {
+            Step::CreateNetwork { network } => match desired.networks.get(network) {
+                Some(spec) => match engine.create_network(spec, &host).await {
+                    Ok(()) => report.ok(step.to_string()),
+                    Err(e) => report.fail(e.to_string()),
+                },
+                None => report.fail(format!("network {network}: not in the desired state")),
+            },
+            Step::CreateVolume { volume } => match desired.volumes.get(volume) {
+                Some(spec) => match engine.create_volume(spec, &host).await {
+                    Ok(()) => report.ok(step.to_string()),
+                    Err(e) => report.fail(e.to_string()),
+                },
+                None => report.fail(format!("volume {volume}: not in the desired state")),
+            },
+            _ => {}
+        }
+    }
+
+    // Images in parallel; a service whose image failed is not attempted.
+    let image_steps: Vec<&Step> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::PullImage { .. } | Step::BuildImage { .. }))
+        .collect();
+    let results = join_all(image_steps.iter().map(|s| async move {
+        match s {
+            Step::PullImage { image } => (image.clone(), engine.pull_image(image).await),
+            Step::BuildImage { service, image } => {
+                match desired.service(service).and_then(|s| s.build.as_ref()) {
+                    Some(b) => (image.clone(), engine.build_image(b, image).await),
+                    None => (
+                        image.clone(),
+                        Err(EngineError::Build {
+                            image: image.clone(),
+                            message: "no build section".into(),
+                        }),
+                    ),
+                }
+            }
+            _ => unreachable!("filtered to image steps"),
+        }
+    }))
+    .await;
+    let mut failed_images = BTreeSet::new();
+    for ((image, result), step) in results.into_iter().zip(&image_steps) {
+        match result {
+            Ok(()) => report.ok(step.to_string()),
+            Err(e) => {
+                report.fail(e.to_string());
+                failed_images.insert(image);
+            }
+        }
+    }
+
+    // Blocked subjects count as failures so a run with them exits non-zero.
+    let mut blocked_services = BTreeSet::new();
+    for step in &plan.steps {
+        if let Step::Blocked { subject, reason } = step {
+            report.fail(format!("{subject}: {reason}"));
+            if let Some(name) = subject.strip_prefix("container ") {
+                if let Some(s) = desired.services.iter().find(|s| s.container_name == name) {
+                    blocked_services.insert(s.key());
+                }
+            }
+        }
+    }
+
+    let container_steps: HashMap<String, &Step> = plan
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s,
+                Step::CreateContainer { .. }
+                    | Step::RecreateContainer { .. }
+                    | Step::StartContainer { .. }
+                    | Step::RestartContainer { .. }
+            )
+        })
+        .filter_map(|s| Some((s.service()?.to_string(), s)))
+        .collect();
+
+    // Containers that are already fine, by service, so dependents can wait on them.
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+    let observed_ids = current_ids(engine, desired).await;
+    for level in levels(desired) {
+        let runs = level.iter().map(|spec| {
+            let key = spec.key();
+            let step = container_steps.get(&key).copied();
+            let deps_failed: Vec<String> = spec
+                .depends_on
+                .keys()
+                .map(|d| format!("{}/{d}", spec.stack))
+                .filter(|d| {
+                    matches!(outcomes.get(d), Some(Outcome::Failed)) || blocked_services.contains(d)
+                })
+                .collect();
+            let dep_ids: Vec<(String, Condition, Option<String>)> = spec
+                .depends_on
+                .iter()
+                .map(|(d, c)| {
+                    let k = format!("{}/{d}", spec.stack);
+                    let id = match outcomes.get(&k) {
+                        Some(Outcome::Ready(id)) => Some(id.clone()),
+                        _ => None,
+                    };
+                    (k, *c, id)
+                })
+                .collect();
+            let image_failed = failed_images.contains(&spec.image);
+            let blocked = blocked_services.contains(&key);
+            let existing = observed_ids.get(&key).cloned();
+            let host = host.clone();
+            async move {
+                if blocked {
+                    return (key, Outcome::Failed, None);
+                }
+                if !deps_failed.is_empty() {
+                    return (
+                        key.clone(),
+                        Outcome::Failed,
+                        Some(Err(format!(
+                            "{key}: not started, dependency {} failed",
+                            deps_failed.join(", ")
+                        ))),
+                    );
+                }
+                if image_failed && step.is_some() {
+                    return (
+                        key.clone(),
+                        Outcome::Failed,
+                        Some(Err(format!(
+                            "{key}: not started, image {} is not available",
+                            spec.image
+                        ))),
+                    );
+                }
+                for (dep, cond, id) in &dep_ids {
+                    if let Some(id) = id {
+                        if let Err(e) = wait_for(engine, id, *cond, ctx.health_timeout).await {
+                            return (
+                                key.clone(),
+                                Outcome::Failed,
+                                Some(Err(format!("{key}: dependency {dep} {e}"))),
+                            );
+                        }
+                    }
+                }
+                match step {
+                    None => match existing {
+                        Some(id) => (key, Outcome::Ready(id), None),
+                        None => (key, Outcome::Failed, None),
+                    },
+                    Some(step) => match run_container_step(engine, spec, step, &host, ctx).await {
+                        Ok(id) => (key, Outcome::Ready(id), Some(Ok(step.to_string()))),
+                        Err(e) => (key.clone(), Outcome::Failed, Some(Err(e.to_string()))),
+                    },
+                }
+            }
+        });
+        for (key, outcome, line) in join_all(runs).await {
+            match line {
+                Some(Ok(l)) => report.ok(l),
+                Some(Err(l)) => report.fail(l),
+                None => {}
+            }
+            outcomes.insert(key, outcome);
+        }
+    }
+
+    for step in &plan.steps {
+        let result = match step {
+            Step::RemoveContainer { id, .. } => engine.remove_container(id).await,
+            Step::RemoveNetwork { network } => engine.remove_network(network).await,
+            Step::RemoveVolume { volume } => engine.remove_volume(volume).await,
+            _ => continue,
+        };
+        match result {
+            Ok(()) => report.ok(step.to_string()),
+            Err(e) => report.fail(e.to_string()),
+        }
+    }
+    report
+}
+
+/// Ids of the desired services' current containers (for dependents of converged services).
+async fn current_ids<E: Engine>(engine: &E, desired: &DesiredState) -> BTreeMap<String, String> {
+    let Ok(observed) = engine.observe().await else {
+        return BTreeMap::new();
+    };
+    let host = desired.host();
+    observed
+        .containers
+        .iter()
+        .filter(|c| c.owned_by(host))
+        .filter_map(|c| Some((c.service_key()?, c.id.clone())))
+        .collect()
+}
+
+async fn run_container_step<E: Engine>(
+    engine: &E,
+    spec: &ServiceSpec,
+    step: &Step,
+    host: &str,
+    ctx: &ApplyContext,
+) -> Result<String, EngineError> {
+    match step {
+        Step::StartContainer { id, .. } => {
+            engine.start_container(id, &spec.container_name).await?;
+            Ok(id.clone())
+        }
+        Step::RestartContainer { id, .. } => {
+            engine.restart_container(id).await?;
+            Ok(id.clone())
+        }
+        Step::RecreateContainer { id, .. } => {
+            let cctx = create_context(spec, host, ctx)?;
+            engine.remove_container(id).await?;
+            create_and_start(engine, spec, &cctx).await
+        }
+        _ => {
+            let cctx = create_context(spec, host, ctx)?;
+            create_and_start(engine, spec, &cctx).await
+        }
+    }
+}
+
+async fn create_and_start<E: Engine>(
+    engine: &E,
+    spec: &ServiceSpec,
+    cctx: &CreateContext,
+) -> Result<String, EngineError> {
+    let id = engine.create_container(spec, cctx).await?;
+    if let Err(e) = engine.start_container(&id, &spec.container_name).await {
+        // A created-but-never-started container would look converged on the next pass and
+        // keep its port claim; remove it so the next pass retries cleanly.
+        let _ = engine.remove_container(&id).await;
+        return Err(e);
+    }
+    Ok(id)
+}
+
+fn create_context(
+    spec: &ServiceSpec,
+    host: &str,
+    ctx: &ApplyContext,
+) -> Result<CreateContext, EngineError> {
+    let mut mount_paths = BTreeMap::new();
+    for m in &spec.mounts {
+        if let MountSource::Repo { digest, local, .. } = &m.source {
+            let p = state::materialise(&ctx.state_dir, digest, local).map_err(|e| {
+                EngineError::Container {
+                    container: spec.container_name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            mount_paths.insert(digest.clone(), p);
+        }
+    }
+    Ok(CreateContext {
+        host: host.to_string(),
+        revision: ctx.revision.clone(),
+        mount_paths,
+    })
+}
+
+/// Wait until the dependency satisfies `cond`.
+async fn wait_for<E: Engine>(
+    engine: &E,
+    id: &str,
+    cond: Condition,
+    timeout: Duration,
+) -> Result<(), String> {
+    if cond == Condition::ServiceStarted {
+        return Ok(());
+    }
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let st = engine
+            .container_status(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        match cond {
+            Condition::ServiceHealthy => match st.health.as_deref() {
+                Some("healthy") => return Ok(()),
+                None => {
+                    return Err(
+                        "has no healthcheck but is depended on with condition service_healthy"
+                            .into(),
+                    )
+                }
+                Some("unhealthy") => return Err("is unhealthy".into()),
+                _ if st.state == "exited" || st.state == "dead" => {
+                    return Err(format!("exited (code {})", st.exit_code.unwrap_or(-1)))
+                }
+                _ => {}
+            },
+            Condition::ServiceCompletedSuccessfully => {
+                if st.state == "exited" || st.state == "dead" {
+                    return match st.exit_code {
+                        Some(0) => Ok(()),
+                        code => Err(format!(
+                            "did not complete successfully (exit code {})",
+                            code.unwrap_or(-1)
+                        )),
+                    };
+                }
+            }
+            Condition::ServiceStarted => return Ok(()),
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "did not become {} within {}s",
+                if cond == Condition::ServiceHealthy {
+                    "healthy"
+                } else {
+                    "complete"
+                },
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Services grouped so that every service's dependencies are in an earlier group.
+fn levels(desired: &DesiredState) -> Vec<Vec<&ServiceSpec>> {
+    let mut level: HashMap<String, usize> = HashMap::new();
+    for s in crate::plan::ordered(desired) {
+        let l = s
+            .depends_on
+            .keys()
+            .filter_map(|d| level.get(&format!("{}/{d}", s.stack)))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        level.insert(s.key(), l);
+    }
+    let max = level.values().copied().max().unwrap_or(0);
+    let mut out = vec![
+        Vec::new();
+        if desired.services.is_empty() {
+            0
+        } else {
+            max + 1
+        }
+    ];
+    for s in &desired.services {
+        out[level[&s.key()]].push(s);
+    }
+    out
+}

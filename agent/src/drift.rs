@@ -1,0 +1,104 @@
+//! Drift detection: the Docker events stream, filtered to containers this agent owns for the
+//! host. A die/stop/destroy/oom/unhealthy event asks for a reconcile at once; the stream is
+//! re-opened with backoff when the engine restarts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::engine::DockerEngine;
+use crate::labels;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftEvent {
+    pub container: String,
+    /// `stack/service` from the container's labels.
+    pub service: String,
+    pub action: String,
+}
+
+/// Actions that mean a managed container is no longer doing what it should.
+fn is_drift(action: &str) -> bool {
+    matches!(action, "die" | "stop" | "destroy" | "oom" | "kill")
+        || action.starts_with("health_status: unhealthy")
+}
+
+/// Watch until `tx` is closed. Reconnects forever; errors are logged, never returned.
+pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
+    let mut backoff = Duration::from_millis(200);
+    while !tx.is_closed() {
+        match DockerEngine::connect().await {
+            Ok(engine) => {
+                let filters = HashMap::from([
+                    ("type".to_string(), vec!["container".to_string()]),
+                    (
+                        "label".to_string(),
+                        vec![
+                            format!("{}=true", labels::MANAGED),
+                            format!("{}={host}", labels::HOST),
+                        ],
+                    ),
+                ]);
+                let opts = EventsOptionsBuilder::default().filters(&filters).build();
+                let mut events = engine.client().events(Some(opts));
+                tracing::debug!(host, "watching Docker events");
+                while let Some(ev) = events.next().await {
+                    match ev {
+                        Ok(msg) => {
+                            backoff = Duration::from_millis(200);
+                            let action = msg.action.unwrap_or_default();
+                            if !is_drift(&action) {
+                                continue;
+                            }
+                            let attrs = msg.actor.and_then(|a| a.attributes).unwrap_or_default();
+                            let ev = DriftEvent {
+                                container: attrs.get("name").cloned().unwrap_or_default(),
+                                service: format!(
+                                    "{}/{}",
+                                    attrs.get(labels::STACK).map(String::as_str).unwrap_or("?"),
+                                    attrs
+                                        .get(labels::SERVICE)
+                                        .map(String::as_str)
+                                        .unwrap_or("?")
+                                ),
+                                action,
+                            };
+                            tracing::info!(container = %ev.container, service = %ev.service, action = %ev.action, "drift");
+                            if tx.send(ev).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Docker events stream failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch Docker events; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn drift_actions() {
+        for a in ["die", "stop", "destroy", "oom", "health_status: unhealthy"] {
+            assert!(super::is_drift(a), "{a}");
+        }
+        for a in [
+            "start",
+            "create",
+            "health_status: healthy",
+            "exec_start: sh",
+        ] {
+            assert!(!super::is_drift(a), "{a}");
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! `Engine` over the Docker API with bollard, at `DOCKER_HOST` or the default socket.
+
+use std::collections::HashMap;
+
+use bollard::errors::Error as BErr;
+use bollard::models::{
+    ContainerSummaryStateEnum, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptions,
+    ListVolumesOptions, RemoveContainerOptionsBuilder, RestartContainerOptions,
+    StartContainerOptions,
+};
+use bollard::Docker;
+use futures::StreamExt;
+
+use super::render::{container_body, endpoint};
+use super::{ContainerStatus, CreateContext, Engine, EngineError};
+use crate::desired::spec::{BuildSpec, NetworkSpec, ServiceSpec, VolumeSpec};
+use crate::labels;
+use crate::plan::{Observed, ObservedContainer, ObservedImage, ObservedNetwork, ObservedVolume};
+
+#[derive(Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+}
+
+fn endpoint_name() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+fn api(op: &'static str, subject: impl Into<String>) -> impl FnOnce(BErr) -> EngineError {
+    let subject = subject.into();
+    move |source| EngineError::Api {
+        op,
+        subject,
+        source,
+    }
+}
+
+impl DockerEngine {
+    /// Connect and agree on an API version (engines as old as 20.10 speak 1.41 at most).
+    pub async fn connect() -> Result<Self, EngineError> {
+        let unreachable = |source| EngineError::Unreachable {
+            endpoint: endpoint_name(),
+            source,
+        };
+        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(Self { docker })
+    }
+
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+/// Docker's `/name` → `name`.
+fn trim_name(n: &str) -> String {
+    n.trim_start_matches('/').to_string()
+}
+
+/// `repo` → `repo:latest`, as the engine lists tags.
+pub fn normalize_ref(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || image.contains('@') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// Exit code from a status such as `Exited (137) 3 seconds ago`: old engines send no field.
+fn exit_code_from_status(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split(')').next()?.parse().ok()
+}
+
+fn health_from_status(status: &str) -> Option<String> {
+    ["(healthy)", "(unhealthy)", "(health: starting)"]
+        .iter()
+        .find(|m| status.contains(*m))
+        .map(|m| {
+            m.trim_matches(['(', ')'])
+                .trim_start_matches("health: ")
+                .to_string()
+        })
+}
+
+impl Engine for DockerEngine {
+    async fn observe(&self) -> Result<Observed, EngineError> {
+        let (containers, networks, volumes, images) = tokio::join!(
+            self.docker.list_containers(Some(
+                ListContainersOptionsBuilder::default().all(true).build()
+            )),
+            self.docker.list_networks(None::<ListNetworksOptions>),
+            self.docker.list_volumes(None::<ListVolumesOptions>),
+            self.docker
+                .list_images(Some(ListImagesOptionsBuilder::default().build())),
+        );
+        let mut o = Observed::default();
+        for c in containers.map_err(api("list", "containers"))? {
+            let status = c.status.clone().unwrap_or_default();
+            o.containers.push(ObservedContainer {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| trim_name(n))
+                    .unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                exit_code: matches!(c.state, Some(ContainerSummaryStateEnum::EXITED))
+                    .then(|| exit_code_from_status(&status))
+                    .flatten(),
+                health: health_from_status(&status),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+            });
+        }
+        for n in networks.map_err(api("list", "networks"))? {
+            let subnet = n
+                .ipam
+                .as_ref()
+                .and_then(|i| i.config.as_ref())
+                .and_then(|c| c.first())
+                .and_then(|c| c.subnet.as_ref())
+                .and_then(|s| s.parse().ok());
+            o.networks.insert(
+                n.name.unwrap_or_default(),
+                ObservedNetwork {
+                    id: n.id.unwrap_or_default(),
+                    subnet,
+                    labels: n.labels.unwrap_or_default().into_iter().collect(),
+                },
+            );
+        }
+        for v in volumes
+            .map_err(api("list", "volumes"))?
+            .volumes
+            .unwrap_or_default()
+        {
+            o.volumes.insert(
+                v.name,
+                ObservedVolume {
+                    labels: v.labels.into_iter().collect(),
+                },
+            );
+        }
+        for i in images.map_err(api("list", "images"))? {
+            let digest = i.labels.get(labels::CONTEXT_DIGEST).cloned();
+            for tag in &i.repo_tags {
+                o.images.insert(
+                    tag.clone(),
+                    ObservedImage {
+                        context_digest: digest.clone(),
+                    },
+                );
+            }
+        }
+        // The planner looks images up as written in the desired state (`busybox` = `busybox:latest`).
+        let aliases: Vec<(String, ObservedImage)> = o
+            .images
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_suffix(":latest")
+                    .map(|s| (s.to_string(), v.clone()))
+            })
+            .collect();
+        o.images.extend(aliases);
+        Ok(o)
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec, host: &str) -> Result<(), EngineError> {
+        let mut l: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        l.extend(labels::ownership(host, &spec.stack));
+        let ipam = spec.subnet.map(|s| Ipam {
+            config: Some(vec![IpamConfig {
+                subnet: Some(s.to_string()),
+                gateway: spec.gateway.map(|g| g.to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: spec.name.clone(),
+                driver: Some(spec.driver.clone()),
+                ipam,
+                labels: Some(l),
+                ..Default::default()
+            })
+            .await
+            .map_err(api("create network", &spec.name))?;
+        Ok(())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        self.docker
+            .remove_network(name)
+            .await
+            .map_err(api("remove network", name))
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec, host: &str) -> Result<(), EngineError> {
+        let mut l: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        l.extend(labels::ownership(host, &spec.stack));
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(spec.name.clone()),
+                labels: Some(l),
+                ..Default::default()
+            })
+            .await
+            .map_err(api("create volume", &spec.name))?;
+        Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map_err(api("remove volume", name))
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<(), EngineError> {
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(&normalize_ref(image))
+            .build();
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        let registry = registry_of(image);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        return Err(EngineError::Pull {
+                            image: image.into(),
+                            registry,
+                            message: e,
+                        });
+                    }
+                    if let Some(status) = info.status {
+                        tracing::info!(image, status = %status, progress = ?info.progress_detail.and_then(|p| p.current.zip(p.total)), "pull");
+                    }
+                }
+                Err(e) => {
+                    return Err(EngineError::Pull {
+                        image: image.into(),
+                        registry,
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn build_image(&self, build: &BuildSpec, image: &str) -> Result<(), EngineError> {
+        let fail = |message: String| EngineError::Build {
+            image: image.into(),
+            message,
+        };
+        let context = build.context.clone();
+        let tarball = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut t = tar::Builder::new(Vec::new());
+            t.follow_symlinks(false);
+            t.append_dir_all(".", &context)?;
+            t.into_inner()
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(format!("cannot pack build context: {e}")))?;
+        let mut l = HashMap::new();
+        l.insert(
+            labels::CONTEXT_DIGEST.to_string(),
+            build.context_digest.clone(),
+        );
+        let args: HashMap<String, String> = build.args.clone().into_iter().collect();
+        let opts = BuildImageOptionsBuilder::default()
+            .dockerfile(&build.dockerfile)
+            .t(image)
+            .rm(true)
+            .labels(&l)
+            .buildargs(&args)
+            .build();
+        let mut stream =
+            self.docker
+                .build_image(opts, None, Some(bollard::body_full(tarball.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| fail(e.to_string()))?;
+            if let Some(msg) = info.error_detail.and_then(|d| d.message) {
+                return Err(fail(msg));
+            }
+            if let Some(line) = info
+                .stream
+                .as_deref()
+                .map(str::trim_end)
+                .filter(|l| !l.is_empty())
+            {
+                tracing::info!(image, "{line}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_container(
+        &self,
+        spec: &ServiceSpec,
+        ctx: &CreateContext,
+    ) -> Result<String, EngineError> {
+        let body = container_body(spec, ctx);
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&spec.container_name)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(api("create container", &spec.container_name))?;
+        // Remaining networks are connected before start, so the container starts fully wired.
+        for (net, att) in spec.networks.iter().skip(1) {
+            let req = NetworkConnectRequest {
+                container: created.id.clone(),
+                endpoint_config: Some(endpoint(spec, att)),
+            };
+            if let Err(e) = self.docker.connect_network(net, req).await {
+                // Never leave a half-wired container behind: it would look converged.
+                let _ = self.remove_container(&created.id).await;
+                return Err(api(
+                    "connect network",
+                    format!("{net} for {}", spec.container_name),
+                )(e));
+            }
+        }
+        Ok(created.id)
+    }
+
+    async fn start_container(&self, id: &str, name: &str) -> Result<(), EngineError> {
+        self.docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| match &e {
+                BErr::DockerResponseServerError { message, .. }
+                    if message.contains("port is already allocated")
+                        || message.contains("address already in use") =>
+                {
+                    EngineError::PortAllocated {
+                        container: name.into(),
+                        port: port_in(message),
+                    }
+                }
+                _ => api("start container", name)(e),
+            })
+    }
+
+    async fn restart_container(&self, id: &str) -> Result<(), EngineError> {
+        self.docker
+            .restart_container(id, None::<RestartContainerOptions>)
+            .await
+            .map_err(api("restart container", id))
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(false)
+            .build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(BErr::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(api("remove container", id)(e)),
+        }
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus, EngineError> {
+        let c = self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(api("inspect container", id))?;
+        let state = c.state.unwrap_or_default();
+        Ok(ContainerStatus {
+            state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            health: state.health.and_then(|h| h.status).map(|s| s.to_string()),
+            exit_code: state.exit_code,
+        })
+    }
+}
+
+/// The registry an image reference pulls from, for error messages.
+fn registry_of(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_string()
+        }
+        _ => "docker.io".to_string(),
+    }
+}
+
+/// Pull `0.0.0.0:8080` or similar out of the engine's message, for the error.
+fn port_in(message: &str) -> String {
+    message
+        .split_whitespace()
+        .find(|w| {
+            w.contains(':')
+                && w.rsplit(':')
+                    .next()
+                    .is_some_and(|p| p.trim_end_matches([',', ')']).parse::<u16>().is_ok())
+        })
+        .map(|w| w.trim_end_matches([',', ')']).to_string())
+        .unwrap_or_else(|| message.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parsing() {
+        assert_eq!(
+            exit_code_from_status("Exited (137) 3 seconds ago"),
+            Some(137)
+        );
+        assert_eq!(
+            health_from_status("Up 2 minutes (unhealthy)").as_deref(),
+            Some("unhealthy")
+        );
+        assert_eq!(
+            health_from_status("Up 1 second (health: starting)").as_deref(),
+            Some("starting")
+        );
+        assert_eq!(health_from_status("Up 2 minutes"), None);
+        assert_eq!(normalize_ref("busybox"), "busybox:latest");
+        assert_eq!(
+            normalize_ref("localhost:5001/app"),
+            "localhost:5001/app:latest"
+        );
+        assert_eq!(registry_of("localhost:5001/app"), "localhost:5001");
+        assert_eq!(registry_of("prom/prometheus:v2"), "docker.io");
+        assert_eq!(
+            port_in("driver failed ...: Bind for 127.0.0.1:8080 failed: port is already allocated"),
+            "127.0.0.1:8080"
+        );
+    }
+}

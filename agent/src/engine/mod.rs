@@ -1,0 +1,105 @@
+//! The narrow door to the container engine. `apply` and the drift watcher only talk through
+//! `Engine`; `docker::DockerEngine` (bollard) is the real one and the one tests use.
+
+pub mod docker;
+mod render;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+
+use crate::desired::spec::{BuildSpec, NetworkSpec, ServiceSpec, VolumeSpec};
+use crate::plan::Observed;
+
+pub use docker::DockerEngine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker engine at {endpoint}: is Docker running? ({source})")]
+    Unreachable {
+        endpoint: String,
+        source: bollard::errors::Error,
+    },
+    #[error("pulling image {image} from {registry} failed: {message}")]
+    Pull {
+        image: String,
+        registry: String,
+        message: String,
+    },
+    #[error("building image {image} failed: {message}")]
+    Build { image: String, message: String },
+    #[error("container {container}: host port {port} is already allocated (another container or process uses it)")]
+    PortAllocated { container: String, port: String },
+    #[error("{op} {subject}: {source}")]
+    Api {
+        op: &'static str,
+        subject: String,
+        source: bollard::errors::Error,
+    },
+    #[error("container {container}: {message}")]
+    Container { container: String, message: String },
+    #[error("{subject}: {source}")]
+    Io {
+        subject: String,
+        source: std::io::Error,
+    },
+}
+
+/// What `create_container` needs beyond the spec: who owns it and where repo files live.
+#[derive(Debug, Clone)]
+pub struct CreateContext {
+    pub host: String,
+    pub revision: Option<String>,
+    /// Materialised host path for each repo file digest the spec mounts.
+    pub mount_paths: BTreeMap<String, PathBuf>,
+}
+
+/// Live state of one container, as `apply` polls it while waiting on dependencies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStatus {
+    pub state: String,
+    pub health: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
+pub trait Engine: Send + Sync {
+    /// Everything the planner compares, for `host`: all containers (to see name clashes),
+    /// networks, volumes and local images.
+    fn observe(&self) -> impl Future<Output = Result<Observed, EngineError>> + Send;
+    fn create_network(
+        &self,
+        spec: &NetworkSpec,
+        host: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn remove_network(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn create_volume(
+        &self,
+        spec: &VolumeSpec,
+        host: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn pull_image(&self, image: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn build_image(
+        &self,
+        build: &BuildSpec,
+        image: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Create (not start) the container; returns its id.
+    fn create_container(
+        &self,
+        spec: &ServiceSpec,
+        ctx: &CreateContext,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+    fn start_container(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn restart_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Stop (with the default grace period) and remove; anonymous volumes stay.
+    fn remove_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn container_status(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<ContainerStatus, EngineError>> + Send;
+}

@@ -1,0 +1,133 @@
+//! The agent's own state on disk: last applied revision and inventory, written atomically
+//! (temp file + rename) so a crash never leaves a torn file. Also where repo files that
+//! services bind-mount are materialised, content-addressed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state file {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// `/var/lib/macula-gitops` as root, the XDG state dir otherwise.
+pub fn default_state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/macula-gitops");
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("macula-gitops")
+}
+
+/// Write `bytes` to `path` atomically: a reader sees the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(value).expect("state types serialise to JSON");
+    write_atomic(path, &bytes)
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| StateError::Corrupt {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// What the last apply for a host did, in `<state_dir>/<host>/applied.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Applied {
+    pub revision: Option<String>,
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    pub tried: usize,
+    pub failed: usize,
+    /// `stack/service` → container name of everything the revision wants.
+    pub inventory: std::collections::BTreeMap<String, String>,
+}
+
+pub fn applied_path(state_dir: &Path, host: &str) -> PathBuf {
+    state_dir.join("hosts").join(host).join("applied.json")
+}
+
+/// Copy a repo file or directory to `<state_dir>/files/<digest>/<name>` once; returns that path.
+/// Containers bind the copy: an edit in the repo becomes a new digest (and a recreate), never
+/// a half-written file under a running service.
+pub fn materialise(state_dir: &Path, digest: &str, source: &Path) -> Result<PathBuf, StateError> {
+    let name = source
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "data".into());
+    let dir = state_dir.join("files").join(digest);
+    let dest = dir.join(&name);
+    if dest.exists() {
+        return Ok(dest);
+    }
+    let io = |source| StateError::Io {
+        path: dest.clone(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir.join("files")).map_err(io)?;
+    let tmp = tempfile::tempdir_in(state_dir.join("files")).map_err(io)?;
+    copy_tree(source, &tmp.path().join(&name)).map_err(io)?;
+    match std::fs::rename(tmp.path(), &dir) {
+        Ok(()) => {
+            // The directory now lives at `dir`; keep TempDir from deleting it.
+            let _ = tmp.keep();
+            Ok(dest)
+        }
+        // Another apply materialised the same digest first: same content, use it.
+        Err(_) if dest.exists() => Ok(dest),
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    if std::fs::metadata(from)?.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            if e.file_name() == ".git" {
+                continue;
+            }
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to).map(|_| ())
+    }
+}
