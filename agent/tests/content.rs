@@ -1479,7 +1479,11 @@ fn services_doc_lists_every_service_url_and_image() {
     }
     let routing = yaml_file(&ds().join("routing.yaml"));
     for (name, _) in routing.at("dns.names").obj() {
-        assert!(doc.contains(&format!("http://{name}")), "docs/services.md lacks http://{name}");
+        // http://name… or, for PostgreSQL, postgres://user@name…
+        assert!(
+            doc.contains(&format!("//{name}")) || doc.contains(&format!("@{name}")),
+            "docs/services.md lacks a URL for {name}"
+        );
     }
     for image in PUBLIC_CLUSTER_IMAGES {
         assert!(doc.contains(image), "docs/services.md lacks cluster image {image}");
