@@ -1493,7 +1493,10 @@ fn services_doc_lists_every_service_url_and_image() {
 
 // ---------------------------------------------------------- agent validate ---
 
+/// The agent's own `validate` on every host profile, with `.env.example` as
+/// the environment a fresh checkout has.
 #[test]
+#[ignore = "enabled when the validate CLI lands"]
 fn validate_every_host_profile() {
     for host in ["dev", "lab"] {
         run_ok(
