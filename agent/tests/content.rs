@@ -894,6 +894,9 @@ fn nginx_accepts_every_config() {
                 .arg("-t")
                 .arg("-p")
                 .arg(format!("{t}/"))
+                // Startup error log too, so non-root runs do not touch /var/log.
+                .arg("-e")
+                .arg(format!("{t}/startup-error.log"))
                 .arg("-c")
                 .arg(tmp.path().join("nginx.conf")),
         );
