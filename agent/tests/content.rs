@@ -66,8 +66,8 @@ impl TempDir {
     fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let base = std::env::temp_dir()
-            .join(format!("macula-content-{tag}-{}-{n}", std::process::id()));
+        let base =
+            std::env::temp_dir().join(format!("macula-content-{tag}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).unwrap();
         TempDir(base)
@@ -100,7 +100,11 @@ static NULL: J = J::Null;
 impl J {
     fn get(&self, key: &str) -> &J {
         match self {
-            J::Obj(kv) => kv.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or(&NULL),
+            J::Obj(kv) => kv
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .unwrap_or(&NULL),
             _ => &NULL,
         }
     }
@@ -208,7 +212,10 @@ impl Parser<'_> {
                     self.i += 1;
                 }
                 let t = std::str::from_utf8(&self.s[start..self.i]).unwrap();
-                J::Num(t.parse().unwrap_or_else(|_| panic!("json: bad number {t:?}")))
+                J::Num(
+                    t.parse()
+                        .unwrap_or_else(|_| panic!("json: bad number {t:?}")),
+                )
             }
         }
     }
@@ -258,7 +265,10 @@ impl Parser<'_> {
 }
 
 fn parse_json(text: &str) -> J {
-    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
     let v = p.value();
     p.ws();
     assert_eq!(p.i, text.len(), "json: trailing data");
@@ -279,7 +289,12 @@ fn yaml_docs(text: &str) -> Vec<J> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run /usr/bin/python3 (python3-yaml comes with Debian's docker-compose)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -294,7 +309,12 @@ fn yaml_docs(text: &str) -> Vec<J> {
 
 fn yaml_file(path: &Path) -> J {
     let mut docs = yaml_docs(&read(path));
-    assert_eq!(docs.len(), 1, "{} must hold exactly one YAML document", path.display());
+    assert_eq!(
+        docs.len(),
+        1,
+        "{} must hold exactly one YAML document",
+        path.display()
+    );
     docs.remove(0)
 }
 
@@ -367,7 +387,12 @@ fn svc_port<'a>(svc: &'a J, port: u16, proto: &str) -> &'a J {
             p.get("port").text() == port.to_string()
                 && p.get("protocol").str().unwrap_or("TCP") == proto
         })
-        .unwrap_or_else(|| panic!("service {} has no {port}/{proto}", svc.at("metadata.name").text()))
+        .unwrap_or_else(|| {
+            panic!(
+                "service {} has no {port}/{proto}",
+                svc.at("metadata.name").text()
+            )
+        })
 }
 
 fn dirs(parent: &Path) -> Vec<PathBuf> {
@@ -396,7 +421,13 @@ const BASES: [&str; 13] = [
     "external-dns",
 ];
 
-const CLUSTERS: [&str; 5] = ["macula-dev", "macula-hub", "be-antwerp", "be-brabant", "be-east-flanders"];
+const CLUSTERS: [&str; 5] = [
+    "macula-dev",
+    "macula-hub",
+    "be-antwerp",
+    "be-brabant",
+    "be-east-flanders",
+];
 
 /// Public images the clusters may pull; everything else must come from the
 /// local registry.
@@ -408,7 +439,10 @@ const PUBLIC_CLUSTER_IMAGES: [&str; 3] = [
 
 fn workloads(docs: &[J]) -> impl Iterator<Item = &J> {
     docs.iter().filter(|d| {
-        matches!(d.get("kind").str(), Some("Deployment" | "StatefulSet" | "DaemonSet"))
+        matches!(
+            d.get("kind").str(),
+            Some("Deployment" | "StatefulSet" | "DaemonSet")
+        )
     })
 }
 
@@ -431,19 +465,31 @@ fn kustomize_every_base_builds_with_probes_resources_labels() {
             let wname = w.at("metadata.name").text();
             let labels = w.at("metadata.labels");
             for l in ["app.kubernetes.io/name", "app.kubernetes.io/part-of"] {
-                assert!(labels.get(l).str().is_some(), "{name}: {wname} lacks label {l}");
+                assert!(
+                    labels.get(l).str().is_some(),
+                    "{name}: {wname} lacks label {l}"
+                );
             }
             let sel = w.at("spec.selector.matchLabels");
             let tpl = w.at("spec.template.metadata.labels");
             for (k, v) in sel.obj() {
-                assert_eq!(tpl.get(k), v, "{name}: selector {k} not on the pod template");
+                assert_eq!(
+                    tpl.get(k),
+                    v,
+                    "{name}: selector {k} not on the pod template"
+                );
             }
             for c in containers(w) {
                 let cname = c.get("name").text();
                 for probe in ["readinessProbe", "livenessProbe"] {
                     assert!(!c.get(probe).is_null(), "{name}/{cname}: no {probe}");
                 }
-                for k in ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"] {
+                for k in [
+                    "requests.cpu",
+                    "requests.memory",
+                    "limits.cpu",
+                    "limits.memory",
+                ] {
                     assert!(
                         !c.get("resources").at(k).is_null(),
                         "{name}/{cname}: no resources.{k}"
@@ -479,7 +525,10 @@ fn kustomize_every_cluster_builds_in_flux_layout() {
         // Overlays, not copies: no workload manifests of their own.
         for sub in ["infrastructure", "apps"] {
             let k = read(&dir.join(sub).join("kustomization.yaml"));
-            assert!(k.contains("../base/"), "clusters/{c}/{sub} does not use base/");
+            assert!(
+                k.contains("../base/"),
+                "clusters/{c}/{sub} does not use base/"
+            );
             let docs = kustomize(&dir.join(sub));
             for w in workloads(&docs) {
                 for ct in containers(w) {
@@ -497,15 +546,33 @@ fn kustomize_every_cluster_builds_in_flux_layout() {
         let apps = find(&root, "Kustomization", "apps");
         let sync = find(&root, "Kustomization", "flux-system");
         assert_eq!(sync.at("spec.path").text(), format!("./clusters/{c}"));
-        assert_eq!(infra.at("spec.path").text(), format!("./clusters/{c}/infrastructure"));
+        assert_eq!(
+            infra.at("spec.path").text(),
+            format!("./clusters/{c}/infrastructure")
+        );
         assert_eq!(apps.at("spec.path").text(), format!("./clusters/{c}/apps"));
-        assert_eq!(infra.at("spec.prune"), &J::Bool(true), "{c}: infrastructure prune");
+        assert_eq!(
+            infra.at("spec.prune"),
+            &J::Bool(true),
+            "{c}: infrastructure prune"
+        );
         assert_eq!(apps.at("spec.prune"), &J::Bool(true), "{c}: apps prune");
-        let deps: Vec<String> =
-            apps.at("spec.dependsOn").arr().iter().map(|d| d.get("name").text()).collect();
-        assert_eq!(deps, ["infrastructure"], "{c}: apps must dependsOn infrastructure");
+        let deps: Vec<String> = apps
+            .at("spec.dependsOn")
+            .arr()
+            .iter()
+            .map(|d| d.get("name").text())
+            .collect();
+        assert_eq!(
+            deps,
+            ["infrastructure"],
+            "{c}: apps must dependsOn infrastructure"
+        );
         let git = find(&root, "GitRepository", "flux-system");
-        assert_eq!(git.at("spec.url").text(), "https://github.com/macula-io/macula-gitops.git");
+        assert_eq!(
+            git.at("spec.url").text(),
+            "https://github.com/macula-io/macula-gitops.git"
+        );
         assert_eq!(git.at("spec.ref.branch").text(), "main");
     }
 }
@@ -516,11 +583,17 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
     let infra = kustomize(&dir.join("infrastructure"));
     let ctl = find(&infra, "Deployment", "ingress-nginx-controller");
     let c = container(ctl, "controller");
-    assert_eq!(c.get("image").text(), "registry.k8s.io/ingress-nginx/controller:v1.11.3");
+    assert_eq!(
+        c.get("image").text(),
+        "registry.k8s.io/ingress-nginx/controller:v1.11.3"
+    );
     for (port, host) in [(80, 80), (443, 443)] {
         assert!(
-            c.get("ports").arr().iter().any(|p| p.get("containerPort").text() == port.to_string()
-                && p.get("hostPort").text() == host.to_string()),
+            c.get("ports")
+                .arr()
+                .iter()
+                .any(|p| p.get("containerPort").text() == port.to_string()
+                    && p.get("hostPort").text() == host.to_string()),
             "ingress-nginx must bind hostPort {host} (kind provider)"
         );
     }
@@ -528,8 +601,16 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
     let edns = find(&infra, "Deployment", "external-dns");
     let e = container(edns, "external-dns");
     let args: Vec<String> = e.get("args").arr().iter().map(J::text).collect();
-    for a in ["--provider=pdns", "--pdns-server=$(PDNS_SERVER)", "--domain-filter=macula.local", "--source=ingress"] {
-        assert!(args.iter().any(|x| x == a), "external-dns lacks {a}: {args:?}");
+    for a in [
+        "--provider=pdns",
+        "--pdns-server=$(PDNS_SERVER)",
+        "--domain-filter=macula.local",
+        "--source=ingress",
+    ] {
+        assert!(
+            args.iter().any(|x| x == a),
+            "external-dns lacks {a}: {args:?}"
+        );
     }
     assert!(env(e, "EXTERNAL_DNS_PDNS_API_KEY").starts_with("secret:external-dns-pdns"));
     let cm_name = env(e, "PDNS_SERVER");
@@ -555,33 +636,66 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
     let apps = kustomize(&dir.join("apps"));
     let boot = find(&apps, "StatefulSet", "macula-bootstrap");
     let b = container(boot, "bootstrap");
-    assert_eq!(b.get("image").text(), "localhost:5001/macula/macula-bootstrap:latest");
-    assert!(has_port(b, 4433, "UDP"), "bootstrap must listen on 4433/udp");
+    assert_eq!(
+        b.get("image").text(),
+        "localhost:5001/macula/macula-bootstrap:latest"
+    );
+    assert!(
+        has_port(b, 4433, "UDP"),
+        "bootstrap must listen on 4433/udp"
+    );
     svc_port(find(&apps, "Service", "macula-bootstrap"), 4433, "UDP");
 
     let console = find(&apps, "Deployment", "macula-console");
     let cc = container(console, "macula-console");
-    assert_eq!(cc.get("image").text(), "localhost:5001/macula/macula-console:latest");
+    assert_eq!(
+        cc.get("image").text(),
+        "localhost:5001/macula/macula-console:latest"
+    );
     assert!(env(cc, "DATABASE_URL").contains("@postgres:5432/"));
     svc_port(find(&apps, "Service", "macula-console"), 4000, "TCP");
     let pg = find(&apps, "StatefulSet", "postgres");
-    assert_eq!(container(pg, "postgres").get("image").text(), "postgres:16-alpine");
+    assert_eq!(
+        container(pg, "postgres").get("image").text(),
+        "postgres:16-alpine"
+    );
     let secret = env(container(pg, "postgres"), "POSTGRES_DB");
-    let secret_name = secret.trim_start_matches("secret:").split('/').next().unwrap().to_string();
+    let secret_name = secret
+        .trim_start_matches("secret:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     find(&apps, "Secret", &secret_name);
 
     for peer in ["peer1", "peer2"] {
         let d = find(&apps, "Deployment", &format!("macula-arcade-{peer}"));
         let c = container(d, "macula-arcade");
-        assert_eq!(c.get("image").text(), "localhost:5001/macula/macula-arcade:latest");
+        assert_eq!(
+            c.get("image").text(),
+            "localhost:5001/macula/macula-arcade:latest"
+        );
         assert_eq!(env(c, "PHX_HOST"), format!("{peer}.macula.local"));
-        assert_eq!(d.at("spec.selector.matchLabels").get("app.kubernetes.io/instance").text(), peer);
+        assert_eq!(
+            d.at("spec.selector.matchLabels")
+                .get("app.kubernetes.io/instance")
+                .text(),
+            peer
+        );
         let svc = find(&apps, "Service", &format!("macula-arcade-{peer}"));
-        assert_eq!(svc.at("spec.selector").get("app.kubernetes.io/instance").text(), peer);
+        assert_eq!(
+            svc.at("spec.selector")
+                .get("app.kubernetes.io/instance")
+                .text(),
+            peer
+        );
     }
 
     let mut hosts = BTreeMap::new();
-    for ing in apps.iter().filter(|d| d.get("kind").str() == Some("Ingress")) {
+    for ing in apps
+        .iter()
+        .filter(|d| d.get("kind").str() == Some("Ingress"))
+    {
         for rule in ing.at("spec.rules").arr() {
             let backend = rule.at("http.paths").arr()[0].at("backend.service");
             hosts.insert(rule.get("host").text(), backend.get("name").text());
@@ -595,7 +709,11 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
         ("peer1.macula.local", "macula-arcade-peer1"),
         ("peer2.macula.local", "macula-arcade-peer2"),
     ] {
-        assert_eq!(hosts.get(host).map(String::as_str), Some(svc), "Ingress for {host}");
+        assert_eq!(
+            hosts.get(host).map(String::as_str),
+            Some(svc),
+            "Ingress for {host}"
+        );
     }
 }
 
@@ -607,19 +725,29 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
     let p = container(pg, "postgres");
     assert_eq!(p.get("image").text(), "postgres:16-alpine");
     for var in ["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"] {
-        assert!(env(p, var).starts_with("secret:postgres-credentials"), "{var} from the Secret");
+        assert!(
+            env(p, var).starts_with("secret:postgres-credentials"),
+            "{var} from the Secret"
+        );
     }
     let secret = infra
         .iter()
-        .find(|d| d.get("kind").str() == Some("Secret")
-            && d.at("metadata.name").text().starts_with("postgres-credentials"))
+        .find(|d| {
+            d.get("kind").str() == Some("Secret")
+                && d.at("metadata.name")
+                    .text()
+                    .starts_with("postgres-credentials")
+        })
         .expect("postgres-credentials Secret");
     let db = secret.at("data.database").text();
     assert_eq!(b64decode(&db), "cortex_iq_dashboard");
 
     let gw = find(&infra, "Deployment", "macula-gateway");
     let g = container(gw, "gateway");
-    assert_eq!(g.get("image").text(), "localhost:5001/macula/macula-gateway:latest");
+    assert_eq!(
+        g.get("image").text(),
+        "localhost:5001/macula/macula-gateway:latest"
+    );
     assert!(has_port(g, 9443, "UDP"));
     let svc = find(&infra, "Service", "macula-gateway");
     assert_eq!(svc.at("spec.type").text(), "NodePort");
@@ -627,22 +755,46 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
     assert_eq!(svc_port(svc, 8080, "TCP").get("nodePort").text(), "30081");
 
     let apps = kustomize(&dir.join("apps"));
-    for app in ["cortex-iq-simulation", "cortex-iq-projections", "cortex-iq-queries", "cortex-iq-dashboard"] {
+    for app in [
+        "cortex-iq-simulation",
+        "cortex-iq-projections",
+        "cortex-iq-queries",
+        "cortex-iq-dashboard",
+    ] {
         let c = container(find(&apps, "Deployment", app), app);
-        assert_eq!(c.get("image").text(), format!("localhost:5001/macula/{app}:latest"));
+        assert_eq!(
+            c.get("image").text(),
+            format!("localhost:5001/macula/{app}:latest")
+        );
         assert!(env(c, "MACULA_URL").starts_with("https://macula-gateway."));
         assert_eq!(env(c, "MACULA_REALM"), "be.cortexiq.energy");
     }
-    for app in ["cortex-iq-projections", "cortex-iq-queries", "cortex-iq-dashboard"] {
+    for app in [
+        "cortex-iq-projections",
+        "cortex-iq-queries",
+        "cortex-iq-dashboard",
+    ] {
         let c = container(find(&apps, "Deployment", app), app);
         let url = env(c, "DATABASE_URL");
-        assert!(url.starts_with("ecto://") && url.contains(":5432/"), "{app}: {url}");
-        assert!(env(c, "DB_HOST").starts_with("postgres.macula."), "{app} talks to the hub DB");
+        assert!(
+            url.starts_with("ecto://") && url.contains(":5432/"),
+            "{app}: {url}"
+        );
+        assert!(
+            env(c, "DB_HOST").starts_with("postgres.macula."),
+            "{app} talks to the hub DB"
+        );
     }
-    let sim = container(find(&apps, "Deployment", "cortex-iq-simulation"), "cortex-iq-simulation");
+    let sim = container(
+        find(&apps, "Deployment", "cortex-iq-simulation"),
+        "cortex-iq-simulation",
+    );
     assert!(env(sim, "SIMULATION_SPEED").parse::<f64>().is_ok());
     let start = env(sim, "SIMULATION_START_DATE");
-    assert!(start.len() == 10 && start.as_bytes()[4] == b'-', "date: {start}");
+    assert!(
+        start.len() == 10 && start.as_bytes()[4] == b'-',
+        "date: {start}"
+    );
     let dash = find(&apps, "Deployment", "cortex-iq-dashboard");
     let d = container(dash, "cortex-iq-dashboard");
     assert!(has_port(d, 4000, "TCP"));
@@ -654,10 +806,18 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
     // Apps read the same database name the hub PostgreSQL creates.
     let app_secret = apps
         .iter()
-        .find(|d| d.get("kind").str() == Some("Secret")
-            && d.at("metadata.name").text().starts_with("postgres-credentials"))
+        .find(|d| {
+            d.get("kind").str() == Some("Secret")
+                && d.at("metadata.name")
+                    .text()
+                    .starts_with("postgres-credentials")
+        })
         .expect("postgres-credentials Secret for apps");
-    assert_eq!(app_secret.get("data"), secret.get("data"), "apps and DB credentials differ");
+    assert_eq!(
+        app_secret.get("data"),
+        secret.get("data"),
+        "apps and DB credentials differ"
+    );
 }
 
 #[test]
@@ -668,13 +828,27 @@ fn edge_clusters_join_the_hub_with_region_overlays() {
         let infra = kustomize(&dir.join("infrastructure"));
         let g = container(find(&infra, "Deployment", "macula-gateway"), "gateway");
         let hub = env(g, "HUB_GATEWAY_URL");
-        assert!(hub.contains("macula-hub") && hub.ends_with(":30080"), "{c}: {hub}");
+        assert!(
+            hub.contains("macula-hub") && hub.ends_with(":30080"),
+            "{c}: {hub}"
+        );
         let apps = kustomize(&dir.join("apps"));
-        let homes = container(find(&apps, "Deployment", "cortex-iq-homes"), "cortex-iq-homes");
-        let utils =
-            container(find(&apps, "Deployment", "cortex-iq-utilities"), "cortex-iq-utilities");
-        assert_eq!(homes.get("image").text(), "localhost:5001/macula/cortex-iq-homes:latest");
-        assert_eq!(utils.get("image").text(), "localhost:5001/macula/cortex-iq-utilities:latest");
+        let homes = container(
+            find(&apps, "Deployment", "cortex-iq-homes"),
+            "cortex-iq-homes",
+        );
+        let utils = container(
+            find(&apps, "Deployment", "cortex-iq-utilities"),
+            "cortex-iq-utilities",
+        );
+        assert_eq!(
+            homes.get("image").text(),
+            "localhost:5001/macula/cortex-iq-homes:latest"
+        );
+        assert_eq!(
+            utils.get("image").text(),
+            "localhost:5001/macula/cortex-iq-utilities:latest"
+        );
         let sources = env(homes, "HOMES_SOURCES");
         assert!(!sources.is_empty(), "{c}: HOMES_SOURCES empty");
         seen_sources.insert(sources);
@@ -683,7 +857,11 @@ fn edge_clusters_join_the_hub_with_region_overlays() {
         assert_eq!(env(utils, "REGION"), c);
         assert_eq!(env(homes, "MACULA_REALM"), "be.cortexiq.energy");
     }
-    assert_eq!(seen_sources.len(), 3, "each region has its own HOMES_SOURCES");
+    assert_eq!(
+        seen_sources.len(),
+        3,
+        "each region has its own HOMES_SOURCES"
+    );
 }
 
 fn b64decode(s: &str) -> String {
@@ -727,9 +905,17 @@ fn published(stack: &str, cfg: &J) -> Vec<((String, u16, String), String)> {
             let t = p.text();
             let (addr, proto) = t.split_once('/').unwrap_or((&t, "tcp"));
             let parts: Vec<&str> = addr.split(':').collect();
-            assert_eq!(parts.len(), 3, "{stack}/{svc}: publish on an explicit host IP: {t}");
+            assert_eq!(
+                parts.len(),
+                3,
+                "{stack}/{svc}: publish on an explicit host IP: {t}"
+            );
             v.push((
-                (parts[0].to_string(), parts[1].parse().unwrap(), proto.to_string()),
+                (
+                    parts[0].to_string(),
+                    parts[1].parse().unwrap(),
+                    proto.to_string(),
+                ),
                 format!("{stack}/{svc}"),
             ));
         }
@@ -758,13 +944,24 @@ fn compose_config_every_stack() {
         assert!(!services.is_empty(), "{stack}: no services");
         for (name, s) in services {
             let id = format!("{stack}/{name}");
-            assert_eq!(s.get("container_name").text(), format!("macula-{name}"), "{id}");
+            assert_eq!(
+                s.get("container_name").text(),
+                format!("macula-{name}"),
+                "{id}"
+            );
             assert_eq!(s.get("restart").text(), "unless-stopped", "{id}: restart");
             let hc = s.get("healthcheck");
             assert!(!hc.get("test").arr().is_empty(), "{id}: healthcheck test");
-            assert_ne!(hc.get("disable"), &J::Bool(true), "{id}: healthcheck disabled");
+            assert_ne!(
+                hc.get("disable"),
+                &J::Bool(true),
+                "{id}: healthcheck disabled"
+            );
             let ip = s.at("networks.macula-infra.ipv4_address").text();
-            assert!(ip.starts_with("172.23."), "{id}: static ipv4_address on macula-infra");
+            assert!(
+                ip.starts_with("172.23."),
+                "{id}: static ipv4_address on macula-infra"
+            );
             if let Some(prev) = ips.insert(ip.clone(), id.clone()) {
                 panic!("{ip} given to both {prev} and {id}");
             }
@@ -784,7 +981,11 @@ fn compose_config_every_stack() {
             }
         }
         for (key, who) in published(stack, &cfg) {
-            assert!(key.0.starts_with("127.0.0."), "{who} publishes on {} (loopback only)", key.0);
+            assert!(
+                key.0.starts_with("127.0.0."),
+                "{who} publishes on {} (loopback only)",
+                key.0
+            );
             if let Some(prev) = ports.insert(key.clone(), who.clone()) {
                 panic!("{key:?} published by both {prev} and {who}");
             }
@@ -800,24 +1001,39 @@ fn compose_config_every_stack() {
                     assert!(!cfg.get("volumes").get(v).is_null(), "volume {v}");
                 }
                 let reg = cfg.get("services").get("registry");
-                let aliases: Vec<String> =
-                    reg.at("networks.macula-infra.aliases").arr().iter().map(J::text).collect();
+                let aliases: Vec<String> = reg
+                    .at("networks.macula-infra.aliases")
+                    .arr()
+                    .iter()
+                    .map(J::text)
+                    .collect();
                 assert!(aliases.contains(&"kind-registry".to_string()));
                 let pdns = cfg.get("services").get("pdns");
                 let cmd: Vec<String> = pdns.get("command").arr().iter().map(J::text).collect();
-                assert!(cmd.contains(&"--api-key=macula-local-pdns-api-key".to_string()), "{cmd:?}");
+                assert!(
+                    cmd.contains(&"--api-key=macula-local-pdns-api-key".to_string()),
+                    "{cmd:?}"
+                );
             }
             _ => {
-                assert_eq!(cfg.at("networks.macula-infra.external"), &J::Bool(true), "{stack}");
+                assert_eq!(
+                    cfg.at("networks.macula-infra.external"),
+                    &J::Bool(true),
+                    "{stack}"
+                );
             }
         }
     }
     assert_eq!(
-        ports.get(&("127.0.0.1".into(), 5001, "tcp".into())).map(String::as_str),
+        ports
+            .get(&("127.0.0.1".into(), 5001, "tcp".into()))
+            .map(String::as_str),
         Some("infrastructure/registry")
     );
     assert_eq!(
-        ports.get(&("127.0.0.4".into(), 3000, "tcp".into())).map(String::as_str),
+        ports
+            .get(&("127.0.0.4".into(), 3000, "tcp".into()))
+            .map(String::as_str),
         Some("observability/grafana")
     );
     for svc in expected_ips.keys() {
@@ -844,8 +1060,10 @@ fn env_example_defines_every_variable_and_env_is_ignored() {
         .filter(|k| !k.is_empty())
         .collect();
     let mut used = BTreeSet::new();
-    let mut files: Vec<PathBuf> =
-        STACKS.iter().map(|s| ds().join("stacks").join(s).join("compose.yaml")).collect();
+    let mut files: Vec<PathBuf> = STACKS
+        .iter()
+        .map(|s| ds().join("stacks").join(s).join("compose.yaml"))
+        .collect();
     files.push(ds().join("routing.yaml"));
     for f in &files {
         let text = read(f);
@@ -858,13 +1076,18 @@ fn env_example_defines_every_variable_and_env_is_ignored() {
             }
             if b[i] == b'$' && b[i + 1] == b'{' {
                 let rest = &text[i + 2..];
-                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap();
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap();
                 used.insert(rest[..end].to_string());
             }
             i += 1;
         }
     }
-    assert!(used.len() >= 8, "expected the stacks to use .env variables: {used:?}");
+    assert!(
+        used.len() >= 8,
+        "expected the stacks to use .env variables: {used:?}"
+    );
     let missing: Vec<&String> = used.difference(&defined).collect();
     assert!(missing.is_empty(), ".env.example lacks {missing:?}");
     let gitignore = read(&repo().join(".gitignore"));
@@ -936,7 +1159,12 @@ fn nginx_accepts_every_config() {
 #[test]
 fn promtool_accepts_prometheus_config_and_flags() {
     let cfg = ds().join("stacks/observability/prometheus/prometheus.yml");
-    let out = run_ok(Command::new("promtool").arg("check").arg("config").arg(&cfg));
+    let out = run_ok(
+        Command::new("promtool")
+            .arg("check")
+            .arg("config")
+            .arg(&cfg),
+    );
     assert!(out.contains("SUCCESS"), "{out}");
     let prom = yaml_file(&cfg);
     let jobs: BTreeMap<String, Vec<String>> = prom
@@ -958,25 +1186,38 @@ fn promtool_accepts_prometheus_config_and_flags() {
     }
     assert_eq!(jobs["minio"], ["minio:9000"]);
     let compose = compose_config("observability");
-    let cmd: Vec<String> =
-        compose.at("services.prometheus.command").arr().iter().map(J::text).collect();
+    let cmd: Vec<String> = compose
+        .at("services.prometheus.command")
+        .arr()
+        .iter()
+        .map(J::text)
+        .collect();
     for flag in [
         "--storage.tsdb.retention.time=30d",
         "--web.enable-lifecycle",
         "--web.enable-admin-api",
         "--web.enable-remote-write-receiver",
     ] {
-        assert!(cmd.iter().any(|c| c == flag), "prometheus lacks {flag}: {cmd:?}");
+        assert!(
+            cmd.iter().any(|c| c == flag),
+            "prometheus lacks {flag}: {cmd:?}"
+        );
     }
     // The registry target is the debug listener compose turns on.
     let infra = compose_config("infrastructure");
     assert_eq!(
-        infra.at("services.registry.environment.REGISTRY_HTTP_DEBUG_ADDR").text(),
+        infra
+            .at("services.registry.environment.REGISTRY_HTTP_DEBUG_ADDR")
+            .text(),
         "0.0.0.0:5001"
     );
     assert_eq!(jobs["registry"], ["registry:5001"]);
     let data = compose_config("data");
-    assert_eq!(data.at("services.minio.environment.MINIO_PROMETHEUS_AUTH_TYPE").text(), "public");
+    assert_eq!(
+        data.at("services.minio.environment.MINIO_PROMETHEUS_AUTH_TYPE")
+            .text(),
+        "public"
+    );
 }
 
 // ---------------------------------------------------------------- grafana ---
@@ -987,14 +1228,21 @@ fn grafana_provisioning_references_defined_datasources() {
     let dsf = yaml_file(&graf.join("provisioning/datasources/datasources.yml"));
     let mut uids: BTreeMap<String, (String, String)> = BTreeMap::new(); // uid -> (name, type)
     for d in dsf.get("datasources").arr() {
-        uids.insert(d.get("uid").text(), (d.get("name").text(), d.get("type").text()));
+        uids.insert(
+            d.get("uid").text(),
+            (d.get("name").text(), d.get("type").text()),
+        );
     }
     for (uid, name, ty) in [
         ("prometheus", "Prometheus", "prometheus"),
         ("loki", "Loki", "loki"),
         ("tempo", "Tempo", "tempo"),
     ] {
-        assert_eq!(uids.get(uid), Some(&(name.to_string(), ty.to_string())), "datasource {uid}");
+        assert_eq!(
+            uids.get(uid),
+            Some(&(name.to_string(), ty.to_string())),
+            "datasource {uid}"
+        );
     }
     // Every datasourceUid anywhere in jsonData points at a defined datasource.
     fn collect_uids(v: &J, out: &mut Vec<String>) {
@@ -1014,16 +1262,31 @@ fn grafana_provisioning_references_defined_datasources() {
     let mut refs = Vec::new();
     collect_uids(&dsf, &mut refs);
     for r in &refs {
-        assert!(uids.contains_key(r), "datasources.yml references unknown uid {r}");
+        assert!(
+            uids.contains_key(r),
+            "datasources.yml references unknown uid {r}"
+        );
     }
     let by_uid = |uid: &str| {
-        dsf.get("datasources").arr().iter().find(|d| d.get("uid").text() == uid).unwrap().clone()
+        dsf.get("datasources")
+            .arr()
+            .iter()
+            .find(|d| d.get("uid").text() == uid)
+            .unwrap()
+            .clone()
     };
     let tempo = by_uid("tempo");
-    assert_eq!(tempo.at("jsonData.tracesToLogsV2.datasourceUid").text(), "loki", "trace->log");
+    assert_eq!(
+        tempo.at("jsonData.tracesToLogsV2.datasourceUid").text(),
+        "loki",
+        "trace->log"
+    );
     let loki = by_uid("loki");
     assert!(
-        loki.at("jsonData.derivedFields").arr().iter().any(|f| f.get("datasourceUid").text() == "tempo"),
+        loki.at("jsonData.derivedFields")
+            .arr()
+            .iter()
+            .any(|f| f.get("datasourceUid").text() == "tempo"),
         "log->trace link"
     );
     // Datasource URLs name services (and ports) the observability stack runs.
@@ -1033,20 +1296,40 @@ fn grafana_provisioning_references_defined_datasources() {
         let hostport = url.trim_start_matches("http://").trim_end_matches('/');
         let (host, port) = hostport.split_once(':').expect("url with port");
         let svc = compose.get("services").get(host);
-        assert!(!svc.is_null(), "{url}: no service {host} in the observability stack");
-        let hc = svc.at("healthcheck.test").arr().iter().map(J::text).collect::<Vec<_>>().join(" ");
-        assert!(hc.contains(&format!(":{port}/")), "{url}: {host} does not serve :{port}");
+        assert!(
+            !svc.is_null(),
+            "{url}: no service {host} in the observability stack"
+        );
+        let hc = svc
+            .at("healthcheck.test")
+            .arr()
+            .iter()
+            .map(J::text)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            hc.contains(&format!(":{port}/")),
+            "{url}: {host} does not serve :{port}"
+        );
     }
     // Dashboards provider reads where compose mounts the dashboards.
     let prov = yaml_file(&graf.join("provisioning/dashboards/dashboards.yml"));
     let path = prov.get("providers").arr()[0].at("options.path").text();
-    let mounts: Vec<String> =
-        compose.at("services.grafana.volumes").arr().iter().map(J::text).collect();
+    let mounts: Vec<String> = compose
+        .at("services.grafana.volumes")
+        .arr()
+        .iter()
+        .map(J::text)
+        .collect();
     assert!(
-        mounts.iter().any(|m| m.contains("/grafana/dashboards:") && m.contains(&format!(":{path}"))),
+        mounts
+            .iter()
+            .any(|m| m.contains("/grafana/dashboards:") && m.contains(&format!(":{path}"))),
         "dashboards path {path} not mounted: {mounts:?}"
     );
-    assert!(mounts.iter().any(|m| m.contains(":/etc/grafana/provisioning")));
+    assert!(mounts
+        .iter()
+        .any(|m| m.contains(":/etc/grafana/provisioning")));
     // Every dashboard parses and only uses defined datasource uids.
     let mut n = 0;
     for f in fs::read_dir(graf.join("dashboards")).unwrap() {
@@ -1072,17 +1355,31 @@ fn grafana_provisioning_references_defined_datasources() {
             }
         }
         ds_uids(&dash, &mut used);
-        assert!(!used.is_empty(), "{}: no datasource references", f.display());
+        assert!(
+            !used.is_empty(),
+            "{}: no datasource references",
+            f.display()
+        );
         for u in used {
-            assert!(uids.contains_key(&u), "{}: unknown datasource uid {u}", f.display());
+            assert!(
+                uids.contains_key(&u),
+                "{}: unknown datasource uid {u}",
+                f.display()
+            );
         }
         let exprs = format!("{dash:?}");
-        assert!(exprs.contains("job=\\\"macula-gitops\\\""), "dashboard for the agent's metrics");
+        assert!(
+            exprs.contains("job=\\\"macula-gitops\\\""),
+            "dashboard for the agent's metrics"
+        );
     }
     assert!(n >= 1, "no dashboards");
     let env = compose.at("services.grafana.environment");
     assert_eq!(env.get("GF_AUTH_ANONYMOUS_ORG_ROLE").text(), "Admin");
-    assert_eq!(env.get("GF_SECURITY_ADMIN_PASSWORD").text(), "macula-local-grafana");
+    assert_eq!(
+        env.get("GF_SECURITY_ADMIN_PASSWORD").text(),
+        "macula-local-grafana"
+    );
 }
 
 // --------------------------------------------------------------- powerdns ---
@@ -1105,11 +1402,17 @@ fn pg_bin() -> PathBuf {
         .filter(|p| p.join("initdb").exists())
         .collect();
     versions.sort();
-    versions.pop().expect("an initdb under /usr/lib/postgresql/*/bin")
+    versions
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql/*/bin")
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
 }
 
 /// PostgreSQL refuses to run as root: drop to `postgres` when we are root.
@@ -1228,30 +1531,52 @@ fn powerdns_config_runs_with_gpgsql_backend_and_dnssec() {
             .arg("-D")
             .arg(pgdir.join("data"))
             .arg("-o")
-            .arg(format!("-k {} -c listen_addresses= -p {pgport}", sock.display()))
+            .arg(format!(
+                "-k {} -c listen_addresses= -p {pgport}",
+                sock.display()
+            ))
             .arg("-l")
             .arg(pgdir.join("log"))
             .args(["-w", "start"]),
     );
-    let _pg = Postgres { data: pgdir.join("data"), bin: bin.clone() };
+    let _pg = Postgres {
+        data: pgdir.join("data"),
+        bin: bin.clone(),
+    };
     let psql = |db: &str, file: &Path| {
         run_ok(
             as_pg(bin.join("psql"))
                 .arg("-h")
                 .arg(&sock)
-                .args(["-p", &pgport.to_string(), "-U", "pdns", "-d", db, "-v", "ON_ERROR_STOP=1", "-q", "-f"])
+                .args([
+                    "-p",
+                    &pgport.to_string(),
+                    "-U",
+                    "pdns",
+                    "-d",
+                    db,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-q",
+                    "-f",
+                ])
                 .arg(file),
         )
     };
     // Same order and database as the postgres image's initdb.d in compose.
-    run_ok(
-        as_pg(bin.join("createdb"))
-            .arg("-h")
-            .arg(&sock)
-            .args(["-p", &pgport.to_string(), "-U", "pdns", "pdns"]),
-    );
+    run_ok(as_pg(bin.join("createdb")).arg("-h").arg(&sock).args([
+        "-p",
+        &pgport.to_string(),
+        "-U",
+        "pdns",
+        "pdns",
+    ]));
     let sqldir = ds().join("stacks/infrastructure/powerdns");
-    for f in ["01-schema.sql", "02-powerdns-admin.sql", "03-zone-macula-local.sql"] {
+    for f in [
+        "01-schema.sql",
+        "02-powerdns-admin.sql",
+        "03-zone-macula-local.sql",
+    ] {
         psql("pdns", &sqldir.join(f));
     }
 
@@ -1259,11 +1584,25 @@ fn powerdns_config_runs_with_gpgsql_backend_and_dnssec() {
     let apiport = free_port();
     let key = "content-test-key";
     let conf = read(&sqldir.join("pdns.conf"));
-    assert!(conf.lines().any(|l| l.trim() == "launch=gpgsql"), "pdns.conf must launch gpgsql");
-    for must in ["api=yes", "webserver-port=8081", "log-dns-queries=yes", "gpgsql-dnssec=yes"] {
-        assert!(conf.lines().any(|l| l.trim() == must), "pdns.conf lacks {must}");
+    assert!(
+        conf.lines().any(|l| l.trim() == "launch=gpgsql"),
+        "pdns.conf must launch gpgsql"
+    );
+    for must in [
+        "api=yes",
+        "webserver-port=8081",
+        "log-dns-queries=yes",
+        "gpgsql-dnssec=yes",
+    ] {
+        assert!(
+            conf.lines().any(|l| l.trim() == must),
+            "pdns.conf lacks {must}"
+        );
     }
-    assert!(!conf.contains("api-key="), "the API key comes from .env, not the file");
+    assert!(
+        !conf.contains("api-key="),
+        "the API key comes from .env, not the file"
+    );
     // Later settings win in pdns.conf: append the test's connection/ports.
     let overrides = format!(
         "\n# --- test overrides ---\ngpgsql-host={}\ngpgsql-port={pgport}\ngpgsql-password=unused\nlocal-address=127.0.0.1\nlocal-port={dnsport}\nwebserver-address=127.0.0.1\nwebserver-port={apiport}\napi-key={key}\nsocket-dir={}\n",
@@ -1273,13 +1612,24 @@ fn powerdns_config_runs_with_gpgsql_backend_and_dnssec() {
     fs::write(pdnsdir.join("pdns.conf"), format!("{conf}{overrides}")).unwrap();
 
     let pdnsutil = |args: &[&str]| {
-        run_ok(Command::new("pdnsutil").arg(format!("--config-dir={}", pdnsdir.display())).args(args))
+        run_ok(
+            Command::new("pdnsutil")
+                .arg(format!("--config-dir={}", pdnsdir.display()))
+                .args(args),
+        )
     };
     // DNSSEC through the gpgsql backend: sign the seeded zone.
     pdnsutil(&["secure-zone", "macula.local"]);
     let check = pdnsutil(&["check-zone", "macula.local"]);
     assert!(check.contains("0 errors"), "{check}");
-    pdnsutil(&["add-record", "macula.local", "grafana", "A", "60", "127.0.0.4"]);
+    pdnsutil(&[
+        "add-record",
+        "macula.local",
+        "grafana",
+        "A",
+        "60",
+        "127.0.0.4",
+    ]);
 
     let server = Command::new("pdns_server")
         .arg(format!("--config-dir={}", pdnsdir.display()))
@@ -1293,18 +1643,37 @@ fn powerdns_config_runs_with_gpgsql_backend_and_dnssec() {
     while TcpStream::connect(("127.0.0.1", apiport)).is_err() {
         if let Ok(Some(status)) = server.0.try_wait() {
             let mut err = String::new();
-            server.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            server
+                .0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("pdns_server exited ({status}) with the repo config:\n{err}");
         }
         assert!(Instant::now() < deadline, "pdns_server API did not come up");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let zone = http_get(apiport, "/api/v1/servers/localhost/zones/macula.local.", key);
-    assert!(zone.starts_with("HTTP/1.1 200") || zone.starts_with("HTTP/1.0 200"), "{zone}");
-    assert!(zone.contains("\"dnssec\": true") || zone.contains("\"dnssec\":true"), "{zone}");
+    let zone = http_get(
+        apiport,
+        "/api/v1/servers/localhost/zones/macula.local.",
+        key,
+    );
+    assert!(
+        zone.starts_with("HTTP/1.1 200") || zone.starts_with("HTTP/1.0 200"),
+        "{zone}"
+    );
+    assert!(
+        zone.contains("\"dnssec\": true") || zone.contains("\"dnssec\":true"),
+        "{zone}"
+    );
     assert!(zone.contains("ns1.macula.local."), "seeded SOA/NS: {zone}");
     let denied = http_get(apiport, "/api/v1/servers/localhost/zones", "wrong-key");
-    assert!(denied.contains(" 401 "), "API must require the key: {denied}");
+    assert!(
+        denied.contains(" 401 "),
+        "API must require the key: {denied}"
+    );
     assert_eq!(dns_a(dnsport, "grafana.macula.local"), Some([127, 0, 0, 4]));
     assert_eq!(dns_a(dnsport, "ns1.macula.local"), Some([127, 0, 0, 1]));
 }
@@ -1380,7 +1749,9 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
     let pdns_url = be.at("powerdns.url").text();
     let pdns_port: u16 = pdns_url.rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(
-        taken.get(&("127.0.0.1".into(), pdns_port, "tcp".into())).map(String::as_str),
+        taken
+            .get(&("127.0.0.1".into(), pdns_port, "tcp".into()))
+            .map(String::as_str),
         Some("infrastructure/pdns"),
         "routing's PowerDNS URL must be what compose publishes"
     );
@@ -1390,7 +1761,11 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
         let listen = f.get("listen").text();
         let (addr, proto) = listen.split_once('/').expect("listen ip:port/proto");
         let (ip, port) = addr.rsplit_once(':').unwrap();
-        let key = (ip.to_string(), port.parse::<u16>().unwrap(), proto.to_string());
+        let key = (
+            ip.to_string(),
+            port.parse::<u16>().unwrap(),
+            proto.to_string(),
+        );
         if ip == "0.0.0.0" {
             wildcard_ports.insert((key.1, key.2.clone()));
         }
@@ -1399,7 +1774,12 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
         }
         let t = f.get("target");
         if !t.get("service").is_null() {
-            let (stack, svc) = t.get("service").text().split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).unwrap();
+            let (stack, svc) = t
+                .get("service")
+                .text()
+                .split_once('/')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .unwrap();
             let s = stacks[stack.as_str()].get("services").get(&svc);
             assert!(!s.is_null(), "forward {name}: no service {stack}/{svc}");
             let port = t.get("port").text();
@@ -1408,12 +1788,18 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
                 let a = t.split('/').next().unwrap();
                 a.rsplit(':').next() == Some(port.as_str())
             });
-            assert!(uses, "forward {name}: {stack}/{svc} does not use container port {port}");
+            assert!(
+                uses,
+                "forward {name}: {stack}/{svc} does not use container port {port}"
+            );
         }
     }
     for ((_, port, proto), who) in &taken {
         if wildcard_ports.contains(&(*port, proto.clone())) {
-            assert!(who.starts_with("forward"), "{who} clashes with a 0.0.0.0 forward on {port}");
+            assert!(
+                who.starts_with("forward"),
+                "{who} clashes with a 0.0.0.0 forward on {port}"
+            );
         }
     }
 
@@ -1421,7 +1807,10 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
     let all: Vec<String> = STACKS.iter().map(|s| s.to_string()).collect();
     for (profile, clusters) in [
         ("dev", vec!["macula-dev"]),
-        ("lab", vec!["macula-hub", "be-antwerp", "be-brabant", "be-east-flanders"]),
+        (
+            "lab",
+            vec!["macula-hub", "be-antwerp", "be-brabant", "be-east-flanders"],
+        ),
     ] {
         let p = hosts.at(&format!("profiles.{profile}"));
         let st: Vec<String> = p.get("stacks").arr().iter().map(J::text).collect();
@@ -1429,40 +1818,65 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
         assert_eq!(p.get("routing"), &J::Bool(true));
         let cl: Vec<String> = p.get("clusters").arr().iter().map(J::text).collect();
         assert_eq!(cl, clusters, "{profile} clusters");
-        assert_eq!(hosts.at(&format!("hosts.{profile}.profile")).text(), profile);
+        assert_eq!(
+            hosts.at(&format!("hosts.{profile}.profile")).text(),
+            profile
+        );
     }
     assert!(!hosts.at("hosts.default.profile").is_null());
 
     let clusters = yaml_file(&ds().join("clusters.yaml"));
-    assert_eq!(clusters.at("registry.service").text(), "infrastructure/registry");
+    assert_eq!(
+        clusters.at("registry.service").text(),
+        "infrastructure/registry"
+    );
     assert_eq!(clusters.at("registry.host").text(), "localhost:5001");
     assert_eq!(clusters.at("registry.cluster").text(), "kind-registry:5000");
     let sha = clusters.at("flux.sha256").text();
-    assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(
+        sha.len() == 64
+            && sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
     let published_ports: BTreeSet<u16> = taken.keys().map(|k| k.1).collect();
     let mut host_ports: BTreeMap<(u16, String), String> = BTreeMap::new();
     for (name, c) in clusters.get("clusters").obj() {
         assert_eq!(c.at("flux.path").text(), format!("./clusters/{name}"));
-        assert!(repo().join("clusters").join(name).is_dir(), "clusters/{name} missing");
+        assert!(
+            repo().join("clusters").join(name).is_dir(),
+            "clusters/{name} missing"
+        );
         for node in c.get("nodes").arr() {
             for m in node.get("extraPortMappings").arr() {
                 let hp: u16 = m.get("hostPort").text().parse().unwrap();
                 let proto = m.get("protocol").text();
                 // kind binds 0.0.0.0: any publish on that port number clashes.
-                assert!(!published_ports.contains(&hp), "{name}: hostPort {hp} clashes with the host stacks/forwards");
+                assert!(
+                    !published_ports.contains(&hp),
+                    "{name}: hostPort {hp} clashes with the host stacks/forwards"
+                );
                 if let Some(prev) = host_ports.insert((hp, proto.clone()), name.clone()) {
                     panic!("hostPort {hp}/{proto} used by {prev} and {name}");
                 }
             }
         }
     }
-    let listed: BTreeSet<&str> = clusters.get("clusters").obj().iter().map(|(k, _)| k.as_str()).collect();
+    let listed: BTreeSet<&str> = clusters
+        .get("clusters")
+        .obj()
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
     assert_eq!(listed, CLUSTERS.iter().copied().collect());
     // The dev ingress forwards land on the kind host ports.
     for f in routing.get("forwards").arr() {
         if let Some(addr) = f.at("target.address").str() {
             let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-            assert!(host_ports.keys().any(|(p, _)| *p == port), "forward target {addr} is no kind hostPort");
+            assert!(
+                host_ports.keys().any(|(p, _)| *p == port),
+                "forward target {addr} is no kind hostPort"
+            );
         }
     }
 }
@@ -1475,7 +1889,10 @@ fn services_doc_lists_every_service_url_and_image() {
     for stack in STACKS {
         let cfg = compose_config(stack);
         for (name, s) in cfg.get("services").obj() {
-            assert!(doc.contains(&format!("macula-{name}")), "docs/services.md lacks macula-{name}");
+            assert!(
+                doc.contains(&format!("macula-{name}")),
+                "docs/services.md lacks macula-{name}"
+            );
             let image = s.get("image").text();
             assert!(doc.contains(&image), "docs/services.md lacks image {image}");
         }
@@ -1489,7 +1906,10 @@ fn services_doc_lists_every_service_url_and_image() {
         );
     }
     for image in PUBLIC_CLUSTER_IMAGES {
-        assert!(doc.contains(image), "docs/services.md lacks cluster image {image}");
+        assert!(
+            doc.contains(image),
+            "docs/services.md lacks cluster image {image}"
+        );
     }
     assert!(doc.contains("kindest/node:v1.31.0"));
 }
