@@ -1920,7 +1920,6 @@ fn services_doc_lists_every_service_url_and_image() {
 /// `desired-state/.env`; the variables of `.env.example` are passed in the
 /// process environment instead (the stacks use `${VAR:?}` for secrets).
 #[test]
-#[ignore = "enabled when the validate CLI lands"]
 fn validate_every_host_profile() {
     let vars: Vec<(String, String)> = read(&ds().join(".env.example"))
         .lines()

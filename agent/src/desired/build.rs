@@ -145,11 +145,8 @@ fn build_stack(
                 },
             );
         }
-        if let Some(spec) = build_service(
-            root, stack, svc_name, svc, &base, env, &net_names, &vol_names, d,
-        ) {
-            state.services.push(spec);
-        }
+        let spec = build_service(root, stack, svc_name, svc, &base, env, &net_names, &vol_names, d);
+        state.services.push(spec);
     }
 }
 
@@ -164,13 +161,11 @@ fn build_service(
     net_names: &BTreeMap<String, String>,
     vol_names: &BTreeMap<String, String>,
     d: &mut Diagnostics,
-) -> Option<ServiceSpec> {
+) -> ServiceSpec {
+    // Built even when parts are rejected: cross-service checks still run on what is left,
+    // and the errors recorded keep it from ever being applied.
     let file = &stack.source;
-    let mut ok = true;
-    let mut err = |d: &mut Diagnostics, path: String, msg: String| {
-        ok = false;
-        d.error(&file.rel, Some(&file.lines), path, msg)
-    };
+    let err = |d: &mut Diagnostics, path: String, msg: String| d.error(&file.rel, Some(&file.lines), path, msg);
 
     let build = svc.build.as_ref().and_then(|b| {
         let path = format!("{base}.build.context");
@@ -409,7 +404,7 @@ fn build_service(
         );
     }
 
-    let spec = ServiceSpec {
+    ServiceSpec {
         stack: stack.name.clone(),
         service: name.to_string(),
         project: stack.project.clone(),
@@ -435,8 +430,7 @@ fn build_service(
         hostname: svc.hostname.clone(),
         cap_add: svc.cap_add.iter().cloned().collect(),
         extra_hosts: svc.extra_hosts.0.clone(),
-    };
-    ok.then_some(spec)
+    }
 }
 
 fn rel_to(root: &Path, real: &Path) -> String {

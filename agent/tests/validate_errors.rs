@@ -1,0 +1,98 @@
+//! Every validation rule on one broken fixture: all problems reported at once, each with file,
+//! path and line, exit non-zero — and nothing already running is torn down.
+mod support;
+
+use support::*;
+
+const GOOD: &str = "services:\n  keep:\n    image: {image}\n    container_name: t{id}-keep\n    command: sleep 3600\n    restart: unless-stopped\n";
+
+const BROKEN: &str = r#"services:
+  api:
+    imagee: {image}
+    image: {image}
+    container_name: t{id}-keep
+    environment:
+      TOKEN: ${T{id}_UNSET_TOKEN}
+    env_file: /etc/environment
+    volumes:
+      - ../../../outside:/x
+      - ./escape:/y
+      - /var/run/docker.sock:/var/run/docker.sock
+    ports: ["127.0.0.1:18500:80"]
+    networks:
+      infra: {ipv4_address: "{net}.5"}
+    depends_on: [ghost, web]
+  web:
+    image: {image}
+    build: {context: ./ctx-link}
+    ports: ["18500:80"]
+    networks:
+      infra: {ipv4_address: "{net}.5"}
+    depends_on: [api]
+  far:
+    image: {image}
+    networks:
+      infra: {ipv4_address: "10.1.2.3"}
+networks:
+  infra:
+    ipam: {config: [{subnet: "{net}.0/24"}]}
+"#;
+
+#[test]
+fn every_problem_at_once_and_nothing_torn_down() {
+    let f = Fixture::new();
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [good]}\n");
+    f.write("stacks/good/compose.yaml", &f.fill(GOOD));
+    f.ok("h", &["apply"]);
+    let keep = container_id(&f.name("keep"));
+
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [good, bad, syntax]}\n");
+    f.write("stacks/bad/compose.yaml", &f.fill(BROKEN));
+    f.write("stacks/syntax/compose.yaml", "services:\n  x: [unclosed\n");
+    // Symlinks that lead out of the repo: a bind source and a build context.
+    let outside = f.repo.path().parent().unwrap();
+    std::os::unix::fs::symlink(outside, f.root().join("stacks/bad/escape")).unwrap();
+    std::os::unix::fs::symlink(outside, f.root().join("stacks/bad/ctx-link")).unwrap();
+
+    let o = f.run("h", &["validate"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let bad = "stacks/bad/compose.yaml";
+    let expect = [
+        format!("{bad}:3: services.api.imagee: unknown key \"imagee\" (supported: image, build,"),
+        format!("{bad}:7: services.api.environment.TOKEN: variable T{}_UNSET_TOKEN is not set", f.id),
+        format!("{bad}:8: services.api.env_file: \"/etc/environment\" is absolute"),
+        format!("{bad}:10: services.api.volumes[0]: \"../../../outside\" leaves the desired-state directory"),
+        format!("{bad}:11: services.api.volumes[1]: \"./escape\" resolves through a symlink"),
+        format!("{bad}:12: services.api.volumes[2]: binding the Docker socket /var/run/docker.sock gives the container root"),
+        format!("{bad}:19: services.web.build.context: \"./ctx-link\" resolves through a symlink"),
+        format!("{bad}:5: services.api.container_name: container name \"t{}-keep\" is also used by good/keep", f.id),
+        format!("{bad}:22: services.web.networks.infra.ipv4_address: {}.5 is also assigned to bad/api", f.subnet_prefix()),
+        format!("{bad}:27: services.far.networks.infra.ipv4_address: 10.1.2.3 is outside network bad_infra's subnet {}.0/24", f.subnet_prefix()),
+        format!("{bad}:20: services.web.ports[0]: host port 0.0.0.0:18500/tcp is also published by bad/api"),
+        format!("{bad}:16: services.api.depends_on.ghost: depends on unknown service \"ghost\""),
+        "depends_on forms a cycle: api -> web -> api".to_string(),
+        "stacks/syntax/compose.yaml:3: YAML syntax:".to_string(),
+    ];
+    let missing: Vec<&String> = expect.iter().filter(|e| !err.contains(e.as_str())).collect();
+    assert!(missing.is_empty(), "missing diagnostics {missing:#?}\nin:\n{err}");
+
+    // apply refuses the same way and the running service is left alone.
+    let o = f.run("h", &["apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was changed"));
+    assert_eq!(container_id(&f.name("keep")), keep);
+    assert_eq!(container_state(&f.name("keep")), "running");
+}
+
+#[test]
+fn docker_socket_is_allowed_when_asked_for() {
+    let f = Fixture::new();
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    f.write(
+        "stacks/s/compose.yaml",
+        &f.fill("services:\n  agent:\n    image: {image}\n    volumes: [/var/run/docker.sock:/var/run/docker.sock:ro]\n    x-macula: {allow_docker_socket: true}\nx-notes: ignored like Compose does\n"),
+    );
+    let out = f.ok("h", &["validate"]);
+    assert!(out.starts_with("ok: 1 services"), "{out}");
+}
