@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod apply;
+pub mod cluster;
 pub mod desired;
 pub mod diag;
 pub mod drift;

@@ -1,0 +1,89 @@
+//! Local kind clusters: desired state (`clusters.yaml`, `images.yaml`), a pure plan, and the
+//! side effects behind narrow traits: the `kind` CLI, the Docker engine (registry wiring,
+//! image builds) and the Kubernetes API (Flux bootstrap, via kube-rs server-side apply).
+
+pub mod apply;
+pub mod docker;
+pub mod flux;
+pub mod images;
+pub mod kind;
+pub mod kindconfig;
+pub mod kube_ops;
+pub mod plan;
+pub mod registry;
+pub mod run;
+pub mod spec;
+pub mod status;
+pub mod tar;
+pub mod validate;
+
+pub use apply::{apply, ApplyOptions, Report};
+pub use plan::{plan, ClusterStep, Desired, DesiredCluster, Observed, ObservedCluster};
+pub use spec::{load, ClustersFile};
+pub use status::{status, ClusterStatus};
+pub use validate::validate;
+
+/// Field manager for every server-side apply, so `kubectl` shows who owns the fields.
+pub const FIELD_MANAGER: &str = "macula-gitops";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "`kind` was not found on PATH; install kind (https://kind.sigs.k8s.io) to manage clusters"
+    )]
+    KindMissing,
+    #[error("kind {args}: {stderr}")]
+    Kind { args: String, stderr: String },
+    #[error("cluster {cluster}: host port {port} is already in use on this host")]
+    PortTaken { cluster: String, port: String },
+    #[error("cluster {cluster}: not ready after {timeout:?}")]
+    NotReady {
+        cluster: String,
+        timeout: std::time::Duration,
+    },
+    #[error("the container engine is not reachable: {source}")]
+    Engine { source: bollard::errors::Error },
+    #[error("docker {subject}: {source}")]
+    Docker {
+        subject: String,
+        source: bollard::errors::Error,
+    },
+    #[error("{subject}: {message}")]
+    Exec { subject: String, message: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("fetching {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error(
+        "{url}: sha256 is {actual}, the desired state pins {expected}; refusing to install it"
+    )]
+    Checksum {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{subject}: invalid manifest: {message}")]
+    Manifest { subject: String, message: String },
+    #[error("cluster {cluster}: {what}: {source}")]
+    Kube {
+        cluster: String,
+        what: String,
+        source: kube::Error,
+    },
+    #[error("cluster {cluster}: timed out after {timeout:?} waiting for {what}")]
+    Timeout {
+        cluster: String,
+        what: String,
+        timeout: std::time::Duration,
+    },
+    #[error("image {image}: {message}")]
+    Image { image: String, message: String },
+    #[error("cluster {cluster}: {message}")]
+    Config { cluster: String, message: String },
+}
+
+#[cfg(test)]
+mod tests;

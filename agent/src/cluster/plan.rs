@@ -1,0 +1,379 @@
+//! The pure cluster plan: desired clusters against what the engine and the clusters show.
+//! No I/O here; `apply` executes the steps in order, `diff` prints them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::spec::{ClusterSpec, FluxResolved, PortMapping, PortProtocol, RegistrySpec, Role};
+
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub clusters: Vec<DesiredCluster>,
+    pub registry: Option<RegistrySpec>,
+    /// Delete kind clusters that are no longer desired (destroys their state).
+    pub prune: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DesiredCluster {
+    pub name: String,
+    pub spec: ClusterSpec,
+    pub flux: FluxResolved,
+}
+
+/// Every kind cluster on the engine, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub clusters: BTreeMap<String, ObservedCluster>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ObservedCluster {
+    pub nodes: Vec<ObservedNode>,
+    pub registry: RegistryObserved,
+    /// `None`: Flux could not be observed (no API access yet); treated as absent.
+    pub flux: Option<FluxObserved>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedNode {
+    pub role: Role,
+    pub image: String,
+    pub ports: Vec<PortMapping>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryObserved {
+    /// The registry container is on the `kind` network under the in-cluster alias.
+    pub network: bool,
+    /// Every node has the expected `hosts.toml` for both registry names.
+    pub hosts_toml: bool,
+    /// `kube-public/local-registry-hosting` holds the expected content.
+    pub configmap: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FluxObserved {
+    /// sha256 of the install.yaml last applied completely (annotation on the namespace).
+    pub install_sha256: Option<String>,
+    pub sync: Option<SyncObserved>,
+}
+
+/// The fields of the flux-system GitRepository and Kustomization the agent owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncObserved {
+    pub url: String,
+    pub branch: String,
+    pub interval: String,
+    pub secret: Option<String>,
+    pub path: String,
+    pub sync_interval: String,
+    pub prune: bool,
+}
+
+impl SyncObserved {
+    pub fn desired(f: &FluxResolved) -> Self {
+        Self {
+            url: f.git_url.clone(),
+            branch: f.branch.clone(),
+            interval: f.interval.clone(),
+            secret: f.secret_ref.as_ref().map(|s| s.name.clone()),
+            path: f.path.clone(),
+            sync_interval: f.sync_interval.clone(),
+            prune: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum ClusterStep {
+    Create {
+        name: String,
+        nodes: usize,
+        image: String,
+    },
+    /// Delete and create again; only when the cluster says `recreate: true`.
+    Recreate {
+        name: String,
+        reasons: Vec<String>,
+    },
+    /// The config changed in a way kind cannot apply in place, and recreating is not allowed.
+    NeedsRecreate {
+        name: String,
+        reasons: Vec<String>,
+    },
+    WireRegistry {
+        name: String,
+        parts: Vec<String>,
+    },
+    InstallFlux {
+        name: String,
+        version: String,
+    },
+    SyncFlux {
+        name: String,
+        changes: Vec<String>,
+    },
+    /// A kind cluster that is not desired: left running.
+    Unmanaged {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+impl ClusterStep {
+    pub fn cluster(&self) -> &str {
+        match self {
+            ClusterStep::Create { name, .. }
+            | ClusterStep::Recreate { name, .. }
+            | ClusterStep::NeedsRecreate { name, .. }
+            | ClusterStep::WireRegistry { name, .. }
+            | ClusterStep::InstallFlux { name, .. }
+            | ClusterStep::SyncFlux { name, .. }
+            | ClusterStep::Unmanaged { name }
+            | ClusterStep::Delete { name } => name,
+        }
+    }
+
+    /// Steps that only report and change nothing.
+    pub fn is_report(&self) -> bool {
+        matches!(
+            self,
+            ClusterStep::NeedsRecreate { .. } | ClusterStep::Unmanaged { .. }
+        )
+    }
+}
+
+impl fmt::Display for ClusterStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterStep::Create { name, nodes, image } => {
+                write!(
+                    f,
+                    "+ cluster {name} ({nodes} node{}, {image})",
+                    if *nodes == 1 { "" } else { "s" }
+                )
+            }
+            ClusterStep::Recreate { name, reasons } => {
+                write!(f, "-/+ cluster {name}: recreate ({})", reasons.join("; "))
+            }
+            ClusterStep::NeedsRecreate { name, reasons } => write!(
+                f,
+                "~ cluster {name}: needs recreate ({}); left as is, set recreate: true to allow",
+                reasons.join("; ")
+            ),
+            ClusterStep::WireRegistry { name, parts } => {
+                write!(f, "~ cluster {name}: wire registry ({})", parts.join(", "))
+            }
+            ClusterStep::InstallFlux { name, version } => {
+                write!(f, "~ cluster {name}: install flux {version}")
+            }
+            ClusterStep::SyncFlux { name, changes } => {
+                write!(f, "~ cluster {name}: flux sync ({})", changes.join("; "))
+            }
+            ClusterStep::Unmanaged { name } => write!(
+                f,
+                "! cluster {name}: running but not desired (left running; prune to delete)"
+            ),
+            ClusterStep::Delete { name } => write!(f, "- cluster {name}"),
+        }
+    }
+}
+
+/// (containerPort, hostPort, protocol, listen address) with kind's default address.
+type PortKey = (u16, u16, PortProtocol, String);
+type NodeKey = (Role, String, Vec<PortKey>);
+
+/// Port mapping key with kind's defaults made explicit, so desired and observed compare.
+fn port_key(m: &PortMapping) -> PortKey {
+    let addr = m.listen_address.clone().unwrap_or_else(|| "0.0.0.0".into());
+    (m.container_port, m.host_port, m.protocol, addr)
+}
+
+fn node_key(role: Role, image: &str, ports: &[PortMapping]) -> NodeKey {
+    let mut p: Vec<_> = ports.iter().map(port_key).collect();
+    p.sort();
+    (role, image.to_string(), p)
+}
+
+/// Why the running cluster differs from the spec (kind cannot change nodes in place).
+pub fn recreate_reasons(spec: &ClusterSpec, observed: &ObservedCluster) -> Vec<String> {
+    let mut want: Vec<_> = spec
+        .nodes
+        .iter()
+        .map(|n| {
+            node_key(
+                n.role,
+                n.image.as_deref().or(spec.image.as_deref()).unwrap_or(""),
+                &n.extra_port_mappings,
+            )
+        })
+        .collect();
+    let mut have: Vec<_> = observed
+        .nodes
+        .iter()
+        .map(|n| node_key(n.role, &n.image, &n.ports))
+        .collect();
+    want.sort();
+    have.sort();
+    if want == have {
+        return Vec::new();
+    }
+    let mut reasons = Vec::new();
+    for role in [Role::ControlPlane, Role::Worker] {
+        let w = want.iter().filter(|k| k.0 == role).count();
+        let h = have.iter().filter(|k| k.0 == role).count();
+        if w != h {
+            reasons.push(format!("{role} nodes {h} → {w}"));
+        }
+    }
+    let images = |v: &Vec<NodeKey>| {
+        let mut i: Vec<String> = v.iter().map(|k| k.1.clone()).collect();
+        i.sort();
+        i.dedup();
+        i
+    };
+    let (wi, hi) = (images(&want), images(&have));
+    if wi != hi {
+        reasons.push(format!("node image {} → {}", hi.join(","), wi.join(",")));
+    }
+    let ports = |v: &Vec<NodeKey>| {
+        let mut p: Vec<_> = v.iter().flat_map(|k| k.2.clone()).collect();
+        p.sort();
+        p
+    };
+    let (wp, hp) = (ports(&want), ports(&have));
+    let show = |p: &PortKey| format!("{}→{}/{}", p.1, p.0, p.2);
+    for p in wp.iter().filter(|p| !hp.contains(p)) {
+        reasons.push(format!("add port {}", show(p)));
+    }
+    for p in hp.iter().filter(|p| !wp.contains(p)) {
+        reasons.push(format!("remove port {}", show(p)));
+    }
+    if reasons.is_empty() {
+        reasons.push("node layout changed".into());
+    }
+    reasons
+}
+
+fn registry_parts(r: &RegistryObserved) -> Vec<String> {
+    let mut parts = Vec::new();
+    if !r.network {
+        parts.push("connect registry to kind network".to_string());
+    }
+    if !r.hosts_toml {
+        parts.push("containerd hosts.toml".to_string());
+    }
+    if !r.configmap {
+        parts.push("ConfigMap kube-public/local-registry-hosting".to_string());
+    }
+    parts
+}
+
+fn sync_changes(want: &SyncObserved, have: Option<&SyncObserved>) -> Vec<String> {
+    let Some(have) = have else {
+        return vec![format!(
+            "create GitRepository {} ({}) and Kustomization {}",
+            want.url, want.branch, want.path
+        )];
+    };
+    let mut c = Vec::new();
+    let mut cmp = |what: &str, h: &str, w: &str| {
+        if h != w {
+            c.push(format!("{what} {h} → {w}"));
+        }
+    };
+    cmp("url", &have.url, &want.url);
+    cmp("branch", &have.branch, &want.branch);
+    cmp("interval", &have.interval, &want.interval);
+    cmp("path", &have.path, &want.path);
+    cmp("sync interval", &have.sync_interval, &want.sync_interval);
+    cmp(
+        "secret",
+        have.secret.as_deref().unwrap_or("none"),
+        want.secret.as_deref().unwrap_or("none"),
+    );
+    if have.prune != want.prune {
+        c.push("prune → true".into());
+    }
+    c
+}
+
+/// Steps in execution order: per desired cluster create/recreate, registry, flux install,
+/// flux sync; then clusters that are not desired.
+pub fn plan(desired: &Desired, observed: &Observed) -> Vec<ClusterStep> {
+    let mut steps = Vec::new();
+    for c in &desired.clusters {
+        let name = c.name.clone();
+        let fresh = RegistryObserved::default();
+        let (registry, flux) = match observed.clusters.get(&c.name) {
+            None => {
+                let image = c
+                    .spec
+                    .image
+                    .clone()
+                    .or_else(|| c.spec.nodes.iter().find_map(|n| n.image.clone()));
+                steps.push(ClusterStep::Create {
+                    name: name.clone(),
+                    nodes: c.spec.nodes.len(),
+                    image: image.unwrap_or_default(),
+                });
+                (&fresh, None)
+            }
+            Some(o) => {
+                let reasons = recreate_reasons(&c.spec, o);
+                if reasons.is_empty() {
+                    (&o.registry, o.flux.as_ref())
+                } else if c.spec.recreate {
+                    steps.push(ClusterStep::Recreate {
+                        name: name.clone(),
+                        reasons,
+                    });
+                    (&fresh, None)
+                } else {
+                    steps.push(ClusterStep::NeedsRecreate {
+                        name: name.clone(),
+                        reasons,
+                    });
+                    (&o.registry, o.flux.as_ref())
+                }
+            }
+        };
+        if desired.registry.is_some() {
+            let parts = registry_parts(registry);
+            if !parts.is_empty() {
+                steps.push(ClusterStep::WireRegistry {
+                    name: name.clone(),
+                    parts,
+                });
+            }
+        }
+        if flux.and_then(|f| f.install_sha256.as_deref()) != Some(c.flux.sha256.as_str()) {
+            steps.push(ClusterStep::InstallFlux {
+                name: name.clone(),
+                version: c.flux.version.clone(),
+            });
+        }
+        let want = SyncObserved::desired(&c.flux);
+        let changes = sync_changes(&want, flux.and_then(|f| f.sync.as_ref()));
+        if !changes.is_empty() {
+            steps.push(ClusterStep::SyncFlux { name, changes });
+        }
+    }
+    for name in observed.clusters.keys() {
+        if desired.clusters.iter().any(|c| &c.name == name) {
+            continue;
+        }
+        steps.push(if desired.prune {
+            ClusterStep::Delete { name: name.clone() }
+        } else {
+            ClusterStep::Unmanaged { name: name.clone() }
+        });
+    }
+    steps
+}

@@ -1,0 +1,442 @@
+//! Table tests for loading, validation, the kind config and the pure plan.
+
+use std::path::Path;
+
+use crate::desired::catalog::{Catalog, Protocol, ServiceRef};
+use crate::desired::interpolate::Env;
+
+use super::plan::*;
+use super::spec::*;
+use super::{kindconfig, validate};
+
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn file_text() -> String {
+    format!(
+        r#"
+registry:
+  service: infrastructure/registry
+  host: localhost:5001
+  cluster: kind-registry:5000
+flux:
+  version: v2.4.0
+  install_url: https://github.com/fluxcd/flux2/releases/download/v2.4.0/install.yaml
+  sha256: "{SHA}"
+  git_url: ${{GIT_URL}}
+  branch: main
+  interval: 1m
+clusters:
+  macula-dev:
+    image: kindest/node:v1.31.0
+    recreate: false
+    nodes:
+      - role: control-plane
+        extraPortMappings:
+          - {{containerPort: 80, hostPort: 8080, protocol: TCP}}
+          - {{containerPort: 4433, hostPort: 4433, protocol: UDP}}
+    flux: {{path: ./clusters/macula-dev}}
+  macula-hub:
+    image: kindest/node:v1.31.0
+    nodes:
+      - role: control-plane
+        extraPortMappings:
+          - {{containerPort: 30000, hostPort: 30000}}
+      - role: worker
+    flux: {{branch: hub}}
+"#
+    )
+}
+
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for c in ["macula-dev", "macula-hub"] {
+        std::fs::create_dir_all(dir.path().join("clusters").join(c)).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("desired-state")).unwrap();
+    dir
+}
+
+fn env() -> Env {
+    Env::from_pairs([("GIT_URL", "https://github.com/macula-io/macula-gitops.git")])
+}
+
+fn load_text(repo: &Path, text: &str) -> (Option<ClustersFile>, Vec<String>) {
+    let path = repo.join("desired-state/clusters.yaml");
+    std::fs::write(&path, text).unwrap();
+    let (f, d) = load(&path, &env(), repo);
+    let msgs = d
+        .into_sorted()
+        .iter()
+        .map(|d| format!("{}:{}: {}", d.line.unwrap_or(0), d.path, d.message))
+        .collect();
+    (f, msgs)
+}
+
+fn catalog() -> Catalog {
+    Catalog {
+        services: vec![ServiceRef {
+            stack: "infrastructure".into(),
+            service: "registry".into(),
+            container_name: "kind-registry".into(),
+            networks: vec!["macula-infra".into()],
+            container_ports: vec![(5000, Protocol::Tcp)],
+            published: vec![(Some("127.0.0.1".parse().unwrap()), 5001, Protocol::Tcp)],
+        }],
+    }
+}
+
+#[test]
+fn loads_the_binding_format() {
+    let r = repo();
+    let (f, errs) = load_text(r.path(), &file_text());
+    assert_eq!(errs, Vec::<String>::new());
+    let f = f.unwrap();
+    let dev = &f.clusters["macula-dev"];
+    assert_eq!(
+        dev.nodes[0].extra_port_mappings[1].protocol,
+        PortProtocol::Udp
+    );
+    let flux = f.flux_for("macula-hub", None).unwrap();
+    assert_eq!(
+        flux.git_url,
+        "https://github.com/macula-io/macula-gitops.git"
+    );
+    assert_eq!(
+        (flux.branch.as_str(), flux.path.as_str()),
+        ("hub", "./clusters/macula-hub")
+    );
+    assert_eq!(
+        (flux.interval.as_str(), flux.sync_interval.as_str()),
+        ("1m", "10m")
+    );
+    let d = validate(&f, &catalog(), &["macula-dev".into(), "macula-hub".into()]);
+    assert!(d.is_empty(), "{d}");
+}
+
+#[test]
+fn all_errors_at_once_with_lines() {
+    let r = repo();
+    std::os::unix::fs::symlink("/tmp", r.path().join("clusters/escape")).unwrap();
+    let text = file_text()
+        .replace("version: v2.4.0", "version: 2.4")
+        .replace(SHA, "ABC")
+        .replace("interval: 1m", "interval: soon\n  colour: blue")
+        .replace(
+            "flux: {path: ./clusters/macula-dev}",
+            "flux: {path: ../elsewhere}",
+        )
+        .replace(
+            "flux: {branch: hub}",
+            "flux: {branch: hub, path: ./clusters/escape}",
+        )
+        .replace(
+            "      - role: worker",
+            "      - role: worker\n        labels: {a: b}",
+        );
+    let (_, errs) = load_text(r.path(), &text);
+    let want = [
+        "9:flux.sha256: must be 64 lowercase hex digits (the sha256 of install.yaml)",
+        "12:flux.interval: \"soon\" is not a duration like 1m or 10m30s",
+        "13:flux.colour: unknown key (supported here: version, install_url, sha256, git_url, branch, interval, sync_interval, path, secret_ref)",
+        "23:clusters.macula-dev.flux.path: \"../elsewhere\" must not contain `..`",
+        "31:clusters.macula-hub.nodes[1].labels: unknown key (supported here: role, image, extraPortMappings)",
+        "7:flux.version: \"2.4\" is not a version like v2.4.0",
+    ];
+    for w in want {
+        assert!(errs.iter().any(|e| e == w), "missing {w:?} in {errs:#?}");
+    }
+    assert!(
+        errs.iter().any(|e| e.starts_with(
+            "32:clusters.macula-hub.flux.path: \"./clusters/escape\" resolves outside the repo"
+        )),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn cross_file_errors() {
+    let r = repo();
+    let text = file_text()
+        .replace(
+            "service: infrastructure/registry",
+            "service: infrastructure/nope",
+        )
+        .replace("hostPort: 30000", "hostPort: 8080");
+    let (f, errs) = load_text(r.path(), &text);
+    assert!(errs.is_empty(), "{errs:?}");
+    let f = f.unwrap();
+    let mut cat = catalog();
+    cat.services[0].published.push((None, 4433, Protocol::Udp));
+    let d: Vec<String> = validate(
+        &f,
+        &cat,
+        &["macula-dev".into(), "macula-hub".into(), "ghost".into()],
+    )
+    .into_sorted()
+    .iter()
+    .map(|d| format!("{}:{}: {}", d.line.unwrap_or(0), d.path, d.message))
+    .collect();
+    assert_eq!(
+        d,
+        [
+            "3:registry.service: unknown registry service \"infrastructure/nope\" (services of this host: infrastructure/registry)",
+            "13:clusters: the host selects cluster \"ghost\", which is not defined here (defined: macula-dev, macula-hub)",
+            "21:clusters.macula-dev.nodes[0].extraPortMappings[1].hostPort: host port 4433/UDP is already used by service infrastructure/registry",
+            "28:clusters.macula-hub.nodes[0].extraPortMappings[0].hostPort: host port 8080/TCP is already used by cluster macula-dev at clusters.macula-dev.nodes[0].extraPortMappings[0]",
+        ]
+    );
+    // Clusters the host does not run do not claim ports.
+    assert_eq!(validate(&f, &catalog(), &["macula-hub".into()]).len(), 1);
+}
+
+#[test]
+fn kind_config_fields() {
+    let r = repo();
+    let (f, _) = load_text(r.path(), &file_text());
+    let f = f.unwrap();
+    let v = kindconfig::config_value("macula-hub", &f.clusters["macula-hub"]);
+    assert_eq!(v["kind"], "Cluster");
+    assert_eq!(v["apiVersion"], "kind.x-k8s.io/v1alpha4");
+    assert_eq!(v["name"], "macula-hub");
+    assert_eq!(
+        v["containerdConfigPatches"][0],
+        kindconfig::CONTAINERD_PATCH
+    );
+    assert_eq!(v["nodes"][0]["role"], "control-plane");
+    assert_eq!(v["nodes"][0]["image"], "kindest/node:v1.31.0");
+    let m = &v["nodes"][0]["extraPortMappings"][0];
+    assert_eq!(
+        (
+            m["containerPort"].as_u64(),
+            m["hostPort"].as_u64(),
+            m["protocol"].as_str()
+        ),
+        (Some(30000), Some(30000), Some("TCP"))
+    );
+    assert!(m.get("listenAddress").is_none());
+    assert_eq!(v["nodes"][1]["role"], "worker");
+    assert!(v["nodes"][1].get("extraPortMappings").is_none());
+    // The rendered file parses back to the same value.
+    let back: serde_json::Value =
+        serde_yaml::from_str(&kindconfig::render("macula-hub", &f.clusters["macula-hub"])).unwrap();
+    assert_eq!(back, v);
+}
+
+// ---- plan ----
+
+fn desired(text: &str, names: &[&str], prune: bool) -> Desired {
+    let r = repo();
+    let (f, errs) = load_text(r.path(), text);
+    assert!(errs.is_empty(), "{errs:?}");
+    let f = f.unwrap();
+    Desired {
+        clusters: names
+            .iter()
+            .map(|n| DesiredCluster {
+                name: n.to_string(),
+                spec: f.clusters[*n].clone(),
+                flux: f.flux_for(n, None).unwrap(),
+            })
+            .collect(),
+        registry: f.registry.clone(),
+        prune,
+    }
+}
+
+/// What a converged engine shows for `d`.
+fn converged(d: &Desired) -> Observed {
+    Observed {
+        clusters: d
+            .clusters
+            .iter()
+            .map(|c| {
+                let nodes = c
+                    .spec
+                    .nodes
+                    .iter()
+                    .map(|n| ObservedNode {
+                        role: n.role,
+                        image: c.spec.image.clone().unwrap(),
+                        ports: n.extra_port_mappings.clone(),
+                    })
+                    .collect();
+                let o = ObservedCluster {
+                    nodes,
+                    registry: RegistryObserved {
+                        network: true,
+                        hosts_toml: true,
+                        configmap: true,
+                    },
+                    flux: Some(FluxObserved {
+                        install_sha256: Some(c.flux.sha256.clone()),
+                        sync: Some(SyncObserved::desired(&c.flux)),
+                    }),
+                };
+                (c.name.clone(), o)
+            })
+            .collect(),
+    }
+}
+
+fn lines(steps: &[ClusterStep]) -> Vec<String> {
+    steps.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn plan_table() {
+    let base = file_text();
+    let d = desired(&base, &["macula-dev"], false);
+    let conv = converged(&d);
+    type Case = (&'static str, Desired, Observed, Vec<&'static str>);
+    let mut cases: Vec<Case> = Vec::new();
+
+    cases.push(("converged → empty plan", d.clone(), conv.clone(), vec![]));
+    cases.push((
+        "fresh machine",
+        d.clone(),
+        Observed::default(),
+        vec![
+            "+ cluster macula-dev (1 node, kindest/node:v1.31.0)",
+            "~ cluster macula-dev: wire registry (connect registry to kind network, containerd hosts.toml, ConfigMap kube-public/local-registry-hosting)",
+            "~ cluster macula-dev: install flux v2.4.0",
+            "~ cluster macula-dev: flux sync (create GitRepository https://github.com/macula-io/macula-gitops.git (main) and Kustomization ./clusters/macula-dev)",
+        ],
+    ));
+    let moved = desired(
+        &base.replace("hostPort: 8080", "hostPort: 9080"),
+        &["macula-dev"],
+        false,
+    );
+    cases.push((
+        "port change without permission",
+        moved.clone(),
+        conv.clone(),
+        vec!["~ cluster macula-dev: needs recreate (add port 9080→80/TCP; remove port 8080→80/TCP); left as is, set recreate: true to allow"],
+    ));
+    let allowed = desired(
+        &base
+            .replace("hostPort: 8080", "hostPort: 9080")
+            .replace("recreate: false", "recreate: true"),
+        &["macula-dev"],
+        false,
+    );
+    cases.push((
+        "port change with recreate: true",
+        allowed,
+        conv.clone(),
+        vec![
+            "-/+ cluster macula-dev: recreate (add port 9080→80/TCP; remove port 8080→80/TCP)",
+            "~ cluster macula-dev: wire registry (connect registry to kind network, containerd hosts.toml, ConfigMap kube-public/local-registry-hosting)",
+            "~ cluster macula-dev: install flux v2.4.0",
+            "~ cluster macula-dev: flux sync (create GitRepository https://github.com/macula-io/macula-gitops.git (main) and Kustomization ./clusters/macula-dev)",
+        ],
+    ));
+    let image = desired(
+        &base.replace(
+            "kindest/node:v1.31.0\n    recreate",
+            "kindest/node:v1.32.0\n    recreate",
+        ),
+        &["macula-dev"],
+        false,
+    );
+    cases.push((
+        "node image change",
+        image,
+        conv.clone(),
+        vec!["~ cluster macula-dev: needs recreate (node image kindest/node:v1.31.0 → kindest/node:v1.32.0); left as is, set recreate: true to allow"],
+    ));
+    let mut extra = conv.clone();
+    extra
+        .clusters
+        .insert("old-lab".into(), ObservedCluster::default());
+    cases.push((
+        "undesired cluster is reported",
+        d.clone(),
+        extra.clone(),
+        vec!["! cluster old-lab: running but not desired (left running; prune to delete)"],
+    ));
+    let mut pruning = d.clone();
+    pruning.prune = true;
+    cases.push((
+        "undesired cluster pruned",
+        pruning,
+        extra,
+        vec!["- cluster old-lab"],
+    ));
+    let branch = desired(
+        &base.replace("branch: main", "branch: dev"),
+        &["macula-dev"],
+        false,
+    );
+    cases.push((
+        "branch change",
+        branch,
+        conv.clone(),
+        vec!["~ cluster macula-dev: flux sync (branch main → dev)"],
+    ));
+    let bump = desired(
+        &base
+            .replace(SHA, &"f".repeat(64))
+            .replace("v2.4.0", "v2.5.0"),
+        &["macula-dev"],
+        false,
+    );
+    cases.push((
+        "flux upgrade",
+        bump,
+        conv.clone(),
+        vec!["~ cluster macula-dev: install flux v2.5.0"],
+    ));
+    let mut no_cm = conv.clone();
+    no_cm
+        .clusters
+        .get_mut("macula-dev")
+        .unwrap()
+        .registry
+        .configmap = false;
+    cases.push((
+        "configmap missing",
+        d.clone(),
+        no_cm,
+        vec!["~ cluster macula-dev: wire registry (ConfigMap kube-public/local-registry-hosting)"],
+    ));
+    let mut unreachable = conv.clone();
+    unreachable.clusters.get_mut("macula-dev").unwrap().flux = None;
+    cases.push((
+        "flux not observable yet",
+        d.clone(),
+        unreachable,
+        vec![
+            "~ cluster macula-dev: install flux v2.4.0",
+            "~ cluster macula-dev: flux sync (create GitRepository https://github.com/macula-io/macula-gitops.git (main) and Kustomization ./clusters/macula-dev)",
+        ],
+    ));
+
+    for (what, d, o, want) in cases {
+        assert_eq!(lines(&plan(&d, &o)), want, "case: {what}");
+    }
+}
+
+#[test]
+fn git_url_defaults_to_a_reachable_source() {
+    let r = repo();
+    let text = file_text().replace("  git_url: ${GIT_URL}\n", "");
+    let (f, errs) = load_text(r.path(), &text);
+    assert!(errs.is_empty(), "{errs:?}");
+    let f = f.unwrap();
+    assert_eq!(
+        f.flux_for("macula-dev", Some("https://git.example/r.git"))
+            .unwrap()
+            .git_url,
+        "https://git.example/r.git"
+    );
+    for local in [
+        "file:///srv/repo",
+        "/srv/repo",
+        "http://127.0.0.1:3000/r.git",
+        "http://localhost/r",
+    ] {
+        let e = f.flux_for("macula-dev", Some(local)).unwrap_err();
+        assert!(e.contains("not reachable from a cluster"), "{local}: {e}");
+    }
+}

@@ -1,0 +1,147 @@
+//! Checks of `clusters.yaml` against the rest of the host's desired state: the clusters the
+//! host selects, the registry service and the host ports the host stacks publish.
+
+use std::net::IpAddr;
+
+use crate::desired::catalog::{Catalog, Protocol};
+use crate::desired::lines;
+use crate::diag::Diagnostics;
+
+use super::spec::{split_host_port, ClustersFile, PortProtocol};
+
+/// One claim on a host port, with where it was made (for the message).
+struct Claim {
+    owner: String,
+    path: Option<String>,
+    addr: Option<IpAddr>,
+    port: u16,
+    proto: PortProtocol,
+}
+
+fn overlaps(a: &Claim, b: &Claim) -> bool {
+    let any = |x: &Option<IpAddr>| x.is_none_or(|ip| ip.is_unspecified());
+    a.port == b.port && a.proto == b.proto && (any(&a.addr) || any(&b.addr) || a.addr == b.addr)
+}
+
+/// All cross-file problems at once. `selected` are the cluster names the host runs.
+pub fn validate(f: &ClustersFile, catalog: &Catalog, selected: &[String]) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    let file = f.origin.file.as_path();
+    let idx = Some(&f.origin.lines);
+    for name in selected {
+        if !f.clusters.contains_key(name) {
+            d.error(
+                file,
+                idx,
+                "clusters",
+                format!(
+                    "the host selects cluster {name:?}, which is not defined here (defined: {})",
+                    f.clusters.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    }
+    let active: Vec<&String> = selected
+        .iter()
+        .filter(|n| f.clusters.contains_key(*n))
+        .collect();
+    if let (Some(r), false) = (&f.registry, active.is_empty()) {
+        match catalog.get(&r.service) {
+            None => d.error(
+                file,
+                idx,
+                "registry.service",
+                format!(
+                    "unknown registry service {:?} (services of this host: {})",
+                    r.service,
+                    catalog
+                        .services
+                        .iter()
+                        .map(|s| format!("{}/{}", s.stack, s.service))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Some(svc) => {
+                if let Some((_, port)) = split_host_port(&r.host) {
+                    if !svc
+                        .published
+                        .iter()
+                        .any(|(_, p, proto)| *p == port && *proto == Protocol::Tcp)
+                    {
+                        d.error(
+                            file,
+                            idx,
+                            "registry.host",
+                            format!(
+                                "{} does not publish host port {port} (published: {:?})",
+                                r.service,
+                                svc.published.iter().map(|p| p.1).collect::<Vec<_>>()
+                            ),
+                        );
+                    }
+                }
+                if let Some((_, port)) = split_host_port(&r.cluster) {
+                    if !svc.container_ports.iter().any(|(p, _)| *p == port) {
+                        d.error(
+                            file,
+                            idx,
+                            "registry.cluster",
+                            format!("{} does not listen on container port {port}", r.service),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let mut claims: Vec<Claim> = catalog
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.published.iter().map(move |(addr, port, proto)| Claim {
+                owner: format!("service {}/{}", s.stack, s.service),
+                path: None,
+                addr: *addr,
+                port: *port,
+                proto: match proto {
+                    Protocol::Tcp => PortProtocol::Tcp,
+                    Protocol::Udp => PortProtocol::Udp,
+                },
+            })
+        })
+        .collect();
+    for name in active {
+        let c = &f.clusters[name];
+        for (i, n) in c.nodes.iter().enumerate() {
+            for (j, m) in n.extra_port_mappings.iter().enumerate() {
+                let node = lines::index(&format!("clusters.{name}.nodes"), i);
+                let path = lines::index(&format!("{node}.extraPortMappings"), j);
+                let claim = Claim {
+                    owner: format!("cluster {name}"),
+                    path: Some(path.clone()),
+                    addr: m.listen_address.as_deref().and_then(|a| a.parse().ok()),
+                    port: m.host_port,
+                    proto: m.protocol,
+                };
+                if let Some(other) = claims.iter().find(|o| overlaps(o, &claim)) {
+                    let where_ = other
+                        .path
+                        .as_deref()
+                        .map(|p| format!(" at {p}"))
+                        .unwrap_or_default();
+                    d.error(
+                        file,
+                        idx,
+                        format!("{path}.hostPort"),
+                        format!(
+                            "host port {}/{} is already used by {}{where_}",
+                            m.host_port, m.protocol, other.owner
+                        ),
+                    );
+                }
+                claims.push(claim);
+            }
+        }
+    }
+    d
+}
