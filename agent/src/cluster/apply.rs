@@ -1,0 +1,385 @@
+//! Observe and apply: turn `clusters.yaml` plus the host selection into `Desired`, look at the
+//! engine and the clusters, run the plan's steps. Everything that can fail without touching
+//! the host (install.yaml fetch and checksum, credentials) happens before the first step.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::docker::{NodeContainer, NodeOps};
+use super::flux;
+use super::kind::KindCli;
+use super::kube_ops::{FluxBootstrap, KubeCluster};
+use super::plan::{
+    plan, ClusterStep, Desired, DesiredCluster, Observed, ObservedCluster, RegistryObserved,
+};
+use super::registry::Wiring;
+use super::spec::ClustersFile;
+use super::{kindconfig, ClusterError};
+use crate::desired::catalog::Catalog;
+use crate::desired::interpolate::Env;
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Kind configs and the install.yaml cache live under here.
+    pub state_dir: PathBuf,
+    /// The nodes' Docker network (kind's default `kind`).
+    pub kind_network: String,
+    /// `kind create cluster --wait`.
+    pub create_wait: Duration,
+    /// Flux CRDs Established and controllers Available within this.
+    pub flux_timeout: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/macula-gitops"),
+            kind_network: std::env::var("KIND_EXPERIMENTAL_DOCKER_NETWORK")
+                .unwrap_or_else(|_| "kind".into()),
+            create_wait: Duration::from_secs(300),
+            flux_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What one pass did. `notices` are reports that changed nothing (needs recreate, unmanaged).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub tried: usize,
+    pub failed: usize,
+    pub changed: usize,
+    pub done: Vec<String>,
+    pub notices: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// The selected clusters with their Flux settings resolved, and the registry wiring.
+pub fn desired(
+    file: &ClustersFile,
+    catalog: &Catalog,
+    selected: &[String],
+    source_url: Option<&str>,
+    kind_network: &str,
+    prune: bool,
+) -> Result<(Desired, Option<Wiring>), Vec<String>> {
+    let mut errors = Vec::new();
+    let mut clusters = Vec::new();
+    for name in selected {
+        let Some(spec) = file.clusters.get(name) else {
+            errors.push(format!(
+                "cluster {name} is selected but not defined in clusters.yaml"
+            ));
+            continue;
+        };
+        match file.flux_for(name, source_url) {
+            Ok(flux) => clusters.push(DesiredCluster {
+                name: name.clone(),
+                spec: spec.clone(),
+                flux,
+            }),
+            Err(e) => errors.push(format!("cluster {name}: {e}")),
+        }
+    }
+    let wiring = match &file.registry {
+        Some(r) if !clusters.is_empty() => match catalog.get(&r.service) {
+            Some(svc) => Some(Wiring {
+                spec: r.clone(),
+                container: svc.container_name.clone(),
+                network: kind_network.to_string(),
+            }),
+            None => {
+                errors.push(format!(
+                    "registry service {} is not among this host's services",
+                    r.service
+                ));
+                None
+            }
+        },
+        _ => None,
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok((
+        Desired {
+            clusters,
+            registry: wiring.as_ref().map(|w| w.spec.clone()),
+            prune,
+        },
+        wiring,
+    ))
+}
+
+/// Clients of the clusters reached so far in this pass.
+pub struct Session<'a, K: KindCli, N: NodeOps> {
+    pub kind: &'a K,
+    pub engine: &'a N,
+    pub opts: &'a ApplyOptions,
+    clients: HashMap<String, KubeCluster>,
+    nodes: BTreeMap<String, Vec<NodeContainer>>,
+}
+
+impl<'a, K: KindCli, N: NodeOps> Session<'a, K, N> {
+    pub fn new(kind: &'a K, engine: &'a N, opts: &'a ApplyOptions) -> Self {
+        Self {
+            kind,
+            engine,
+            opts,
+            clients: HashMap::new(),
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    async fn refresh_nodes(&mut self) -> Result<(), ClusterError> {
+        self.nodes = self.engine.kind_nodes().await?;
+        Ok(())
+    }
+
+    async fn client(&mut self, cluster: &str) -> Result<&KubeCluster, ClusterError> {
+        if !self.clients.contains_key(cluster) {
+            let text = self.kind.kubeconfig(cluster).await?;
+            let c = KubeCluster::from_kubeconfig(cluster, &text).await?;
+            self.clients.insert(cluster.to_string(), c);
+        }
+        Ok(self.clients.get(cluster).expect("inserted above"))
+    }
+
+    /// Every kind cluster on the engine, with registry and Flux state for the desired ones.
+    /// Problems reaching a cluster leave its Flux state unknown (so the plan re-applies) and
+    /// are returned as warnings.
+    pub async fn observe(
+        &mut self,
+        desired: &Desired,
+        wiring: Option<&Wiring>,
+    ) -> Result<(Observed, Vec<String>), ClusterError> {
+        self.refresh_nodes().await?;
+        let mut warnings = Vec::new();
+        let mut observed = Observed::default();
+        let nodes = self.nodes.clone();
+        for (name, nodes) in &nodes {
+            let mut o = ObservedCluster {
+                nodes: nodes.iter().map(|n| n.node.clone()).collect(),
+                ..Default::default()
+            };
+            if desired.clusters.iter().any(|c| &c.name == name) {
+                if let Some(w) = wiring {
+                    let (network, hosts_toml) = w.observe(self.engine, nodes).await?;
+                    o.registry = RegistryObserved {
+                        network,
+                        hosts_toml,
+                        configmap: false,
+                    };
+                }
+                match self.observe_kube(name, wiring).await {
+                    Ok((flux, cm)) => {
+                        o.flux = Some(flux);
+                        o.registry.configmap = cm;
+                    }
+                    Err(e) => warnings.push(format!(
+                        "cluster {name}: cannot observe the API server: {e}"
+                    )),
+                }
+            }
+            observed.clusters.insert(name.clone(), o);
+        }
+        Ok((observed, warnings))
+    }
+
+    async fn observe_kube(
+        &mut self,
+        name: &str,
+        wiring: Option<&Wiring>,
+    ) -> Result<(super::plan::FluxObserved, bool), ClusterError> {
+        let c = self.client(name).await?;
+        let flux = c.observe_flux().await?;
+        let cm = match wiring {
+            Some(w) => c.configmap_matches(&w.configmap()).await?,
+            None => true,
+        };
+        Ok((flux, cm))
+    }
+}
+
+/// Everything fetched and rendered before the first change.
+struct Prepared {
+    manifests: HashMap<String, Vec<Value>>,
+    sync: HashMap<String, Vec<Value>>,
+}
+
+async fn prepare(
+    steps: &[ClusterStep],
+    desired: &Desired,
+    opts: &ApplyOptions,
+    env: &Env,
+) -> (Prepared, BTreeMap<String, String>) {
+    let mut p = Prepared {
+        manifests: HashMap::new(),
+        sync: HashMap::new(),
+    };
+    let mut failed = BTreeMap::new();
+    for step in steps {
+        let Some(c) = desired.clusters.iter().find(|c| c.name == step.cluster()) else {
+            continue;
+        };
+        match step {
+            ClusterStep::InstallFlux { .. } => {
+                let r = flux::fetch_install(&c.flux.install_url, &c.flux.sha256, &opts.state_dir)
+                    .await
+                    .and_then(|text| flux::parse_manifests(&c.flux.install_url, &text));
+                match r {
+                    Ok(m) => {
+                        p.manifests.insert(c.name.clone(), m);
+                    }
+                    Err(e) => {
+                        failed.insert(c.name.clone(), e.to_string());
+                    }
+                }
+            }
+            ClusterStep::SyncFlux { .. } => match flux::credentials(&c.flux, env) {
+                Ok(creds) => {
+                    p.sync
+                        .insert(c.name.clone(), flux::sync_objects(&c.flux, creds.as_ref()));
+                }
+                Err(e) => {
+                    failed.insert(c.name.clone(), format!("cluster {}: {e}", c.name));
+                }
+            },
+            _ => {}
+        }
+    }
+    (p, failed)
+}
+
+/// Observe, plan and execute. Keeps going past a failed cluster; a cluster whose step failed
+/// skips its remaining steps (they depend on it).
+pub async fn apply<K: KindCli, N: NodeOps>(
+    kind: &K,
+    engine: &N,
+    desired: &Desired,
+    wiring: Option<&Wiring>,
+    opts: &ApplyOptions,
+    env: &Env,
+) -> Result<Report, ClusterError> {
+    let mut s = Session::new(kind, engine, opts);
+    let (observed, warnings) = s.observe(desired, wiring).await?;
+    let steps = plan(desired, &observed);
+    let mut report = Report {
+        notices: warnings,
+        ..Default::default()
+    };
+    let (prepared, mut broken) = prepare(&steps, desired, opts, env).await;
+    for (cluster, e) in &broken {
+        report.tried += 1;
+        report.failed += 1;
+        tracing::error!(cluster = %cluster, error = %e, "cluster not changed");
+        report.errors.push(e.clone());
+    }
+    for step in &steps {
+        let name = step.cluster().to_string();
+        if step.is_report() {
+            tracing::warn!(cluster = %name, step = %step, "cluster left as is");
+            report.notices.push(step.to_string());
+            continue;
+        }
+        if broken.contains_key(&name) {
+            continue;
+        }
+        report.tried += 1;
+        match run_step(&mut s, step, desired, wiring, &prepared).await {
+            Ok(()) => {
+                tracing::info!(cluster = %name, step = %step, "cluster step done");
+                report.changed += 1;
+                report.done.push(step.to_string());
+            }
+            Err(e) => {
+                tracing::error!(cluster = %name, error = %e, "cluster step failed");
+                report.failed += 1;
+                report.errors.push(format!("{step}: {e}"));
+                broken.insert(name, e.to_string());
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn run_step<K: KindCli, N: NodeOps>(
+    s: &mut Session<'_, K, N>,
+    step: &ClusterStep,
+    desired: &Desired,
+    wiring: Option<&Wiring>,
+    prepared: &Prepared,
+) -> Result<(), ClusterError> {
+    let name = step.cluster();
+    let spec = desired.clusters.iter().find(|c| c.name == name);
+    match step {
+        ClusterStep::Create { .. } | ClusterStep::Recreate { .. } => {
+            let c = spec.expect("create and recreate are planned for desired clusters");
+            if matches!(step, ClusterStep::Recreate { .. }) {
+                s.kind.delete(name).await?;
+                s.clients.remove(name);
+            }
+            let dir = s.opts.state_dir.join("clusters").join(name);
+            let path = dir.join("kind-config.yaml");
+            let io = |source| ClusterError::Io {
+                path: path.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            std::fs::write(&path, kindconfig::render(name, &c.spec)).map_err(io)?;
+            s.kind.create(name, &path, s.opts.create_wait).await?;
+            s.refresh_nodes().await
+        }
+        ClusterStep::Delete { .. } => {
+            s.clients.remove(name);
+            s.kind.delete(name).await
+        }
+        ClusterStep::WireRegistry { .. } => {
+            let w = wiring.expect("registry steps are planned only with a registry");
+            let nodes = s.nodes.get(name).cloned().unwrap_or_default();
+            w.wire(s.engine, &nodes).await?;
+            let cm = w.configmap();
+            let c = s.client(name).await?;
+            if !c.configmap_matches(&cm).await? {
+                c.apply(&[cm]).await?;
+            }
+            Ok(())
+        }
+        ClusterStep::InstallFlux { .. } => {
+            let c = spec.expect("flux steps are planned for desired clusters");
+            let objects = prepared
+                .manifests
+                .get(name)
+                .expect("prepared before the first step");
+            let timeout = s.opts.flux_timeout;
+            s.client(name)
+                .await?
+                .install(objects, &c.flux.sha256, timeout)
+                .await
+        }
+        ClusterStep::SyncFlux { .. } => {
+            let objects = prepared
+                .sync
+                .get(name)
+                .expect("prepared before the first step");
+            s.client(name).await?.apply(objects).await
+        }
+        ClusterStep::NeedsRecreate { .. } | ClusterStep::Unmanaged { .. } => Ok(()),
+    }
+}
+
+/// The steps `apply` would run, for `diff`.
+pub async fn diff<K: KindCli, N: NodeOps>(
+    kind: &K,
+    engine: &N,
+    desired: &Desired,
+    wiring: Option<&Wiring>,
+    opts: &ApplyOptions,
+) -> Result<(Vec<ClusterStep>, Vec<String>), ClusterError> {
+    let mut s = Session::new(kind, engine, opts);
+    let (observed, warnings) = s.observe(desired, wiring).await?;
+    Ok((plan(desired, &observed), warnings))
+}

@@ -1,0 +1,262 @@
+//! Flux's pinned `install.yaml` (fetched, verified, cached by checksum) and the sync objects
+//! `flux bootstrap` would create, so the `flux` CLI works on clusters the agent bootstrapped.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::spec::FluxResolved;
+use super::ClusterError;
+
+pub const NAMESPACE: &str = "flux-system";
+/// On the flux-system Namespace: the sha256 of the install.yaml applied completely.
+pub const INSTALL_ANNOTATION: &str = "gitops.macula.io/flux-install-sha256";
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Path of the cached copy of the manifest with this checksum.
+pub fn cache_path(state_dir: &Path, sha256: &str) -> PathBuf {
+    state_dir
+        .join("flux")
+        .join(format!("install-{sha256}.yaml"))
+}
+
+/// The install manifest with checksum `sha256`: from the cache, else from `url` (https, http
+/// or file), verified before it is cached or used.
+pub async fn fetch_install(
+    url: &str,
+    sha256: &str,
+    state_dir: &Path,
+) -> Result<String, ClusterError> {
+    let cached = cache_path(state_dir, sha256);
+    if let Ok(data) = std::fs::read(&cached) {
+        if sha256_hex(&data) == sha256 {
+            return String::from_utf8(data).map_err(|e| ClusterError::Manifest {
+                subject: url.into(),
+                message: e.to_string(),
+            });
+        }
+        tracing::warn!(path = %cached.display(), "cached flux install.yaml does not match its checksum; fetching again");
+    }
+    let fetch_err = |message: String| ClusterError::Fetch {
+        url: url.to_string(),
+        message,
+    };
+    let data = if let Some(path) = url.strip_prefix("file://") {
+        std::fs::read(path).map_err(|e| fetch_err(e.to_string()))?
+    } else {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let resp = reqwest::Client::builder()
+            .build()
+            .map_err(|e| fetch_err(e.to_string()))?
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fetch_err(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(fetch_err(format!("HTTP {}", resp.status())));
+        }
+        resp.bytes()
+            .await
+            .map_err(|e| fetch_err(e.to_string()))?
+            .to_vec()
+    };
+    let actual = sha256_hex(&data);
+    if actual != sha256 {
+        return Err(ClusterError::Checksum {
+            url: url.into(),
+            expected: sha256.into(),
+            actual,
+        });
+    }
+    if let Some(dir) = cached.parent() {
+        let io = |source| ClusterError::Io {
+            path: cached.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = cached.with_extension("tmp");
+        std::fs::write(&tmp, &data).map_err(io)?;
+        std::fs::rename(&tmp, &cached).map_err(io)?;
+    }
+    String::from_utf8(data).map_err(|e| ClusterError::Manifest {
+        subject: url.into(),
+        message: e.to_string(),
+    })
+}
+
+/// Every object of a multi-document manifest, as JSON.
+pub fn parse_manifests(subject: &str, text: &str) -> Result<Vec<Value>, ClusterError> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let v = Value::deserialize(doc).map_err(|e| ClusterError::Manifest {
+            subject: subject.into(),
+            message: format!("document {i}: {e}"),
+        })?;
+        if v.is_null() {
+            continue;
+        }
+        if v.get("kind").and_then(Value::as_str).is_none()
+            || v.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_none()
+        {
+            return Err(ClusterError::Manifest {
+                subject: subject.into(),
+                message: format!("document {i} has no kind or metadata.name"),
+            });
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+pub fn kind_of(v: &Value) -> &str {
+    v.get("kind").and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn name_of(v: &Value) -> &str {
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+pub fn namespace_of(v: &Value) -> Option<&str> {
+    v.pointer("/metadata/namespace").and_then(Value::as_str)
+}
+
+/// Credentials for the GitRepository's Secret, read from the agent's environment.
+#[derive(Clone)]
+pub struct GitCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for GitCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GitCredentials(<redacted>)")
+    }
+}
+
+/// Read the credentials `flux.secret_ref` names from the environment.
+pub fn credentials(
+    flux: &FluxResolved,
+    env: &crate::desired::interpolate::Env,
+) -> Result<Option<GitCredentials>, String> {
+    let Some(s) = &flux.secret_ref else {
+        return Ok(None);
+    };
+    let get = |k: &str| {
+        env.get(k)
+            .map(str::to_string)
+            .ok_or_else(|| format!("flux.secret_ref: environment variable {k} is not set"))
+    };
+    Ok(Some(GitCredentials {
+        username: get(&s.username_env)?,
+        password: get(&s.password_env)?,
+    }))
+}
+
+/// GitRepository and Kustomization `flux-system/flux-system` as `flux bootstrap` creates them,
+/// preceded by the credentials Secret when the repo is private.
+pub fn sync_objects(flux: &FluxResolved, creds: Option<&GitCredentials>) -> Vec<Value> {
+    let mut objs = Vec::new();
+    let mut git_spec = json!({
+        "interval": flux.interval,
+        "ref": {"branch": flux.branch},
+        "url": flux.git_url,
+    });
+    if let (Some(s), Some(c)) = (&flux.secret_ref, creds) {
+        objs.push(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": s.name, "namespace": NAMESPACE},
+            "type": "Opaque",
+            "data": {"username": base64(c.username.as_bytes()), "password": base64(c.password.as_bytes())},
+        }));
+        git_spec["secretRef"] = json!({"name": s.name});
+    }
+    objs.push(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": NAMESPACE, "namespace": NAMESPACE},
+        "spec": git_spec,
+    }));
+    objs.push(json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": NAMESPACE, "namespace": NAMESPACE},
+        "spec": {
+            "interval": flux.sync_interval,
+            "path": flux.path,
+            "prune": true,
+            "sourceRef": {"kind": "GitRepository", "name": NAMESPACE},
+        },
+    }));
+    objs
+}
+
+/// Standard base64 with padding (Secret `data`).
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_table() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[tokio::test]
+    async fn fetch_verifies_and_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("install.yaml");
+        std::fs::write(&src, "kind: Namespace\nmetadata: {name: flux-system}\n").unwrap();
+        let sum = sha256_hex(&std::fs::read(&src).unwrap());
+        let url = format!("file://{}", src.display());
+        let state = dir.path().join("state");
+        let wrong = "0".repeat(64);
+        let err = fetch_install(&url, &wrong, &state).await.unwrap_err();
+        assert!(matches!(err, ClusterError::Checksum { .. }), "{err}");
+        assert!(err.to_string().contains("refusing to install it"), "{err}");
+        assert!(!cache_path(&state, &wrong).exists());
+        let text = fetch_install(&url, &sum, &state).await.unwrap();
+        assert!(cache_path(&state, &sum).exists());
+        // Served from the cache once the source is gone.
+        std::fs::remove_file(&src).unwrap();
+        assert_eq!(fetch_install(&url, &sum, &state).await.unwrap(), text);
+        assert_eq!(parse_manifests("t", &text).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,114 @@
+//! Per-cluster status for `/status`, `status` and metrics: whether the cluster runs, and the
+//! Ready condition and applied revision of every Flux Kustomization in it.
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+use super::docker::NodeOps;
+use super::kind::KindCli;
+use super::kube_ops::{FluxBootstrap, KubeCluster, KustomizationStatus};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    pub name: String,
+    /// Node containers exist on the engine.
+    pub exists: bool,
+    pub kustomizations: Vec<KustomizationStatus>,
+    /// Why the Kustomizations could not be read.
+    pub error: Option<String>,
+}
+
+impl ClusterStatus {
+    /// Every Kustomization reports Ready=True (and there is at least one).
+    pub fn ready(&self) -> bool {
+        !self.kustomizations.is_empty() && self.kustomizations.iter().all(|k| k.ready == "True")
+    }
+}
+
+/// Status of `names` (the clusters this host runs).
+pub async fn status<K: KindCli, N: NodeOps>(
+    kind: &K,
+    engine: &N,
+    names: &[String],
+) -> Vec<ClusterStatus> {
+    let nodes = engine.kind_nodes().await;
+    let mut out = Vec::new();
+    for name in names {
+        let mut st = ClusterStatus {
+            name: name.clone(),
+            exists: false,
+            kustomizations: Vec::new(),
+            error: None,
+        };
+        match &nodes {
+            Err(e) => st.error = Some(e.to_string()),
+            Ok(n) if !n.contains_key(name) => st.error = Some("cluster does not exist".into()),
+            Ok(_) => {
+                st.exists = true;
+                let r = async {
+                    let text = kind.kubeconfig(name).await?;
+                    KubeCluster::from_kubeconfig(name, &text)
+                        .await?
+                        .kustomizations()
+                        .await
+                }
+                .await;
+                match r {
+                    Ok(k) => st.kustomizations = k,
+                    Err(e) => st.error = Some(e.to_string()),
+                }
+            }
+        }
+        out.push(st);
+    }
+    out
+}
+
+/// Gauges for the cluster part of `/metrics`.
+#[derive(Clone, Default)]
+pub struct ClusterMetrics {
+    /// 1 when the cluster's node containers exist.
+    pub up: Family<Vec<(String, String)>, Gauge>,
+    /// 1 when the Kustomization is Ready=True, else 0.
+    pub kustomization_ready: Family<Vec<(String, String)>, Gauge>,
+}
+
+impl ClusterMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "macula_gitops_cluster_up",
+            "kind cluster node containers exist",
+            self.up.clone(),
+        );
+        registry.register(
+            "macula_gitops_flux_kustomization_ready",
+            "Flux Kustomization Ready condition (1 = True), with its applied revision",
+            self.kustomization_ready.clone(),
+        );
+    }
+
+    pub fn update(&self, statuses: &[ClusterStatus]) {
+        self.kustomization_ready.clear();
+        for s in statuses {
+            self.up
+                .get_or_create(&vec![("cluster".into(), s.name.clone())])
+                .set(i64::from(s.exists));
+            for k in &s.kustomizations {
+                let labels = vec![
+                    ("cluster".to_string(), s.name.clone()),
+                    ("namespace".to_string(), k.namespace.clone()),
+                    ("name".to_string(), k.name.clone()),
+                    (
+                        "revision".to_string(),
+                        k.revision.clone().unwrap_or_default(),
+                    ),
+                ];
+                self.kustomization_ready
+                    .get_or_create(&labels)
+                    .set(i64::from(k.ready == "True"));
+            }
+        }
+    }
+}

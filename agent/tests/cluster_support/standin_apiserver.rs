@@ -1,0 +1,399 @@
+//! A stand-in Kubernetes API server (not a real one): plain HTTP on 127.0.0.1, reached by
+//! kube-rs through a real kubeconfig. It implements only the surface the agent uses —
+//! discovery of the kinds involved, GET, LIST, server-side apply PATCH (which must carry
+//! `fieldManager=macula-gitops` and `force=true`) — and plays the controllers' part the
+//! agent waits for: a CRD becomes Established (its kinds then appear in discovery) and a
+//! Deployment becomes Available. Every request is recorded so tests can assert exactly what
+//! the agent sent.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+struct Kind {
+    group: String,
+    version: String,
+    plural: String,
+    kind: String,
+    namespaced: bool,
+}
+
+#[derive(Default)]
+struct State {
+    kinds: Vec<Kind>,
+    /// Key: `group/version/plural/namespace/name` (namespace empty for cluster scope).
+    objects: BTreeMap<String, Value>,
+    requests: Vec<Recorded>,
+    /// Deployments never become Available (to exercise the timeout).
+    deployments_stuck: bool,
+    revision: u64,
+}
+
+#[derive(Clone)]
+pub struct StandIn {
+    state: Arc<Mutex<State>>,
+    pub url: String,
+    _shutdown: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+fn builtin_kinds() -> Vec<Kind> {
+    let k = |g: &str, v: &str, p: &str, kind: &str, ns: bool| Kind {
+        group: g.into(),
+        version: v.into(),
+        plural: p.into(),
+        kind: kind.into(),
+        namespaced: ns,
+    };
+    vec![
+        k("", "v1", "namespaces", "Namespace", false),
+        k("", "v1", "configmaps", "ConfigMap", true),
+        k("", "v1", "secrets", "Secret", true),
+        k("", "v1", "serviceaccounts", "ServiceAccount", true),
+        k("", "v1", "services", "Service", true),
+        k("apps", "v1", "deployments", "Deployment", true),
+        k(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            false,
+        ),
+        k(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            false,
+        ),
+        k(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+        ),
+        k(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            true,
+        ),
+    ]
+}
+
+impl StandIn {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State {
+            kinds: builtin_kinds(),
+            ..Default::default()
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let st = state.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let st = st.clone();
+                async move { handle(&st, method, uri, headers, body) }
+            },
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            state,
+            url,
+            _shutdown: Arc::new(tx),
+        }
+    }
+
+    /// A kubeconfig as `kind get kubeconfig` would print it, pointing here.
+    pub fn kubeconfig(&self, cluster: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: {url}\n  name: kind-{cluster}\ncontexts:\n- context:\n    cluster: kind-{cluster}\n    user: kind-{cluster}\n  name: kind-{cluster}\ncurrent-context: kind-{cluster}\nusers:\n- name: kind-{cluster}\n  user: {{}}\n",
+            url = self.url
+        )
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state.lock().unwrap().requests.clear();
+    }
+
+    /// Server-side applies, as (kind, namespace/name) of the body, in order.
+    pub fn applied(&self) -> Vec<(String, String)> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| {
+                let b = r.body.unwrap_or_default();
+                let ns = b
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(|n| format!("{n}/"))
+                    .unwrap_or_default();
+                (
+                    b["kind"].as_str().unwrap_or("").to_string(),
+                    format!("{ns}{}", b["metadata"]["name"].as_str().unwrap_or("")),
+                )
+            })
+            .collect()
+    }
+
+    pub fn object(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .get(&format!("{group}/{version}/{plural}/{namespace}/{name}"))
+            .cloned()
+    }
+
+    /// Set an object's status, as a controller would.
+    pub fn set_status(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) {
+        let mut st = self.state.lock().unwrap();
+        if let Some(o) = st
+            .objects
+            .get_mut(&format!("{group}/{version}/{plural}/{namespace}/{name}"))
+        {
+            o["status"] = status;
+        }
+    }
+
+    pub fn deployments_stuck(&self, stuck: bool) {
+        self.state.lock().unwrap().deployments_stuck = stuck;
+    }
+}
+
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    (
+        code,
+        Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "message": message, "code": code.as_u16()})),
+    )
+        .into_response()
+}
+
+fn handle(
+    st: &Mutex<State>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or("").to_string();
+    let parsed_body = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice::<Value>(&body).ok()
+    };
+    let mut s = st.lock().unwrap();
+    s.requests.push(Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        body: parsed_body.clone(),
+    });
+
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route {path}"),
+            )
+        }
+    };
+    if rest.is_empty() {
+        let resources: Vec<Value> = s
+            .kinds
+            .iter()
+            .filter(|k| k.group == group && k.version == version)
+            .map(|k| {
+                json!({"name": k.plural, "singularName": k.kind.to_lowercase(), "namespaced": k.namespaced, "kind": k.kind,
+                       "verbs": ["get", "list", "patch", "create", "update", "delete"]})
+            })
+            .collect();
+        if resources.is_empty() {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("the server could not find the requested resource ({path})"),
+            );
+        }
+        let gv = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        return Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})).into_response();
+    }
+    let (namespace, plural, name) = match rest {
+        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
+        ["namespaces", ns, plural] => (*ns, *plural, None),
+        [plural, name] => ("", *plural, Some(*name)),
+        [plural] => ("", *plural, None),
+        _ => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route {path}"),
+            )
+        }
+    };
+    let Some(kind) = s
+        .kinds
+        .iter()
+        .find(|k| k.group == group && k.version == version && k.plural == plural)
+        .cloned()
+    else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("unknown resource {plural}"),
+        );
+    };
+    let prefix = format!("{group}/{version}/{plural}/");
+    match (method, name) {
+        (Method::GET, None) => {
+            let items: Vec<Value> = s
+                .objects
+                .iter()
+                .filter(|(k, _)| {
+                    k.starts_with(&prefix)
+                        && (namespace.is_empty() || k.starts_with(&format!("{prefix}{namespace}/")))
+                })
+                .map(|(_, v)| v.clone())
+                .collect();
+            Json(json!({"kind": format!("{}List", kind.kind), "apiVersion": if group.is_empty() { version.to_string() } else { format!("{group}/{version}") },
+                        "metadata": {"resourceVersion": s.revision.to_string()}, "items": items}))
+            .into_response()
+        }
+        (Method::GET, Some(name)) => match s.objects.get(&format!("{prefix}{namespace}/{name}")) {
+            Some(o) => Json(o.clone()).into_response(),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{plural} \"{name}\" not found"),
+            ),
+        },
+        (Method::PATCH, Some(name)) => {
+            let ct = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if ct != "application/apply-patch+yaml" {
+                return status(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UnsupportedMediaType",
+                    format!("stand-in only does server-side apply, got {ct}"),
+                );
+            }
+            let q: BTreeMap<&str, &str> =
+                query.split('&').filter_map(|p| p.split_once('=')).collect();
+            if q.get("fieldManager") != Some(&"macula-gitops") || q.get("force") != Some(&"true") {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("apply needs fieldManager=macula-gitops&force=true, got {query}"),
+                );
+            }
+            let Some(mut obj) = parsed_body else {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "body is not JSON".into(),
+                );
+            };
+            if obj["metadata"]["name"] != name
+                || (kind.namespaced && obj["metadata"]["namespace"] != namespace)
+            {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "name/namespace in body and URL differ".into(),
+                );
+            }
+            s.revision += 1;
+            let key = format!("{prefix}{namespace}/{name}");
+            if let Some(old) = s.objects.get(&key) {
+                if let Some(st) = old.get("status") {
+                    obj["status"] = st.clone();
+                }
+            }
+            obj["metadata"]["resourceVersion"] = json!(s.revision.to_string());
+            match kind.kind.as_str() {
+                "CustomResourceDefinition" => {
+                    let spec = obj["spec"].clone();
+                    for v in spec["versions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|v| v["served"] == true)
+                    {
+                        s.kinds.push(Kind {
+                            group: spec["group"].as_str().unwrap_or("").into(),
+                            version: v["name"].as_str().unwrap_or("").into(),
+                            plural: spec["names"]["plural"].as_str().unwrap_or("").into(),
+                            kind: spec["names"]["kind"].as_str().unwrap_or("").into(),
+                            namespaced: spec["scope"] == "Namespaced",
+                        });
+                    }
+                    obj["status"] = json!({"conditions": [{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}]});
+                }
+                "Deployment" if !s.deployments_stuck => {
+                    obj["status"] = json!({"conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]});
+                }
+                _ => {}
+            }
+            s.objects.insert(key, obj.clone());
+            Json(obj).into_response()
+        }
+        (m, _) => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("stand-in does not implement {m} {path}"),
+        ),
+    }
+}
