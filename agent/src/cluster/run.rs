@@ -1,0 +1,166 @@
+//! Entry points for the CLI and the daemon, on top of the host's validated `DesiredState`:
+//! load + validate `clusters.yaml`, then diff / apply / status / images with the real `kind`,
+//! engine and kube clients.
+
+use std::path::{Path, PathBuf};
+
+use super::apply::{self, ApplyOptions, Report};
+use super::docker::Engine;
+use super::images::{self, ImagesReport};
+use super::kind::Kind;
+use super::plan::ClusterStep;
+use super::registry::Wiring;
+use super::spec::{self, ClustersFile};
+use super::status::ClusterStatus;
+use super::{validate, ClusterError};
+use crate::desired::interpolate::Env;
+use crate::desired::spec::DesiredState;
+use crate::diag::Diagnostic;
+
+pub fn clusters_path(state: &DesiredState) -> PathBuf {
+    state.root.join("clusters.yaml")
+}
+
+/// The repo root: the parent of the `desired-state/` directory.
+pub fn repo_root(state: &DesiredState) -> PathBuf {
+    state
+        .root
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| state.root.clone())
+}
+
+/// `clusters.yaml` loaded and validated for this host; `None` when the file does not exist
+/// and the host selects no clusters.
+pub fn load_for_host(
+    state: &DesiredState,
+    env: &Env,
+) -> Result<Option<ClustersFile>, Vec<Diagnostic>> {
+    let path = clusters_path(state);
+    if !path.exists() && state.selection.clusters.is_empty() {
+        return Ok(None);
+    }
+    let (file, mut diags) = spec::load(&path, env, &repo_root(state));
+    if let Some(f) = &file {
+        diags.extend(validate(f, &state.catalog(), &state.selection.clusters));
+    }
+    match file {
+        Some(f) if diags.is_empty() => Ok(Some(f)),
+        _ => Err(diags.into_sorted()),
+    }
+}
+
+fn resolve(
+    state: &DesiredState,
+    file: &ClustersFile,
+    source_url: Option<&str>,
+    opts: &ApplyOptions,
+    prune: bool,
+) -> Result<(super::Desired, Option<Wiring>), ClusterError> {
+    apply::desired(
+        file,
+        &state.catalog(),
+        &state.selection.clusters,
+        source_url,
+        &opts.kind_network,
+        prune,
+    )
+    .map_err(|e| ClusterError::Config {
+        cluster: state.selection.clusters.join(","),
+        message: e.join("; "),
+    })
+}
+
+/// `apply`: create missing clusters, wire the registry, bootstrap Flux. A host without
+/// clusters does nothing (and needs neither kind nor the engine) unless pruning.
+pub async fn apply_host(
+    state: &DesiredState,
+    file: &ClustersFile,
+    source_url: Option<&str>,
+    prune: bool,
+    opts: &ApplyOptions,
+    env: &Env,
+) -> Result<Report, ClusterError> {
+    if state.selection.clusters.is_empty() && !prune {
+        return Ok(Report::default());
+    }
+    let (desired, wiring) = resolve(state, file, source_url, opts, prune)?;
+    let engine = Engine::connect().await?;
+    let kind = Kind::from_env()?;
+    apply::apply(&kind, &engine, &desired, wiring.as_ref(), opts, env).await
+}
+
+/// `diff`: the cluster steps `apply` would run (print each with `Display`), plus warnings.
+pub async fn diff_host(
+    state: &DesiredState,
+    file: &ClustersFile,
+    source_url: Option<&str>,
+    prune: bool,
+    opts: &ApplyOptions,
+) -> Result<(Vec<ClusterStep>, Vec<String>), ClusterError> {
+    if state.selection.clusters.is_empty() && !prune {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let (desired, wiring) = resolve(state, file, source_url, opts, prune)?;
+    let engine = Engine::connect().await?;
+    let kind = Kind::from_env()?;
+    apply::diff(&kind, &engine, &desired, wiring.as_ref(), opts).await
+}
+
+/// `status` / `/status` / metrics: per selected cluster, Flux Kustomizations' Ready and revision.
+pub async fn status_host(state: &DesiredState) -> Result<Vec<ClusterStatus>, ClusterError> {
+    if state.selection.clusters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let engine = Engine::connect().await?;
+    let kind = Kind::from_env()?;
+    Ok(super::status(&kind, &engine, &state.selection.clusters).await)
+}
+
+/// `images build [--push] [NAME…]`: `desired-state/images.yaml`, pushed to the registry's
+/// host address from `clusters.yaml` unless images.yaml names one.
+pub async fn images_host(
+    state: &DesiredState,
+    env: &Env,
+    names: &[String],
+    push: bool,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<ImagesReport, Vec<Diagnostic>> {
+    let path = state.root.join("images.yaml");
+    let root = repo_root(state);
+    let (file, diags) = images::load(&path, env, &root);
+    let Some(file) = file.filter(|_| diags.is_empty()) else {
+        return Err(diags.into_sorted());
+    };
+    let registry = match file.registry.clone() {
+        Some(r) => r,
+        None => {
+            let (clusters, d) = spec::load(&clusters_path(state), env, &root);
+            match clusters.and_then(|c| c.registry).map(|r| r.host) {
+                Some(h) if d.is_empty() => h,
+                _ => {
+                    let mut d = d;
+                    d.error(
+                        &path,
+                        None,
+                        "registry",
+                        "no registry: set it here or registry.host in clusters.yaml",
+                    );
+                    return Err(d.into_sorted());
+                }
+            }
+        }
+    };
+    let engine = match Engine::connect().await {
+        Ok(e) => e,
+        Err(e) => {
+            return Ok(ImagesReport {
+                tried: 1,
+                failed: 1,
+                errors: vec![e.to_string()],
+                ..Default::default()
+            });
+        }
+    };
+    Ok(images::build(&engine, &file, &root, &registry, names, push, progress).await)
+}

@@ -1,0 +1,105 @@
+//! Real end to end: `kind` creates a cluster, the agent bootstraps Flux from the local fixture
+//! install.yaml and creates the sync objects. Runs only where `kind` is on PATH (and the
+//! engine can pull kind's node image and Flux's controller images); prints `skipped: <reason>`
+//! elsewhere.
+
+mod cluster_support;
+use cluster_support as support;
+
+use std::time::Duration;
+
+use macula_gitops::cluster::apply::{self, ApplyOptions};
+use macula_gitops::cluster::docker::Engine;
+use macula_gitops::cluster::kind::{Kind, KindCli};
+use macula_gitops::cluster::kube_ops::{FluxBootstrap, KubeCluster};
+use macula_gitops::cluster::spec::ClustersFile;
+use macula_gitops::desired::catalog::Catalog;
+use macula_gitops::desired::interpolate::Env;
+
+struct DeleteCluster(Kind, String);
+
+impl Drop for DeleteCluster {
+    fn drop(&mut self) {
+        let (kind, name) = (self.0.clone(), self.1.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = rt.block_on(kind.delete(&name));
+        })
+        .join()
+        .ok();
+    }
+}
+
+#[tokio::test]
+async fn kind_cluster_with_flux() {
+    let Ok(kind) = Kind::from_env() else {
+        println!("skipped: kind not on PATH");
+        return;
+    };
+    let Ok(engine) = Engine::connect().await else {
+        println!("skipped: no container engine");
+        return;
+    };
+    let name = support::docker::random_id();
+    let _cleanup = DeleteCluster(kind.clone(), name.clone());
+    let (fixture, sha) = support::flux_fixture();
+    let text = format!(
+        "flux: {{version: v2.4.0, install_url: 'file://{}', sha256: '{sha}', git_url: 'https://github.com/macula-io/macula-gitops.git'}}\n\
+         clusters:\n  {name}: {{image: 'kindest/node:v1.31.0', nodes: [{{role: control-plane}}]}}\n",
+        fixture.display()
+    );
+    let file: ClustersFile = serde_yaml::from_str(&text).unwrap();
+    let (desired, wiring) = apply::desired(
+        &file,
+        &Catalog::default(),
+        std::slice::from_ref(&name),
+        None,
+        "kind",
+        false,
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let opts = ApplyOptions {
+        state_dir: state.path().into(),
+        kind_network: "kind".into(),
+        create_wait: Duration::from_secs(300),
+        flux_timeout: Duration::from_secs(600),
+    };
+    let report = apply::apply(
+        &kind,
+        &engine,
+        &desired,
+        wiring.as_ref(),
+        &opts,
+        &Env::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failed, 0, "{report:#?}");
+
+    let c = KubeCluster::from_kubeconfig(&name, &kind.kubeconfig(&name).await.unwrap())
+        .await
+        .unwrap();
+    let flux = c.observe_flux().await.unwrap();
+    assert_eq!(flux.install_sha256.as_deref(), Some(sha.as_str()));
+    let sync = flux.sync.expect("GitRepository and Kustomization exist");
+    assert_eq!(
+        (sync.path.as_str(), sync.branch.as_str(), sync.prune),
+        (format!("./clusters/{name}").as_str(), "main", true)
+    );
+
+    let again = apply::apply(
+        &kind,
+        &engine,
+        &desired,
+        wiring.as_ref(),
+        &opts,
+        &Env::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.changed, 0, "{again:#?}");
+}
