@@ -96,3 +96,88 @@ async fn clear_errors() {
         "cluster dev: host port 0.0.0.0:8080 is already in use on this host"
     );
 }
+
+/// A taken host port stops the create before kind runs, with the port in the message.
+#[tokio::test]
+async fn taken_host_port_is_reported_before_kind_runs() {
+    use macula_gitops::cluster::apply::{self, ApplyOptions};
+    use macula_gitops::cluster::docker::Engine;
+    use macula_gitops::cluster::spec::ClustersFile;
+    use macula_gitops::desired::catalog::Catalog;
+    use macula_gitops::desired::interpolate::Env;
+
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let name = format!("{}-ports", support::docker::random_id());
+    let text = format!(
+        "flux: {{version: v2.4.0, install_url: 'file:///nonexistent', sha256: '{}', git_url: 'https://example.org/r.git'}}\n\
+         clusters:\n  {name}:\n    image: kindest/node:v1.31.0\n    nodes:\n      - role: control-plane\n        extraPortMappings: [{{containerPort: 80, hostPort: {port}, listenAddress: 127.0.0.1}}]\n",
+        "0".repeat(64)
+    );
+    let file: ClustersFile = serde_yaml::from_str(&text).unwrap();
+    let (mut desired, wiring) = apply::desired(
+        &file,
+        &Catalog::default(),
+        std::slice::from_ref(&name),
+        None,
+        "kind",
+        false,
+    )
+    .unwrap();
+    desired.registry = None;
+    let rec = RecordingKind::new();
+    let kind = Kind::from_path_var(&rec.path_var()).unwrap();
+    let engine = Engine::connect().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let opts = ApplyOptions {
+        state_dir: state.path().into(),
+        ..Default::default()
+    };
+    // The install.yaml cannot be fetched: that cluster fails before any change...
+    let report = apply::apply(
+        &kind,
+        &engine,
+        &desired,
+        wiring.as_ref(),
+        &opts,
+        &Env::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failed, 1, "{report:#?}");
+    assert!(
+        report.errors[0].contains("fetching file:///nonexistent"),
+        "{report:#?}"
+    );
+    assert!(
+        !rec.calls().iter().any(|c| c.starts_with("create")),
+        "nothing created when preparation failed"
+    );
+    // ...and with a valid manifest, the taken port stops the create.
+    let (fixture, sha) = support::flux_fixture();
+    desired.clusters[0].flux.install_url = format!("file://{}", fixture.display());
+    desired.clusters[0].flux.sha256 = sha;
+    let report = apply::apply(
+        &kind,
+        &engine,
+        &desired,
+        wiring.as_ref(),
+        &opts,
+        &Env::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failed, 1, "{report:#?}");
+    assert!(
+        report.errors[0].ends_with(&format!(
+            "cluster {name}: host port 127.0.0.1:{port}/TCP is already in use on this host"
+        )),
+        "{report:#?}"
+    );
+    assert!(
+        !rec.calls().iter().any(|c| c.starts_with("create")),
+        "{:?}",
+        rec.calls()
+    );
+    drop(held);
+}

@@ -330,6 +330,7 @@ async fn run_step<K: KindCli, N: NodeOps>(
             };
             std::fs::create_dir_all(&dir).map_err(io)?;
             std::fs::write(&path, kindconfig::render(name, &c.spec)).map_err(io)?;
+            check_ports(name, &c.spec)?;
             s.kind.create(name, &path, s.opts.create_wait).await?;
             s.refresh_nodes().await
         }
@@ -369,6 +370,32 @@ async fn run_step<K: KindCli, N: NodeOps>(
         }
         ClusterStep::NeedsRecreate { .. } | ClusterStep::Unmanaged { .. } => Ok(()),
     }
+}
+
+/// Fail before `kind create` when a host port is taken: kind would leave a half-created
+/// cluster behind and bury the cause in Docker's error text.
+fn check_ports(cluster: &str, spec: &super::spec::ClusterSpec) -> Result<(), ClusterError> {
+    use super::spec::PortProtocol;
+    for m in spec.nodes.iter().flat_map(|n| &n.extra_port_mappings) {
+        let addr = m.listen_address.as_deref().unwrap_or("0.0.0.0");
+        let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        let sa = std::net::SocketAddr::new(ip, m.host_port);
+        let taken = match m.protocol {
+            PortProtocol::Tcp => std::net::TcpListener::bind(sa).err(),
+            PortProtocol::Udp => std::net::UdpSocket::bind(sa).err(),
+            PortProtocol::Sctp => None,
+        };
+        if let Some(e) = taken.filter(|e| e.kind() == std::io::ErrorKind::AddrInUse) {
+            tracing::debug!(cluster, port = m.host_port, error = %e, "host port taken");
+            return Err(ClusterError::PortTaken {
+                cluster: cluster.into(),
+                port: format!("{sa}/{}", m.protocol),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The steps `apply` would run, for `diff`.
