@@ -217,7 +217,7 @@ fn contexts_outside_the_repo_need_permission() {
     assert_eq!(
         msgs,
         [
-            "images.console.colour: unknown key (supported here: context, outside_repo, dockerfile, repository, target, build_args)",
+            "images.console.colour: unknown key \"colour\" (supported: context, outside_repo, dockerfile, repository, target, build_args)",
             "images.console.context: \"../macula-console\" is outside the repo; set outside_repo: true to build a sibling repo",
         ]
     );

@@ -17,10 +17,24 @@ fn repo_clusters_file_is_valid_for_each_host() {
     for host in ["dev", "lab"] {
         let state = match load_desired(&root, host, &env) {
             Ok(s) => s,
-            Err(d) => panic!("host {host}: {}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")),
+            Err(d) => panic!(
+                "host {host}: {}",
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
         };
         let file = run::load_for_host(&state, &env)
-            .unwrap_or_else(|d| panic!("host {host}:\n{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")))
+            .unwrap_or_else(|d| {
+                panic!(
+                    "host {host}:\n{}",
+                    d.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })
             .expect("clusters.yaml exists");
         for name in &state.selection.clusters {
             file.flux_for(name, None).unwrap();

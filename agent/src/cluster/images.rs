@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use super::tar;
 use super::ClusterError;
 use crate::desired::interpolate::Env;
-use crate::desired::lines::LineIndex;
+use crate::desired::load::{deserialize_at, read_yaml};
 use crate::diag::Diagnostics;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -63,52 +63,23 @@ const IMAGE_KEYS: &[&str] = &[
 /// Load and check `images.yaml`: unknown keys, contexts that exist, the repo boundary.
 pub fn load(path: &Path, env: &Env, repo_root: &Path) -> (Option<ImagesFile>, Diagnostics) {
     let mut d = Diagnostics::default();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            d.error(path, None, "", format!("cannot read: {e}"));
-            return (None, d);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let rel = Path::new(path.file_name().unwrap_or(path.as_os_str()));
+    let Some((value, source)) = read_yaml(dir, rel, env, &mut d) else {
+        return (None, d);
+    };
+    let supported = |p: &str| -> &'static [&'static str] {
+        match p.split('.').count() {
+            1 => &["registry", "images"],
+            3 if p.starts_with("images.") => IMAGE_KEYS,
+            _ => &[],
         }
     };
-    let idx = LineIndex::build(&text);
-    let mut value: serde_yaml::Value = match serde_yaml::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => {
-            d.push(crate::diag::Diagnostic {
-                file: path.into(),
-                line: e.location().map(|l| l.line()),
-                path: String::new(),
-                message: format!("not valid YAML: {e}"),
-            });
-            return (None, d);
-        }
+    let Some(f) = deserialize_at::<ImagesFile>(value, "", &source, &supported, &mut d) else {
+        return (None, d);
     };
-    env.interpolate_value(&mut value, "", &mut |p, e| {
-        d.error(path, Some(&idx), p, e.to_string())
-    });
-    let mut unknown = Vec::new();
-    let parsed: Result<ImagesFile, _> =
-        serde_ignored::deserialize(value, |p| unknown.push(p.to_string()));
-    for p in unknown {
-        let supported = if p.starts_with("images.") {
-            IMAGE_KEYS.join(", ")
-        } else {
-            "registry, images".into()
-        };
-        d.error(
-            path,
-            Some(&idx),
-            p,
-            format!("unknown key (supported here: {supported})"),
-        );
-    }
-    let f = match parsed {
-        Ok(f) => f,
-        Err(e) => {
-            d.error(path, None, "", format!("invalid content: {e}"));
-            return (None, d);
-        }
-    };
+    let idx = source.lines;
+    let path = rel;
     for (name, img) in &f.images {
         let at = format!("images.{name}.context");
         match context_dir(repo_root, img) {

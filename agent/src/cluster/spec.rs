@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::interpolate::Env;
 use crate::desired::lines::{self, LineIndex};
+use crate::desired::load::{deserialize_at, read_yaml};
 use crate::diag::Diagnostics;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -282,83 +283,30 @@ pub fn reachable_from_cluster(url: &str) -> bool {
 
 /// Read, interpolate and parse `path`; check what needs only this file and the repo at
 /// `repo_root`. Returns the file when it parsed (even with diagnostics) so the caller can
-/// show a diff, and every problem found.
+/// show a diff, and every problem found. Diagnostics name the file relative to its directory
+/// (`clusters.yaml`), as the other desired-state files do.
 pub fn load(path: &Path, env: &Env, repo_root: &Path) -> (Option<ClustersFile>, Diagnostics) {
     let mut diags = Diagnostics::default();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            diags.error(path, None, "", format!("cannot read: {e}"));
-            return (None, diags);
-        }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let rel = Path::new(path.file_name().unwrap_or(path.as_os_str()));
+    let Some((value, source)) = read_yaml(dir, rel, env, &mut diags) else {
+        return (None, diags);
     };
-    let mut file = parse(path, &text, env, &mut diags);
-    if let Some(f) = &mut file {
-        f.origin = Origin {
-            file: path.to_path_buf(),
-            lines: LineIndex::build(&text),
-        };
-        check_file(path, &f.origin.lines, f, repo_root, &mut diags);
-    }
-    (file, diags)
-}
-
-/// Parse text (interpolated) into the typed file; syntax, type and unknown-key errors go to `diags`.
-pub fn parse(path: &Path, text: &str, env: &Env, diags: &mut Diagnostics) -> Option<ClustersFile> {
-    let idx = LineIndex::build(text);
-    let mut value: serde_yaml::Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            diags.push(crate::diag::Diagnostic {
-                file: path.to_path_buf(),
-                line: e.location().map(|l| l.line()),
-                path: String::new(),
-                message: format!("not valid YAML: {e}"),
-            });
-            return None;
-        }
+    let interpolation_failed = !diags.is_empty();
+    let parsed = if value.is_null() {
+        Some(ClustersFile::default())
+    } else {
+        deserialize_at::<ClustersFile>(value, "", &source, &supported_keys_at, &mut diags)
     };
-    if value.is_null() {
-        return Some(ClustersFile::default());
-    }
-    let mut interp_failed = false;
-    env.interpolate_value(&mut value, "", &mut |p, e| {
-        interp_failed = true;
-        diags.error(path, Some(&idx), p, e.to_string());
-    });
-    let mut unknown = Vec::new();
-    let parsed: Result<ClustersFile, _> =
-        serde_ignored::deserialize(value, |p| unknown.push(ignored_path(&p)));
-    for p in unknown {
-        let keys = supported_keys_at(&p);
-        diags.error(
-            path,
-            Some(&idx),
-            p.clone(),
-            format!("unknown key (supported here: {})", keys.join(", ")),
-        );
-    }
-    match parsed {
-        Ok(f) if !interp_failed => Some(f),
-        Ok(_) => None,
-        Err(e) => {
-            // A type error from a Value has no location; the message names the expected type.
-            diags.error(path, None, "", format!("invalid content: {e}"));
-            None
-        }
-    }
-}
-
-/// serde_ignored's path in the crate's dotted spelling: `clusters.x.nodes[0].foo`.
-fn ignored_path(p: &serde_ignored::Path) -> String {
-    match p {
-        serde_ignored::Path::Root => String::new(),
-        serde_ignored::Path::Seq { parent, index } => lines::index(&ignored_path(parent), *index),
-        serde_ignored::Path::Map { parent, key } => lines::join(&ignored_path(parent), key),
-        serde_ignored::Path::Some { parent }
-        | serde_ignored::Path::NewtypeStruct { parent }
-        | serde_ignored::Path::NewtypeVariant { parent } => ignored_path(parent),
-    }
+    let Some(mut file) = parsed.filter(|_| !interpolation_failed) else {
+        return (None, diags);
+    };
+    file.origin = Origin {
+        file: rel.to_path_buf(),
+        lines: source.lines.clone(),
+    };
+    check_file(rel, &source.lines, &file, repo_root, &mut diags);
+    (Some(file), diags)
 }
 
 fn is_version(v: &str) -> bool {
@@ -623,8 +571,21 @@ fn check_file(
                 );
             }
         }
-        if let Err(msg) = f.flux_for(name, Some("https://unknown.invalid/")) {
-            d.error(file, Some(idx), format!("{cp}.flux"), msg);
+        // git_url may come from the agent's source URL at apply time; the rest must be here.
+        let required = [
+            ("version", &c.flux.version, &f.flux.version),
+            ("install_url", &c.flux.install_url, &f.flux.install_url),
+            ("sha256", &c.flux.sha256, &f.flux.sha256),
+        ];
+        for (key, own, top) in required {
+            if own.is_none() && top.is_none() {
+                d.error(
+                    file,
+                    Some(idx),
+                    format!("{cp}.flux.{key}"),
+                    format!("not set (set flux.{key} at the top or for this cluster)"),
+                );
+            }
         }
     }
 }

@@ -137,9 +137,9 @@ fn all_errors_at_once_with_lines() {
     let want = [
         "9:flux.sha256: must be 64 lowercase hex digits (the sha256 of install.yaml)",
         "12:flux.interval: \"soon\" is not a duration like 1m or 10m30s",
-        "13:flux.colour: unknown key (supported here: version, install_url, sha256, git_url, branch, interval, sync_interval, path, secret_ref)",
+        "13:flux.colour: unknown key \"colour\" (supported: version, install_url, sha256, git_url, branch, interval, sync_interval, path, secret_ref)",
         "23:clusters.macula-dev.flux.path: \"../elsewhere\" must not contain `..`",
-        "31:clusters.macula-hub.nodes[1].labels: unknown key (supported here: role, image, extraPortMappings)",
+        "31:clusters.macula-hub.nodes[1].labels: unknown key \"labels\" (supported: role, image, extraPortMappings)",
         "7:flux.version: \"2.4\" is not a version like v2.4.0",
     ];
     for w in want {
@@ -415,6 +415,34 @@ fn plan_table() {
     for (what, d, o, want) in cases {
         assert_eq!(lines(&plan(&d, &o)), want, "case: {what}");
     }
+}
+
+#[test]
+fn required_flux_keys_per_cluster() {
+    let r = repo();
+    let text = file_text().replace("  version: v2.4.0\n", "").replace(
+        "flux: {branch: hub}",
+        "flux: {branch: hub, version: v2.3.0}",
+    );
+    let (_, errs) = load_text(r.path(), &text);
+    assert_eq!(errs, ["21:clusters.macula-dev.flux.version: not set (set flux.version at the top or for this cluster)"]);
+}
+
+#[test]
+fn type_errors_have_paths_and_lines() {
+    let r = repo();
+    let (f, errs) = load_text(
+        r.path(),
+        &file_text().replace("hostPort: 8080", "hostPort: eighty"),
+    );
+    assert!(f.is_none());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "20:clusters.macula-dev.nodes[0].extraPortMappings[0].hostPort: invalid type"
+        ),
+        "{errs:?}"
+    );
 }
 
 #[test]
