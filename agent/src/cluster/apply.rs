@@ -167,7 +167,15 @@ impl<'a, K: KindCli, N: NodeOps> Session<'a, K, N> {
             };
             if desired.clusters.iter().any(|c| &c.name == name) {
                 if let Some(w) = wiring {
-                    let (network, hosts_toml) = w.observe(self.engine, nodes).await?;
+                    // A stopped node or a missing registry container: not wired; the wiring
+                    // step then reports the actual problem.
+                    let (network, hosts_toml) =
+                        w.observe(self.engine, nodes).await.unwrap_or_else(|e| {
+                            warnings.push(format!(
+                                "cluster {name}: cannot observe registry wiring: {e}"
+                            ));
+                            (false, false)
+                        });
                     o.registry = RegistryObserved {
                         network,
                         hosts_toml,

@@ -243,14 +243,23 @@ impl NodeOps for Engine {
         network: &str,
         container: &str,
     ) -> Result<Option<Vec<String>>, ClusterError> {
-        let info = self
+        let info = match self
             .docker
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
-            .map_err(|source| ClusterError::Docker {
-                subject: format!("inspect {container}"),
-                source,
-            })?;
+        {
+            Ok(i) => i,
+            // Not there (yet): not attached; connecting it will say what is missing.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(source) => {
+                return Err(ClusterError::Docker {
+                    subject: format!("inspect {container}"),
+                    source,
+                })
+            }
+        };
         let nets = info
             .network_settings
             .and_then(|n| n.networks)

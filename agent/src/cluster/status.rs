@@ -112,3 +112,47 @@ impl ClusterMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_text() {
+        let m = ClusterMetrics::default();
+        let mut reg = Registry::default();
+        m.register(&mut reg);
+        let k = |name: &str, ready: &str| KustomizationStatus {
+            namespace: "flux-system".into(),
+            name: name.into(),
+            ready: ready.into(),
+            reason: None,
+            message: None,
+            revision: Some("main@sha1:abc".into()),
+        };
+        m.update(&[
+            ClusterStatus {
+                name: "dev".into(),
+                exists: true,
+                kustomizations: vec![k("flux-system", "True"), k("apps", "False")],
+                error: None,
+            },
+            ClusterStatus {
+                name: "hub".into(),
+                exists: false,
+                kustomizations: vec![],
+                error: Some("cluster does not exist".into()),
+            },
+        ]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        for line in [
+            "macula_gitops_cluster_up{cluster=\"dev\"} 1",
+            "macula_gitops_cluster_up{cluster=\"hub\"} 0",
+            "macula_gitops_flux_kustomization_ready{cluster=\"dev\",namespace=\"flux-system\",name=\"flux-system\",revision=\"main@sha1:abc\"} 1",
+            "macula_gitops_flux_kustomization_ready{cluster=\"dev\",namespace=\"flux-system\",name=\"apps\",revision=\"main@sha1:abc\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+}
