@@ -164,3 +164,18 @@ pub async fn images_host(
     };
     Ok(images::build(&engine, &file, &root, &registry, names, push, progress).await)
 }
+
+/// The daemon spawns these on the runtime: their futures must be `Send`.
+#[allow(dead_code)]
+fn entry_points_are_send(
+    state: &DesiredState,
+    file: &ClustersFile,
+    opts: &ApplyOptions,
+    env: &Env,
+) {
+    fn send<T: Send>(_: T) {}
+    send(apply_host(state, file, None, false, opts, env));
+    send(diff_host(state, file, None, false, opts));
+    send(status_host(state));
+    send(images_host(state, env, &[], false, &mut |_| {}));
+}
