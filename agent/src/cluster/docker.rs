@@ -209,14 +209,23 @@ impl NodeOps for Engine {
             else {
                 continue;
             };
-            let info = self
+            let info = match self
                 .docker
                 .inspect_container(&name, None::<InspectContainerOptions>)
                 .await
-                .map_err(|source| ClusterError::Docker {
-                    subject: format!("inspect {name}"),
-                    source,
-                })?;
+            {
+                Ok(i) => i,
+                // Removed between list and inspect (e.g. `kind delete` running): not a node.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => continue,
+                Err(source) => {
+                    return Err(ClusterError::Docker {
+                        subject: format!("inspect {name}"),
+                        source,
+                    })
+                }
+            };
             let image = info
                 .config
                 .as_ref()
