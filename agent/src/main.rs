@@ -63,6 +63,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// App images from desired-state/images.yaml.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
     /// Run as a daemon: reconcile now, then on drift (Docker events) and every interval.
     Run {
         #[command(flatten)]
@@ -70,6 +75,17 @@ enum Command {
         /// Full reconcile interval.
         #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, env = "MACULA_GITOPS_INTERVAL")]
         interval: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Build images (all, or the NAMEs given) with the engine; the tag carries the context's hash.
+    Build {
+        /// Push to the local registry after building.
+        #[arg(long)]
+        push: bool,
+        names: Vec<String>,
     },
 }
 
@@ -84,6 +100,9 @@ struct PruneArgs {
     /// Allow an empty desired state to remove every managed container.
     #[arg(long)]
     allow_empty: bool,
+    /// Delete kind clusters this host no longer wants (destroys their state).
+    #[arg(long)]
+    prune_clusters: bool,
     /// How long to wait for a dependency to become healthy.
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, env = "MACULA_GITOPS_HEALTH_TIMEOUT")]
     health_timeout: Duration,
@@ -130,6 +149,7 @@ fn options(g: &Global, p: Option<&PruneArgs>) -> anyhow::Result<ReconcileOptions
         o.prune_volumes = p.prune_volumes;
         o.allow_empty = p.allow_empty;
         o.health_timeout = p.health_timeout;
+        o.prune_clusters = p.prune_clusters;
     }
     Ok(o)
 }
@@ -190,11 +210,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate => {
             let o = options(g, None)?;
             match reconcile::desired(&o) {
-                Ok(d) => {
+                Ok(hd) => {
+                    let d = &hd.state;
                     println!(
-                        "ok: {} services in {} stacks for host {} (entry {:?})",
+                        "ok: {} services in {} stacks, {} clusters for host {} (entry {:?})",
                         d.services.len(),
                         d.selection.stacks.len(),
+                        d.selection.clusters.len(),
                         d.host(),
                         d.selection.entry
                     );
@@ -211,12 +233,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let o = options(g, Some(prune))?;
             let engine = DockerEngine::connect().await?;
             match reconcile::diff(&engine, &o).await {
-                Ok((_, plan)) => {
+                Ok((hd, plan)) => {
+                    let clusters = reconcile::diff_clusters(&hd, &o).await;
                     match output {
-                        Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-                        Output::Text => print!("{plan}"),
+                        Output::Json => {
+                            let both =
+                                serde_json::json!({"steps": plan.steps, "clusters": clusters});
+                            println!("{}", serde_json::to_string_pretty(&both)?)
+                        }
+                        Output::Text if clusters.is_empty() => print!("{plan}"),
+                        Output::Text => {
+                            for s in &plan.steps {
+                                println!("{s}");
+                            }
+                            for c in &clusters {
+                                println!("{c}");
+                            }
+                        }
                     }
-                    Ok(if *exit_code && !plan.is_empty() {
+                    // Lines starting with `!` are problems, not changes.
+                    let changed = !plan.is_empty() || clusters.iter().any(|c| !c.starts_with('!'));
+                    Ok(if *exit_code && changed {
                         ExitCode::from(2)
                     } else {
                         ExitCode::SUCCESS
@@ -251,6 +288,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     })
                 }
                 Err(e) => Ok(report_error(e)),
+            }
+        }
+        Command::Images {
+            command: ImagesCommand::Build { push, names },
+        } => {
+            let o = options(g, None)?;
+            let hd = match reconcile::desired(&o) {
+                Ok(hd) => hd,
+                Err(e) => return Ok(report_error(e)),
+            };
+            let mut progress = |line: &str| eprintln!("{line}");
+            match macula_gitops::cluster::run::images_host(
+                &hd.state,
+                &hd.env,
+                names,
+                *push,
+                &mut progress,
+            )
+            .await
+            {
+                Ok(r) => {
+                    for i in &r.images {
+                        println!("{i}");
+                    }
+                    for e in &r.errors {
+                        eprintln!("failed: {e}");
+                    }
+                    println!("{} failed, {} tried", r.failed, r.tried);
+                    Ok(if r.failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Err(d) => {
+                    print_invalid(&d);
+                    Ok(ExitCode::from(1))
+                }
             }
         }
         Command::Run { prune, interval } => {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::apply::{self, ApplyContext, ApplyReport};
+use crate::cluster::{self, spec::ClustersFile};
 use crate::desired::{interpolate::Env, load_desired, spec::DesiredState};
 use crate::diag::Diagnostic;
 use crate::engine::{DockerEngine, Engine, EngineError};
@@ -32,6 +33,10 @@ pub struct ReconcileOptions {
     /// Allow a desired state with no services to prune everything.
     pub allow_empty: bool,
     pub health_timeout: Duration,
+    /// Delete kind clusters this host no longer wants (they hold state: never implied).
+    pub prune_clusters: bool,
+    /// The agent's git source URL: Flux's default `git_url` when clusters.yaml sets none.
+    pub source_url: Option<String>,
 }
 
 impl Default for ReconcileOptions {
@@ -46,6 +51,8 @@ impl Default for ReconcileOptions {
             prune_volumes: false,
             allow_empty: false,
             health_timeout: Duration::from_secs(120),
+            prune_clusters: false,
+            source_url: None,
         }
     }
 }
@@ -93,10 +100,56 @@ pub fn env_for(opts_env: Option<&PathBuf>, root: &std::path::Path) -> Result<Env
     Env::load(Some(&path)).map_err(|source| ReconcileError::EnvFile { path, source })
 }
 
-/// Load and validate; nothing touches the host.
-pub fn desired(opts: &ReconcileOptions) -> Result<DesiredState, ReconcileError> {
+/// Everything the host should run, validated: stacks, and the clusters file when selected.
+#[derive(Debug, Clone)]
+pub struct HostDesired {
+    pub state: DesiredState,
+    pub env: Env,
+    pub clusters: Option<ClustersFile>,
+}
+
+/// Load and validate every file the host uses; nothing touches the host.
+pub fn desired(opts: &ReconcileOptions) -> Result<HostDesired, ReconcileError> {
     let env = env_for(opts.env_file.as_ref(), &opts.desired_root)?;
-    load_desired(&opts.desired_root, &opts.host, &env).map_err(ReconcileError::Invalid)
+    let state =
+        load_desired(&opts.desired_root, &opts.host, &env).map_err(ReconcileError::Invalid)?;
+    let clusters = cluster::run::load_for_host(&state, &env).map_err(ReconcileError::Invalid)?;
+    Ok(HostDesired {
+        state,
+        env,
+        clusters,
+    })
+}
+
+fn cluster_options(opts: &ReconcileOptions) -> cluster::apply::ApplyOptions {
+    cluster::apply::ApplyOptions {
+        state_dir: opts.state_dir.clone(),
+        ..Default::default()
+    }
+}
+
+/// The cluster half of `diff`: steps as text lines (`+ cluster …`), warnings, and an error line
+/// when clusters cannot be inspected (e.g. `kind` missing) — never fatal to the host diff.
+pub async fn diff_clusters(hd: &HostDesired, opts: &ReconcileOptions) -> Vec<String> {
+    let Some(file) = &hd.clusters else {
+        return Vec::new();
+    };
+    match cluster::run::diff_host(
+        &hd.state,
+        file,
+        opts.source_url.as_deref(),
+        opts.prune_clusters,
+        &cluster_options(opts),
+    )
+    .await
+    {
+        Ok((steps, warnings)) => steps
+            .iter()
+            .map(ToString::to_string)
+            .chain(warnings.into_iter().map(|w| format!("! {w}")))
+            .collect(),
+        Err(e) => vec![format!("! clusters: {e}")],
+    }
 }
 
 pub fn plan_options(opts: &ReconcileOptions) -> PlanOptions {
@@ -111,10 +164,10 @@ pub fn plan_options(opts: &ReconcileOptions) -> PlanOptions {
 pub async fn diff<E: Engine>(
     engine: &E,
     opts: &ReconcileOptions,
-) -> Result<(DesiredState, Plan), ReconcileError> {
+) -> Result<(HostDesired, Plan), ReconcileError> {
     let d = desired(opts)?;
     let observed = engine.observe().await?;
-    let p = plan::plan(&d, &observed, &plan_options(opts));
+    let p = plan::plan(&d.state, &observed, &plan_options(opts));
     Ok((d, p))
 }
 
@@ -130,18 +183,48 @@ pub async fn reconcile_with<E: Engine>(
 ) -> Result<Report, ReconcileError> {
     let span = info_span!("reconcile", host = %opts.host, revision = opts.revision.as_deref().unwrap_or("local"));
     async move {
-        let (desired, plan) = diff(engine, opts).await?;
+        let (hd, plan) = diff(engine, opts).await?;
+        let desired = &hd.state;
         let ctx = ApplyContext {
             revision: opts.revision.clone(),
             state_dir: opts.state_dir.clone(),
             health_timeout: opts.health_timeout,
         };
         let ApplyReport {
-            tried,
-            failed,
-            done,
-            errors,
-        } = apply::apply(engine, &desired, &plan, &ctx).await;
+            mut tried,
+            mut failed,
+            mut done,
+            mut errors,
+        } = apply::apply(engine, desired, &plan, &ctx).await;
+        // Clusters after the host stacks: the registry container they wire in must exist.
+        if let Some(file) = &hd.clusters {
+            let copts = cluster_options(opts);
+            match cluster::run::apply_host(
+                desired,
+                file,
+                opts.source_url.as_deref(),
+                opts.prune_clusters,
+                &copts,
+                &hd.env,
+            )
+            .await
+            {
+                Ok(r) => {
+                    tried += r.tried;
+                    failed += r.failed;
+                    done.extend(r.done);
+                    errors.extend(r.errors);
+                    for n in r.notices {
+                        info!(notice = %n, "clusters");
+                    }
+                }
+                Err(e) => {
+                    tried += 1;
+                    failed += 1;
+                    errors.push(format!("clusters: {e}"));
+                }
+            }
+        }
         for e in &errors {
             warn!(error = %e, "step failed");
         }

@@ -46,7 +46,10 @@ fn every_problem_at_once_and_nothing_torn_down() {
     f.ok("h", &["apply"]);
     let keep = container_id(&f.name("keep"));
 
-    f.write("hosts.yaml", "hosts:\n  default: {stacks: [good, bad, syntax]}\n");
+    f.write(
+        "hosts.yaml",
+        "hosts:\n  default: {stacks: [good, bad, syntax]}\n",
+    );
     f.write("stacks/bad/compose.yaml", &f.fill(BROKEN));
     f.write("stacks/syntax/compose.yaml", "services:\n  x: [unclosed\n");
     // Symlinks that lead out of the repo: a bind source and a build context.
@@ -74,8 +77,14 @@ fn every_problem_at_once_and_nothing_torn_down() {
         "depends_on forms a cycle: api -> web -> api".to_string(),
         "stacks/syntax/compose.yaml:3: YAML syntax:".to_string(),
     ];
-    let missing: Vec<&String> = expect.iter().filter(|e| !err.contains(e.as_str())).collect();
-    assert!(missing.is_empty(), "missing diagnostics {missing:#?}\nin:\n{err}");
+    let missing: Vec<&String> = expect
+        .iter()
+        .filter(|e| !err.contains(e.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing diagnostics {missing:#?}\nin:\n{err}"
+    );
 
     // apply refuses the same way and the running service is left alone.
     let o = f.run("h", &["apply"]);

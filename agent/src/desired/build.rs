@@ -145,7 +145,9 @@ fn build_stack(
                 },
             );
         }
-        let spec = build_service(root, stack, svc_name, svc, &base, env, &net_names, &vol_names, d);
+        let spec = build_service(
+            root, stack, svc_name, svc, &base, env, &net_names, &vol_names, d,
+        );
         state.services.push(spec);
     }
 }
@@ -165,7 +167,9 @@ fn build_service(
     // Built even when parts are rejected: cross-service checks still run on what is left,
     // and the errors recorded keep it from ever being applied.
     let file = &stack.source;
-    let err = |d: &mut Diagnostics, path: String, msg: String| d.error(&file.rel, Some(&file.lines), path, msg);
+    let err = |d: &mut Diagnostics, path: String, msg: String| {
+        d.error(&file.rel, Some(&file.lines), path, msg)
+    };
 
     let build = svc.build.as_ref().and_then(|b| {
         let path = format!("{base}.build.context");

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::desired::spec::DesiredState;
 use crate::labels;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,4 +77,56 @@ pub struct ObservedVolume {
 pub struct ObservedImage {
     #[serde(default)]
     pub context_digest: Option<String>,
+}
+
+impl Observed {
+    /// What the engine shows right after a successful apply of `d`: every object present,
+    /// owned and labelled with its spec. Planning against it gives an empty plan; tests and
+    /// the plan benchmark start from it.
+    pub fn as_applied(d: &DesiredState) -> Observed {
+        let host = d.host();
+        let mut o = Observed::default();
+        for (name, n) in &d.networks {
+            o.networks.insert(
+                name.clone(),
+                ObservedNetwork {
+                    id: format!("net-{name}"),
+                    subnet: n.subnet,
+                    labels: labels::ownership(host, &n.stack),
+                },
+            );
+        }
+        for (name, v) in &d.volumes {
+            o.volumes.insert(
+                name.clone(),
+                ObservedVolume {
+                    labels: labels::ownership(host, &v.stack),
+                },
+            );
+        }
+        for s in &d.services {
+            o.images.insert(
+                s.image.clone(),
+                ObservedImage {
+                    context_digest: s.build.as_ref().map(|b| b.context_digest.clone()),
+                },
+            );
+            let mut l = labels::ownership(host, &s.stack);
+            l.insert(labels::SERVICE.into(), s.service.clone());
+            l.insert(labels::SPEC_HASH.into(), s.hash());
+            l.insert(
+                labels::FIELDS.into(),
+                serde_json::to_string(&s.field_hashes()).expect("a map of strings serialises"),
+            );
+            o.containers.push(ObservedContainer {
+                id: format!("id-{}", s.key()),
+                name: s.container_name.clone(),
+                state: "running".into(),
+                exit_code: None,
+                health: None,
+                labels: l,
+            });
+        }
+        o
+    }
 }

@@ -28,51 +28,8 @@ fn desired(stacks: &[(&str, &str)]) -> DesiredState {
     state
 }
 
-/// What the engine would show right after a successful apply of `d`.
 fn converged(d: &DesiredState) -> Observed {
-    let mut o = Observed::default();
-    for (name, n) in &d.networks {
-        o.networks.insert(
-            name.clone(),
-            ObservedNetwork {
-                id: format!("net-{name}"),
-                subnet: n.subnet,
-                labels: labels::ownership(HOST, &n.stack),
-            },
-        );
-    }
-    for (name, v) in &d.volumes {
-        o.volumes.insert(
-            name.clone(),
-            ObservedVolume {
-                labels: labels::ownership(HOST, &v.stack),
-            },
-        );
-    }
-    for s in &d.services {
-        o.images.insert(
-            s.image.clone(),
-            ObservedImage {
-                context_digest: s.build.as_ref().map(|b| b.context_digest.clone()),
-            },
-        );
-        let mut l = labels::ownership(HOST, &s.stack);
-        l.insert(labels::SERVICE.into(), s.service.clone());
-        l.insert(labels::SPEC_HASH.into(), s.hash());
-        l.insert(
-            labels::FIELDS.into(),
-            serde_json::to_string(&s.field_hashes()).unwrap(),
-        );
-        o.containers.push(ObservedContainer {
-            id: format!("id-{}", s.service),
-            name: s.container_name.clone(),
-            state: "running".into(),
-            exit_code: None,
-            health: None,
-            labels: l,
-        });
-    }
-    o
+    Observed::as_applied(d)
 }
 
 const WEB: &str = "
