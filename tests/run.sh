@@ -28,4 +28,4 @@ if ! command -v kubectl >/dev/null; then
 fi
 docker info >/dev/null 2>&1 || { echo "the Docker engine is not reachable: is Docker running?" >&2; exit 1; }
 
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"

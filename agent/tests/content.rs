@@ -1885,16 +1885,16 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
 
 #[test]
 fn services_doc_lists_every_service_url_and_image() {
-    let doc = read(&repo().join("docs/services.md"));
+    let doc = read(&repo().join("README.md"));
     for stack in STACKS {
         let cfg = compose_config(stack);
         for (name, s) in cfg.get("services").obj() {
             assert!(
                 doc.contains(&format!("macula-{name}")),
-                "docs/services.md lacks macula-{name}"
+                "README.md lacks macula-{name}"
             );
             let image = s.get("image").text();
-            assert!(doc.contains(&image), "docs/services.md lacks image {image}");
+            assert!(doc.contains(&image), "README.md lacks image {image}");
         }
     }
     let routing = yaml_file(&ds().join("routing.yaml"));
@@ -1902,14 +1902,11 @@ fn services_doc_lists_every_service_url_and_image() {
         // http://name… or, for PostgreSQL, postgres://user@name…
         assert!(
             doc.contains(&format!("//{name}")) || doc.contains(&format!("@{name}")),
-            "docs/services.md lacks a URL for {name}"
+            "README.md lacks a URL for {name}"
         );
     }
     for image in PUBLIC_CLUSTER_IMAGES {
-        assert!(
-            doc.contains(image),
-            "docs/services.md lacks cluster image {image}"
-        );
+        assert!(doc.contains(image), "README.md lacks cluster image {image}");
     }
     assert!(doc.contains("kindest/node:v1.31.0"));
 }

@@ -294,3 +294,44 @@ fn run_restores_killed_and_removed_containers() {
     // The killed container is started again, not replaced.
     assert_eq!(container_id(&f.name("one")), one);
 }
+
+#[test]
+fn clear_errors_for_an_unreachable_engine_and_a_taken_port() {
+    let f = Fixture::new();
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    // A port some other process holds on this host.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    f.write(
+        "stacks/s/compose.yaml",
+        &f.fill(&format!("services:\n  web:\n    image: {{image}}\n    container_name: t{{id}}-web\n    command: httpd -f -p 80\n    ports: [\"127.0.0.1:{port}:80\"]\n")),
+    );
+
+    let o = f
+        .command("h", &["apply"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "cannot reach the Docker engine at unix:///nonexistent/docker.sock: is Docker running?"
+        ),
+        "{err}"
+    );
+
+    let o = f.run("h", &["apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "container t{}-web: host port 127.0.0.1:{port} is already allocated",
+            f.id
+        )),
+        "{err}"
+    );
+    // The container that could not start is not left behind to look converged.
+    assert_eq!(container_state(&f.name("web")), "");
+    drop(holder);
+}

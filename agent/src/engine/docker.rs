@@ -407,13 +407,14 @@ fn registry_of(image: &str) -> String {
 fn port_in(message: &str) -> String {
     message
         .split_whitespace()
+        .map(|w| w.trim_end_matches([',', ')', ':']))
         .find(|w| {
             w.contains(':')
                 && w.rsplit(':')
                     .next()
-                    .is_some_and(|p| p.trim_end_matches([',', ')']).parse::<u16>().is_ok())
+                    .is_some_and(|p| p.parse::<u16>().is_ok())
         })
-        .map(|w| w.trim_end_matches([',', ')']).to_string())
+        .map(str::to_string)
         .unwrap_or_else(|| message.to_string())
 }
 
@@ -446,6 +447,10 @@ mod tests {
         assert_eq!(
             port_in("driver failed ...: Bind for 127.0.0.1:8080 failed: port is already allocated"),
             "127.0.0.1:8080"
+        );
+        assert_eq!(
+            port_in("userland proxy: listen tcp4 127.0.0.1:40000: bind: address already in use"),
+            "127.0.0.1:40000"
         );
     }
 }
