@@ -35,9 +35,9 @@ def ensure_image():
 def compose_file(n):
     out = ["services:"]
     for i in range(n):
-        out += [f"  svc{i}:", f"    image: {IMAGE}", "    command: httpd -f -p 8080",
+        out += [f"  svc{i}:", f"    image: {IMAGE}", "    command: httpd -f -p 8080 -h /bin",
                 "    environment: {ROLE: bench}", "    restart: unless-stopped",
-                "    healthcheck: {test: [CMD, wget, -q, -O-, 'http://127.0.0.1:8080/'], interval: 2s}"]
+                "    healthcheck: {test: [CMD, wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/busybox'], interval: 2s}"]
     return "\n".join(out) + "\n"
 
 
