@@ -259,7 +259,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
             }
         }
     }
-    if opts.prune_volumes && !(desired.services.is_empty() && !opts.allow_empty) {
+    if opts.prune_volumes && (opts.allow_empty || !desired.services.is_empty()) {
         for (name, v) in &observed.volumes {
             if labels::owned_by_btree(&v.labels, host) && !desired.volumes.contains_key(name) {
                 steps.push(Step::RemoveVolume {
