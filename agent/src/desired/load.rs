@@ -233,13 +233,9 @@ fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Op
                 Some(n) => project = n.to_string(),
                 None => diags.error(&rel, Some(&source.lines), "name", "expected a string"),
             },
-            "services" => each_entry(v, "services", &source, diags, &mut services),
-            "networks" => {
-                each_optional_entry::<NetworkDef>(v, "networks", &source, diags, &mut networks)
-            }
-            "volumes" => {
-                each_optional_entry::<VolumeDef>(v, "volumes", &source, diags, &mut volumes)
-            }
+            "services" => each_entry::<Service>(v, "services", &source, diags, &mut services),
+            "networks" => each_entry::<NetworkDef>(v, "networks", &source, diags, &mut networks),
+            "volumes" => each_entry::<VolumeDef>(v, "volumes", &source, diags, &mut volumes),
             k if k.starts_with("x-") => {}
             other => diags.error(
                 &rel,
@@ -263,34 +259,9 @@ fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Op
     })
 }
 
-fn each_entry(
-    v: Value,
-    section: &str,
-    source: &SourceFile,
-    diags: &mut Diagnostics,
-    out: &mut IndexMap<String, Service>,
-) {
-    let Value::Mapping(map) = v else {
-        diags.error(
-            &source.rel,
-            Some(&source.lines),
-            section,
-            "expected a mapping of name: definition",
-        );
-        return;
-    };
-    for (k, v) in map {
-        let name = k.as_str().unwrap_or_default().to_string();
-        let path = lines::join(section, &name);
-        if let Some(s) =
-            deserialize_at::<Service>(v, &path, source, &compose::supported_keys_at, diags)
-        {
-            out.insert(name, s);
-        }
-    }
-}
-
-fn each_optional_entry<T: DeserializeOwned + Default>(
+/// Each `name: definition` of a top-level section; a bare `name:` is the default definition,
+/// and an empty section is no definitions (both as Compose reads them).
+fn each_entry<T: DeserializeOwned + Default>(
     v: Value,
     section: &str,
     source: &SourceFile,
