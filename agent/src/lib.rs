@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod cluster;
+pub mod config;
 pub mod desired;
 pub mod diag;
 pub mod drift;
@@ -12,4 +13,5 @@ pub mod engine;
 pub mod labels;
 pub mod plan;
 pub mod reconcile;
+pub mod source;
 pub mod state;

@@ -1,0 +1,356 @@
+//! The agent's own configuration file (`--config`, YAML): where the desired state comes from,
+//! when it may be applied, and where the agent listens.
+//!
+//! Default location: `/etc/macula-gitops/agent.yaml` as root, `$XDG_CONFIG_HOME/macula-gitops/agent.yaml`
+//! (or `~/.config/...`) otherwise. Flags given to `run` override the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("secret {what}: {message}")]
+    Secret { what: String, message: String },
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Host name used to select the slice of the repo (`hosts.yaml`); default: the machine's hostname.
+    pub host: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    /// Listener for webhooks and the local API.
+    pub listen: Option<SocketAddr>,
+    pub source: Option<SourceConfig>,
+    #[serde(default)]
+    pub webhook: WebhookConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// https, ssh (`ssh://` or scp-like), `file://`, or a local path.
+    pub url: String,
+    /// Branch, tag, or full commit id. Default: the remote's HEAD branch (`HEAD`).
+    #[serde(rename = "ref", default)]
+    pub reference: Option<String>,
+    /// Directory inside the repo that holds `desired-state/` (default: repo root).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Poll interval, humantime (`1m`, `30s`); `0s` disables polling.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Shallow fetch depth.
+    #[serde(default)]
+    pub depth: Option<u32>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// Credentials. Secrets come from files or environment variables, never inline.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub username: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// SSH private key passed to the system `ssh` (`-i`).
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    /// Largest accepted body in bytes (default 1 MiB); larger → 413.
+    pub max_body: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Extra fetch+reconcile times (cron with seconds: `sec min hour dom mon dow [year]`).
+    pub cron: Option<String>,
+    /// Apply only while the current second matches this cron expression, e.g.
+    /// `* * 2-3 * * *` = 02:00–03:59. Outside it, changes are fetched and shown as pending.
+    pub apply_window: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default)]
+    pub prune_volumes: bool,
+    #[serde(default)]
+    pub allow_empty: bool,
+    pub env_file: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    /// Load `path`; a missing file at the *default* location is an empty config.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::default())
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let cfg: AgentConfig =
+            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Checks that do not need the network: durations and cron expressions parse.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(s) = &self.source {
+            if s.url.trim().is_empty() {
+                return Err(invalid("source.url", "must not be empty"));
+            }
+            s.interval()?;
+            if let Some(p) = &s.path {
+                crate::source::safety::check_rel_path(p).map_err(|m| invalid("source.path", &m))?;
+            }
+        }
+        self.schedule.cron_schedule()?;
+        self.schedule.window_schedule()?;
+        Ok(())
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            DEFAULT_LISTEN
+                .parse()
+                .expect("constant is a socket address")
+        })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(default_state_dir)
+    }
+
+    pub fn host(&self) -> String {
+        self.host.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+        })
+    }
+}
+
+impl SourceConfig {
+    pub fn interval(&self) -> Result<Option<Duration>, ConfigError> {
+        match &self.interval {
+            None => Ok(Some(Duration::from_secs(60))),
+            Some(s) => {
+                let d = humantime::parse_duration(s)
+                    .map_err(|e| invalid("source.interval", &e.to_string()))?;
+                Ok((!d.is_zero()).then_some(d))
+            }
+        }
+    }
+}
+
+impl ScheduleConfig {
+    pub fn cron_schedule(&self) -> Result<Option<cron::Schedule>, ConfigError> {
+        parse_cron("schedule.cron", self.cron.as_deref())
+    }
+    pub fn window_schedule(&self) -> Result<Option<cron::Schedule>, ConfigError> {
+        parse_cron("schedule.apply_window", self.apply_window.as_deref())
+    }
+}
+
+impl WebhookConfig {
+    pub fn max_body(&self) -> usize {
+        self.max_body.unwrap_or(1 << 20)
+    }
+
+    /// The shared secret, if webhooks are enabled.
+    pub fn secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        read_secret(
+            "webhook",
+            self.secret_file.as_deref(),
+            self.secret_env.as_deref(),
+        )
+        .map(|s| s.map(String::into_bytes))
+    }
+}
+
+impl AuthConfig {
+    /// (username, password/token) for HTTP(S) remotes, if configured.
+    pub fn basic(&self) -> Result<Option<(String, String)>, ConfigError> {
+        if let Some(token) = read_secret(
+            "source.auth.token",
+            self.token_file.as_deref(),
+            self.token_env.as_deref(),
+        )? {
+            // Forges accept any user name with a token; `git` is what their docs use.
+            let user = self.username.clone().unwrap_or_else(|| "git".into());
+            return Ok(Some((user, token)));
+        }
+        if let Some(pw) = read_secret(
+            "source.auth.password",
+            self.password_file.as_deref(),
+            self.password_env.as_deref(),
+        )? {
+            let user = self.username.clone().ok_or_else(|| ConfigError::Secret {
+                what: "source.auth.password".into(),
+                message: "a password needs source.auth.username".into(),
+            })?;
+            return Ok(Some((user, pw)));
+        }
+        Ok(None)
+    }
+}
+
+fn read_secret(
+    what: &str,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
+    if let Some(f) = file {
+        let s = std::fs::read_to_string(f).map_err(|e| ConfigError::Secret {
+            what: what.into(),
+            message: format!("{}: {e}", f.display()),
+        })?;
+        return Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    if let Some(var) = env {
+        let s = std::env::var(var).map_err(|e| ConfigError::Secret {
+            what: what.into(),
+            message: format!("${var}: {e}"),
+        })?;
+        return Ok(Some(s));
+    }
+    Ok(None)
+}
+
+fn parse_cron(field: &str, expr: Option<&str>) -> Result<Option<cron::Schedule>, ConfigError> {
+    expr.map(|e| {
+        cron::Schedule::from_str(e).map_err(|err| invalid(field, &format!("{e:?}: {err}")))
+    })
+    .transpose()
+}
+
+fn invalid(field: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+pub fn default_config_path() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/etc/macula-gitops/agent.yaml");
+    }
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".config"))
+        .join("macula-gitops/agent.yaml")
+}
+
+pub fn default_state_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/macula-gitops");
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".local/state"))
+        .join("macula-gitops")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let cfg: AgentConfig = serde_yaml::from_str(
+            r#"
+host: lab1
+listen: 127.0.0.1:9999
+source:
+  url: https://git.example/lab.git
+  ref: main
+  path: infra
+  interval: 30s
+  depth: 1
+  auth: {token_env: GIT_TOKEN}
+webhook: {secret_env: HOOK_SECRET, max_body: 1024}
+schedule: {cron: "0 */5 * * * *", apply_window: "* * 2-3 * * *"}
+reconcile: {prune: true}
+"#,
+        )
+        .expect("valid config");
+        cfg.check().expect("checks pass");
+        let s = cfg.source.as_ref().expect("source");
+        assert_eq!(s.interval().expect("ok"), Some(Duration::from_secs(30)));
+        assert_eq!(cfg.listen().port(), 9999);
+    }
+
+    #[test]
+    fn bad_values_are_reported_by_field() {
+        let cfg: AgentConfig = serde_yaml::from_str(
+            "source: {url: x, interval: soon}\nschedule: {apply_window: 'not cron'}\n",
+        )
+        .expect("parses");
+        let err = cfg.check().expect_err("interval is invalid").to_string();
+        assert!(err.starts_with("source.interval"), "{err}");
+        let cfg: AgentConfig =
+            serde_yaml::from_str("schedule: {apply_window: 'not cron'}\n").expect("parses");
+        let err = cfg.check().expect_err("cron invalid").to_string();
+        assert!(err.starts_with("schedule.apply_window"), "{err}");
+        let cfg: AgentConfig =
+            serde_yaml::from_str("source: {url: x, path: ../up}\n").expect("parses");
+        assert!(cfg.check().is_err());
+        assert!(serde_yaml::from_str::<AgentConfig>("surprise: 1\n").is_err());
+    }
+}

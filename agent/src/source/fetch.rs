@@ -1,0 +1,189 @@
+//! gix fetch into a bare cache repo, and ref resolution.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use gix::remote::Direction;
+use sha2::Digest;
+
+use super::{SourceError, SourceSpec};
+
+const HEADS: &str = "+refs/heads/*:refs/remotes/origin/*";
+const TAGS: &str = "+refs/tags/*:refs/tags/*";
+const HEAD: &str = "+HEAD:refs/remotes/origin/HEAD";
+
+/// One cache per URL, so changing `source.url` never mixes histories.
+pub fn cache_dir(state_dir: &Path, url: &str) -> PathBuf {
+    let h = sha2::Sha256::digest(url.as_bytes());
+    state_dir
+        .join("cache")
+        .join(format!("{}.git", &hex::encode(h)[..16]))
+}
+
+fn fetch_err(spec: &SourceSpec, e: impl std::error::Error) -> SourceError {
+    SourceError::Fetch {
+        url: spec.url.clone(),
+        message: chain(&e),
+    }
+}
+
+/// gix errors carry the useful part (auth refused, repo not found) in their sources.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+fn ssh_command(spec: &SourceSpec) -> Option<String> {
+    if spec.ssh_key.is_none() && spec.known_hosts.is_none() {
+        return None;
+    }
+    let mut cmd = vec!["ssh".to_string(), "-o".into(), "BatchMode=yes".into()];
+    if let Some(k) = &spec.ssh_key {
+        cmd.extend(["-i".into(), k.display().to_string()]);
+        cmd.extend(["-o".into(), "IdentitiesOnly=yes".into()]);
+    }
+    if let Some(k) = &spec.known_hosts {
+        cmd.extend([
+            "-o".into(),
+            format!("UserKnownHostsFile={}", k.display()),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+        ]);
+    }
+    Some(shell_words::join(cmd))
+}
+
+fn open_cache(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, SourceError> {
+    if !cache.join("HEAD").is_file() {
+        let parent = cache.parent().expect("cache dir has a parent");
+        std::fs::create_dir_all(parent).map_err(|source| SourceError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+        // Init beside and rename, so a crash never leaves a half-initialised cache.
+        let tmp = tempfile::Builder::new()
+            .prefix(".init-")
+            .tempdir_in(parent)
+            .map_err(|source| SourceError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        gix::init_bare(tmp.path()).map_err(|e| fetch_err(spec, e))?;
+        let tmp = tmp.keep();
+        std::fs::rename(&tmp, cache).map_err(|source| SourceError::Io {
+            path: cache.to_path_buf(),
+            source,
+        })?;
+    }
+    let mut overrides = vec![
+        // The cache is ours alone; objects from the remote are checked when materialised.
+        "gc.auto=0".to_string(),
+        "fetch.prune=true".to_string(),
+    ];
+    if let Some(cmd) = ssh_command(spec) {
+        overrides.push(format!("core.sshCommand={cmd}"));
+    }
+    let opts = gix::open::Options::isolated().config_overrides(overrides);
+    gix::open_opts(cache, opts).map_err(|e| fetch_err(spec, e))
+}
+
+/// Fetch heads, tags, and the remote HEAD into `cache`.
+pub fn fetch(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, SourceError> {
+    let repo = open_cache(spec, cache)?;
+    let remote = repo
+        .remote_at(spec.url.as_str())
+        .map_err(|e| fetch_err(spec, e))?
+        .with_refspecs([HEADS, TAGS, HEAD], Direction::Fetch)
+        .map_err(|e| fetch_err(spec, e))?
+        .with_fetch_tags(gix::remote::fetch::Tags::None);
+    let conn = remote
+        .connect(Direction::Fetch)
+        .map_err(|e| fetch_err(spec, e))?;
+    let interrupt = AtomicBool::new(false);
+    let progress = gix::progress::Discard;
+    let outcome = if let Some((user, pass)) = spec.basic_auth.clone() {
+        let conn = conn.with_credentials(move |action| match action {
+            gix::credentials::helper::Action::Get(ctx) => {
+                Ok(Some(gix::credentials::protocol::Outcome {
+                    identity: gix::sec::identity::Account {
+                        username: user.clone(),
+                        password: pass.clone(),
+                        oauth_refresh_token: None,
+                    },
+                    next: ctx.into(),
+                }))
+            }
+            _ => Ok(None),
+        });
+        let mut prep = conn
+            .prepare_fetch(progress, Default::default())
+            .map_err(|e| fetch_err(spec, e))?;
+        if let Some(d) = spec.depth {
+            prep = prep.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(d));
+        }
+        prep.receive(gix::progress::Discard, &interrupt)
+    } else {
+        let mut prep = conn
+            .prepare_fetch(progress, Default::default())
+            .map_err(|e| fetch_err(spec, e))?;
+        if let Some(d) = spec.depth {
+            prep = prep.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(d));
+        }
+        prep.receive(gix::progress::Discard, &interrupt)
+    };
+    outcome.map_err(|e| fetch_err(spec, e))?;
+    Ok(repo)
+}
+
+/// The commit the configured ref names: branch, then tag, then a commit id.
+pub fn resolve(repo: &gix::Repository, spec: &SourceSpec) -> Result<gix::ObjectId, SourceError> {
+    let reference = spec.reference.as_deref().unwrap_or("HEAD");
+    let resolve_err = |message: String| SourceError::Resolve {
+        url: spec.url.clone(),
+        reference: reference.to_string(),
+        message,
+    };
+    let candidates: Vec<String> = if reference == "HEAD" {
+        vec!["refs/remotes/origin/HEAD".into()]
+    } else if let Some(rest) = reference.strip_prefix("refs/heads/") {
+        vec![format!("refs/remotes/origin/{rest}")]
+    } else if reference.starts_with("refs/tags/") {
+        vec![reference.to_string()]
+    } else {
+        vec![
+            format!("refs/remotes/origin/{reference}"),
+            format!("refs/tags/{reference}"),
+        ]
+    };
+    for name in &candidates {
+        let found = repo
+            .try_find_reference(name.as_str())
+            .map_err(|e| resolve_err(e.to_string()))?;
+        if let Some(mut r) = found {
+            let commit = r
+                .peel_to_commit()
+                .map_err(|e| resolve_err(format!("{name}: {e}")))?;
+            return Ok(commit.id);
+        }
+    }
+    // A pinned commit: full id only (short ids would need the `revision` feature of gix).
+    if reference.len() == 40 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let id = gix::ObjectId::from_hex(reference.as_bytes())
+            .map_err(|e| resolve_err(e.to_string()))?;
+        let commit = repo
+            .find_object(id)
+            .and_then(|o| o.peel_to_commit())
+            .map_err(|e| resolve_err(e.to_string()))?;
+        return Ok(commit.id);
+    }
+    Err(resolve_err("no such branch, tag or commit".into()))
+}

@@ -1,0 +1,186 @@
+//! The git source: fetch with gix into a bare cache, then materialise the configured `path`
+//! of one commit into an immutable snapshot directory.
+//!
+//! Layout under the state dir:
+//! - `cache/<url-hash>.git` — bare repo, remote-tracking refs under `refs/remotes/origin/*`.
+//! - `snapshots/<commit>/` — the tree at `source.path` for that commit, written to a temp dir
+//!   and renamed into place, so a reader sees either nothing or the whole tree.
+//!
+//! `desired_root` for a snapshot is `<snapshot>/desired-state`: `source.path` names the directory
+//! that *holds* `desired-state/` (the repo root by default).
+
+mod fetch;
+pub mod safety;
+mod snapshot;
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use crate::config::{ConfigError, SourceConfig};
+use crate::diag::Diagnostic;
+
+pub use snapshot::gc_snapshots;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("fetching {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("ref {reference:?} not found in {url} ({message})")]
+    Resolve {
+        url: String,
+        reference: String,
+        message: String,
+    },
+    #[error("reading commit {commit}: {message}")]
+    Read { commit: String, message: String },
+    #[error("commit {commit} has unsafe tree entries ({} problems); refused", .problems.len())]
+    Unsafe {
+        commit: String,
+        problems: Vec<Diagnostic>,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Everything needed to fetch; secrets already read.
+#[derive(Clone)]
+pub struct SourceSpec {
+    pub url: String,
+    /// Branch, tag, commit id, or `None` for the remote's HEAD.
+    pub reference: Option<String>,
+    /// Directory in the repo holding `desired-state/`, "" = root.
+    pub path: String,
+    pub depth: Option<NonZeroU32>,
+    pub basic_auth: Option<(String, String)>,
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the credentials.
+        f.debug_struct("SourceSpec")
+            .field("url", &self.url)
+            .field("reference", &self.reference)
+            .field("path", &self.path)
+            .field("depth", &self.depth)
+            .field("basic_auth", &self.basic_auth.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl SourceSpec {
+    pub fn from_config(cfg: &SourceConfig) -> Result<Self, SourceError> {
+        let path = cfg.path.clone().unwrap_or_default();
+        safety::check_rel_path(&path).map_err(|message| ConfigError::Invalid {
+            field: "source.path".into(),
+            message,
+        })?;
+        Ok(Self {
+            url: normalise_url(&cfg.url),
+            reference: cfg.reference.clone().filter(|r| !r.is_empty()),
+            path: path.trim_matches('/').trim_start_matches("./").to_string(),
+            depth: cfg.depth.and_then(NonZeroU32::new),
+            basic_auth: cfg.auth.basic()?,
+            ssh_key: cfg.auth.ssh_key.clone(),
+            known_hosts: cfg.auth.known_hosts.clone(),
+        })
+    }
+
+    /// Is the source a repository on this machine (for the ref watcher)? Returns its git dir.
+    pub fn local_git_dir(&self) -> Option<PathBuf> {
+        let p = self.url.strip_prefix("file://").unwrap_or(&self.url);
+        if !p.starts_with('/') {
+            return None;
+        }
+        let p = Path::new(p);
+        if p.join(".git").is_dir() {
+            Some(p.join(".git"))
+        } else if p.join("HEAD").is_file() && p.join("refs").is_dir() {
+            Some(p.to_path_buf())
+        } else {
+            None
+        }
+    }
+}
+
+/// Relative local paths become absolute so the daemon's cwd does not matter.
+fn normalise_url(url: &str) -> String {
+    let looks_remote = url.contains("://") || (url.contains(':') && !url.starts_with('/'));
+    if looks_remote {
+        return url.to_string();
+    }
+    std::path::absolute(url)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| url.to_string())
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOutcome {
+    /// Full hex commit id.
+    pub commit: String,
+    /// `<state_dir>/snapshots/<commit>`.
+    pub snapshot_dir: PathBuf,
+    /// The commit summary line, for status.
+    pub summary: String,
+    pub fetch_duration: std::time::Duration,
+}
+
+impl SyncOutcome {
+    pub fn desired_root(&self) -> PathBuf {
+        self.snapshot_dir.join("desired-state")
+    }
+}
+
+pub struct Source {
+    spec: SourceSpec,
+    state_dir: PathBuf,
+}
+
+impl Source {
+    pub fn new(spec: SourceSpec, state_dir: &Path) -> Self {
+        Self {
+            spec,
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+
+    pub fn spec(&self) -> &SourceSpec {
+        &self.spec
+    }
+
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.state_dir.join("snapshots")
+    }
+
+    /// Fetch, resolve the ref, and make sure the snapshot of that commit exists. Blocking:
+    /// call from `spawn_blocking`.
+    pub fn sync(&self) -> Result<SyncOutcome, SourceError> {
+        // gix's HTTP transport uses reqwest built without a default TLS crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let started = std::time::Instant::now();
+        let cache = fetch::cache_dir(&self.state_dir, &self.spec.url);
+        let repo = fetch::fetch(&self.spec, &cache)?;
+        let fetch_duration = started.elapsed();
+        let commit = fetch::resolve(&repo, &self.spec)?;
+        let commit_hex = commit.to_string();
+        let summary = repo
+            .find_commit(commit)
+            .ok()
+            .and_then(|c| c.message().ok().map(|m| m.summary().to_string()))
+            .unwrap_or_default();
+        let snapshot_dir =
+            snapshot::materialise(&repo, commit, &self.spec.path, &self.snapshots_dir())?;
+        Ok(SyncOutcome {
+            commit: commit_hex,
+            snapshot_dir,
+            summary,
+            fetch_duration,
+        })
+    }
+}

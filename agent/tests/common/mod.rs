@@ -1,0 +1,147 @@
+//! Real git repositories for source and daemon tests: a bare "server" repo, a working clone
+//! that pushes to it, and optional smart-HTTP serving through `git http-backend`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A bare repo plus a work clone pushing to it, in one temp dir.
+pub struct Repos {
+    pub tmp: tempfile::TempDir,
+    pub bare: PathBuf,
+    pub work: PathBuf,
+}
+
+impl Repos {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let bare = tmp.path().join("server/lab.git");
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&bare).expect("mkdir");
+        std::fs::create_dir_all(&work).expect("mkdir");
+        git(&bare, &["init", "--bare", "-q", "-b", "main"]);
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(
+            &work,
+            &["remote", "add", "origin", bare.to_str().expect("utf8")],
+        );
+        Self { tmp, bare, work }
+    }
+
+    pub fn file_url(&self) -> String {
+        format!("file://{}", self.bare.display())
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.work.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+    }
+
+    /// Commit everything and push; returns the commit id.
+    pub fn commit_push(&self, msg: &str) -> String {
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "--allow-empty", "-m", msg]);
+        git(
+            &self.work,
+            &["push", "-q", "origin", "HEAD:main", "--follow-tags"],
+        );
+        self.head()
+    }
+
+    pub fn head(&self) -> String {
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `busybox httpd` running `git http-backend` as CGI for everything under `root`.
+pub struct HttpGit {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpGit {
+    /// Serve repos under `project_root` at `http://127.0.0.1:<port>/cgi-bin/git/<repo>`;
+    /// with `basic = Some((user, pass))`, requests need that basic auth.
+    pub fn start(project_root: &Path, basic: Option<(&str, &str)>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cgi = dir.path().join("cgi-bin");
+        std::fs::create_dir_all(&cgi).expect("mkdir");
+        let script = cgi.join("git");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexport GIT_PROJECT_ROOT='{}'\nexport GIT_HTTP_EXPORT_ALL=1\nexport REMOTE_USER=test\nexec /usr/lib/git-core/git-http-backend\n",
+                project_root.display()
+            ),
+        )
+        .expect("write cgi");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut conf = String::new();
+        if let Some((u, p)) = basic {
+            conf.push_str(&format!("/cgi-bin:{u}:{p}\n"));
+        }
+        std::fs::write(dir.path().join("httpd.conf"), conf).expect("conf");
+        let port = free_port();
+        let child = Command::new("busybox")
+            .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("httpd.conf"))
+            .spawn()
+            .expect("busybox httpd starts");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/cgi-bin/git/{repo}", self.port)
+    }
+}
+
+impl Drop for HttpGit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

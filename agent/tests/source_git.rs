@@ -1,0 +1,286 @@
+//! Source against real git repositories: file://, smart HTTP with basic auth, refs, depth,
+//! and refusal of unsafe trees.
+
+mod common;
+
+use common::{git, HttpGit, Repos};
+use macula_gitops::config::{AuthConfig, SourceConfig};
+use macula_gitops::source::{Source, SourceError, SourceSpec};
+
+fn source(url: &str, reference: Option<&str>, state: &std::path::Path) -> Source {
+    let cfg = SourceConfig {
+        url: url.into(),
+        reference: reference.map(str::to_string),
+        ..Default::default()
+    };
+    Source::new(SourceSpec::from_config(&cfg).expect("spec"), state)
+}
+
+#[test]
+fn file_url_clone_then_update_gives_immutable_snapshots() {
+    let r = Repos::new();
+    r.write("desired-state/app.txt", "v1\n");
+    let c1 = r.commit_push("first");
+    let state = tempfile::tempdir().expect("tmp");
+    let src = source(&r.file_url(), Some("main"), state.path());
+
+    let s1 = src.sync().expect("first sync");
+    assert_eq!(s1.commit, c1);
+    assert_eq!(s1.summary, "first");
+    let f1 = s1.desired_root().join("app.txt");
+    assert_eq!(std::fs::read_to_string(&f1).expect("read"), "v1\n");
+
+    r.write("desired-state/app.txt", "v2\n");
+    let c2 = r.commit_push("second");
+    let s2 = src.sync().expect("second sync");
+    assert_eq!(s2.commit, c2);
+    assert_ne!(s1.snapshot_dir, s2.snapshot_dir);
+    assert_eq!(
+        std::fs::read_to_string(s2.desired_root().join("app.txt")).expect("read"),
+        "v2\n"
+    );
+    // The first snapshot is untouched: a running container bind-mounting it sees no change.
+    assert_eq!(std::fs::read_to_string(&f1).expect("read"), "v1\n");
+
+    // No-op fetch: same commit, same snapshot.
+    let s3 = src.sync().expect("third sync");
+    assert_eq!(s3.snapshot_dir, s2.snapshot_dir);
+
+    let removed = macula_gitops::source::gc_snapshots(&src.snapshots_dir(), &[&c2]).expect("gc");
+    assert_eq!(removed, 1);
+    assert!(!s1.snapshot_dir.exists());
+    assert!(s2.snapshot_dir.exists());
+}
+
+#[test]
+fn tag_commit_head_and_local_path_refs() {
+    let r = Repos::new();
+    r.write("desired-state/app.txt", "tagged\n");
+    let tagged = r.commit_push("tagged");
+    git(&r.work, &["tag", "-a", "v1.0", "-m", "release"]);
+    git(&r.work, &["push", "-q", "origin", "v1.0"]);
+    r.write("desired-state/app.txt", "later\n");
+    let later = r.commit_push("later");
+    let state = tempfile::tempdir().expect("tmp");
+
+    let by_tag = source(&r.file_url(), Some("v1.0"), state.path())
+        .sync()
+        .expect("tag");
+    assert_eq!(by_tag.commit, tagged);
+    let by_id = source(&r.file_url(), Some(&tagged), state.path())
+        .sync()
+        .expect("commit");
+    assert_eq!(by_id.commit, tagged);
+    let by_head = source(&r.file_url(), None, state.path())
+        .sync()
+        .expect("HEAD");
+    assert_eq!(by_head.commit, later);
+    // A plain local path to a non-bare repo works too.
+    let local = source(r.work.to_str().expect("utf8"), Some("main"), state.path())
+        .sync()
+        .expect("local path");
+    assert_eq!(local.commit, later);
+
+    let missing = source(&r.file_url(), Some("no-such-branch"), state.path()).sync();
+    assert!(
+        matches!(missing, Err(SourceError::Resolve { .. })),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn path_selects_subdirectory_and_depth_is_shallow() {
+    let r = Repos::new();
+    r.write("infra/lab/desired-state/app.txt", "sub\n");
+    r.write("README", "x\n");
+    r.commit_push("one");
+    r.write("infra/lab/desired-state/app.txt", "sub2\n");
+    let c = r.commit_push("two");
+    let state = tempfile::tempdir().expect("tmp");
+    let cfg = SourceConfig {
+        url: r.file_url(),
+        reference: Some("main".into()),
+        path: Some("infra/lab".into()),
+        depth: Some(1),
+        ..Default::default()
+    };
+    let src = Source::new(SourceSpec::from_config(&cfg).expect("spec"), state.path());
+    let s = src.sync().expect("sync");
+    assert_eq!(s.commit, c);
+    assert_eq!(
+        std::fs::read_to_string(s.desired_root().join("app.txt")).expect("read"),
+        "sub2\n"
+    );
+    assert!(!s.snapshot_dir.join("README").exists());
+    let cache = std::fs::read_dir(state.path().join("cache"))
+        .expect("cache")
+        .next()
+        .expect("one cache")
+        .expect("entry")
+        .path();
+    assert!(
+        cache.join("shallow").is_file(),
+        "depth 1 makes a shallow cache"
+    );
+}
+
+#[test]
+fn smart_http_fetch_and_credential_safety() {
+    let r = Repos::new();
+    r.write("desired-state/app.txt", "http\n");
+    let c = r.commit_push("over http");
+    let root = r.bare.parent().expect("parent");
+    let open = HttpGit::start(root, None);
+    let state = tempfile::tempdir().expect("tmp");
+    let s = source(&open.url("lab.git"), Some("main"), state.path())
+        .sync()
+        .expect("anonymous smart-http fetch");
+    assert_eq!(s.commit, c);
+
+    // A server that wants basic auth refuses an anonymous fetch...
+    let locked = HttpGit::start(root, Some(("alice", "s3cret")));
+    let anon = tempfile::tempdir().expect("tmp");
+    let denied = source(&locked.url("lab.git"), Some("main"), anon.path()).sync();
+    assert!(
+        matches!(denied, Err(SourceError::Fetch { .. })),
+        "{denied:?}"
+    );
+
+    // ...and credentials are never sent in clear text over plain http.
+    let secret = anon.path().join("pw");
+    std::fs::write(&secret, "s3cret\n").expect("write");
+    let cfg = SourceConfig {
+        url: locked.url("lab.git"),
+        reference: Some("main".into()),
+        auth: AuthConfig {
+            username: Some("alice".into()),
+            password_file: Some(secret),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let src = Source::new(SourceSpec::from_config(&cfg).expect("spec"), anon.path());
+    match src.sync() {
+        Err(SourceError::Fetch { message, .. }) => {
+            assert!(message.contains("clear text"), "{message}");
+            assert!(!message.contains("s3cret"), "secret leaked: {message}");
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn dotdot_entry_is_refused() {
+    let r = Repos::new();
+    r.write("desired-state/app.txt", "ok\n");
+    let good = r.commit_push("good");
+    // Craft a tree with an entry named `..` (git itself refuses to create one).
+    let blob = git(&r.work, &["hash-object", "-w", "desired-state/app.txt"]);
+    let mut raw = b"100644 ..\0".to_vec();
+    raw.extend(hex_to_bytes(&blob));
+    let raw_path = r.tmp.path().join("raw-tree");
+    std::fs::write(&raw_path, raw).expect("write");
+    let evil_tree = git(
+        &r.work,
+        &[
+            "hash-object",
+            "-t",
+            "tree",
+            "-w",
+            "--literally",
+            raw_path.to_str().expect("utf8"),
+        ],
+    );
+    let root = mktree(&r, &[("040000 tree", &evil_tree, "desired-state")]);
+    let evil = git(&r.work, &["commit-tree", &root, "-p", &good, "-m", "evil"]);
+    git(
+        &r.work,
+        &["push", "-q", "origin", &format!("{evil}:refs/heads/main")],
+    );
+
+    let state = tempfile::tempdir().expect("tmp");
+    let res = source(&r.file_url(), Some("main"), state.path()).sync();
+    match res {
+        Err(SourceError::Unsafe { commit, problems }) => {
+            assert_eq!(commit, evil);
+            assert!(problems[0].message.contains(".."), "{problems:?}");
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    let leftovers = std::fs::read_dir(state.path().join("snapshots"))
+        .expect("dir")
+        .count();
+    assert_eq!(leftovers, 0, "nothing of a refused commit stays on disk");
+}
+
+#[test]
+fn symlink_escapes_are_refused_but_inner_links_work() {
+    let r = Repos::new();
+    r.write("desired-state/app.txt", "ok\n");
+    std::os::unix::fs::symlink("app.txt", r.work.join("desired-state/inner")).expect("ln");
+    let good = r.commit_push("inner link");
+    let state = tempfile::tempdir().expect("tmp");
+    let src = source(&r.file_url(), Some("main"), state.path());
+    let s = src.sync().expect("inner symlink is fine");
+    assert_eq!(s.commit, good);
+    assert_eq!(
+        std::fs::read_to_string(s.desired_root().join("inner")).expect("read"),
+        "ok\n"
+    );
+
+    std::os::unix::fs::symlink("../../../../etc/passwd", r.work.join("desired-state/leak"))
+        .expect("ln");
+    std::os::unix::fs::symlink("/etc/shadow", r.work.join("desired-state/abs")).expect("ln");
+    // Each link alone looks inside; chained they escape.
+    std::os::unix::fs::symlink(".", r.work.join("desired-state/self")).expect("ln");
+    std::os::unix::fs::symlink("self/self/../..", r.work.join("desired-state/chain")).expect("ln");
+    let bad = r.commit_push("escape");
+    match src.sync() {
+        Err(SourceError::Unsafe { commit, problems }) => {
+            assert_eq!(commit, bad);
+            let files: Vec<_> = problems
+                .iter()
+                .map(|p| p.file.display().to_string())
+                .collect();
+            for f in [
+                "desired-state/leak",
+                "desired-state/abs",
+                "desired-state/chain",
+            ] {
+                assert!(files.contains(&f.to_string()), "{f} not in {files:?}");
+            }
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+}
+
+fn mktree(r: &Repos, entries: &[(&str, &str, &str)]) -> String {
+    let input: String = entries
+        .iter()
+        .map(|(mode_kind, id, name)| format!("{mode_kind} {id}\t{name}\n"))
+        .collect();
+    let mut child = std::process::Command::new("git")
+        .current_dir(&r.work)
+        .args(["mktree", "--missing"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git mktree");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("mktree");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn hex_to_bytes(h: &str) -> Vec<u8> {
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+        .collect()
+}
