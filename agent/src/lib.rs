@@ -13,5 +13,7 @@ pub mod engine;
 pub mod labels;
 pub mod plan;
 pub mod reconcile;
+pub mod server;
 pub mod source;
 pub mod state;
+pub mod trigger;

@@ -1,0 +1,64 @@
+//! Client side of the local API, for `macula-gitops reconcile|suspend|resume|status`.
+
+use std::net::SocketAddr;
+
+use super::status::Status;
+use super::ServerError;
+
+fn client_err(addr: SocketAddr, e: impl std::fmt::Display) -> ServerError {
+    ServerError::Client {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    }
+}
+
+async fn post(addr: SocketAddr, path: &str) -> Result<String, ServerError> {
+    let url = format!("http://{addr}{path}");
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .send()
+        .await
+        .map_err(|e| client_err(addr, format!("{e} (is `macula-gitops run` running?)")))?;
+    let code = resp.status();
+    let text = resp.text().await.map_err(|e| client_err(addr, e))?;
+    if !code.is_success() {
+        return Err(client_err(addr, format!("{code}: {}", text.trim())));
+    }
+    Ok(text.trim().to_string())
+}
+
+/// Ask the running daemon to fetch and reconcile now.
+pub async fn reconcile(addr: SocketAddr) -> Result<String, ServerError> {
+    post(addr, "/reconcile").await
+}
+
+/// Stop applying (fetching continues); persists across daemon restarts.
+pub async fn suspend(addr: SocketAddr) -> Result<String, ServerError> {
+    post(addr, "/suspend").await
+}
+
+pub async fn resume(addr: SocketAddr) -> Result<String, ServerError> {
+    post(addr, "/resume").await
+}
+
+pub async fn status(addr: SocketAddr) -> Result<Status, ServerError> {
+    let url = format!("http://{addr}/status");
+    reqwest::get(&url)
+        .await
+        .map_err(|e| client_err(addr, format!("{e} (is `macula-gitops run` running?)")))?
+        .error_for_status()
+        .map_err(|e| client_err(addr, e))?
+        .json::<Status>()
+        .await
+        .map_err(|e| client_err(addr, e))
+}
+
+/// `status` for the CLI: human text, or pretty JSON with `json = true`.
+pub async fn status_text(addr: SocketAddr, json: bool) -> Result<String, ServerError> {
+    let st = status(addr).await?;
+    if json {
+        Ok(serde_json::to_string_pretty(&st).expect("status serialises"))
+    } else {
+        Ok(st.render())
+    }
+}

@@ -1,0 +1,221 @@
+//! The daemon's HTTP listener: push webhooks, the local API (`/status`, `/healthz`,
+//! `/metrics`) and control endpoints (`/reconcile`, `/suspend`, `/resume`).
+//!
+//! Control endpoints answer only to loopback peers, so binding the listener to a public
+//! address for webhooks does not hand out control of the host.
+
+pub mod client;
+pub mod metrics;
+pub mod status;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::trigger::{Cause, Trigger};
+use metrics::Metrics;
+use status::Status;
+use webhook::Provider;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("daemon at {addr}: {message}")]
+    Client { addr: String, message: String },
+}
+
+/// Suspend flag, persisted as `<state_dir>/suspended` so it survives restarts.
+pub struct Control {
+    suspended: AtomicBool,
+    marker: PathBuf,
+}
+
+impl Control {
+    pub fn load(state_dir: &Path) -> Self {
+        let marker = state_dir.join("suspended");
+        Self {
+            suspended: AtomicBool::new(marker.exists()),
+            marker,
+        }
+    }
+
+    pub fn suspended(&self) -> bool {
+        self.suspended.load(Ordering::SeqCst)
+    }
+
+    pub fn set_suspended(&self, on: bool) -> Result<(), ServerError> {
+        let io = |source| ServerError::Io {
+            path: self.marker.clone(),
+            source,
+        };
+        if on {
+            if let Some(dir) = self.marker.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            std::fs::write(&self.marker, b"suspended via API\n").map_err(io)?;
+        } else {
+            match std::fs::remove_file(&self.marker) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        self.suspended.store(on, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub status: Arc<RwLock<Status>>,
+    pub trigger: Trigger,
+    pub metrics: Arc<Metrics>,
+    pub control: Arc<Control>,
+    /// Webhook secret; `None` = webhooks disabled.
+    pub secret: Option<Arc<Vec<u8>>>,
+}
+
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/hooks/{provider}", post(hook))
+        .layer(DefaultBodyLimit::max(max_body))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/reconcile", post(reconcile))
+        .route("/suspend", post(suspend))
+        .route("/resume", post(resume))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(ServerError::Serve)
+}
+
+async fn hook(
+    State(s): State<AppState>,
+    UrlPath(provider): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(p) = Provider::from_path(&provider) else {
+        return (StatusCode::NOT_FOUND, "unknown webhook provider\n").into_response();
+    };
+    let Some(secret) = &s.secret else {
+        s.metrics.count_webhook(p.as_str(), "rejected");
+        return (StatusCode::UNAUTHORIZED, "webhooks are not configured\n").into_response();
+    };
+    if let Err(e) = webhook::verify(p, &headers, &body, secret) {
+        s.metrics.count_webhook(p.as_str(), "rejected");
+        tracing::warn!(provider = p.as_str(), reason = %e, "webhook rejected");
+        return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
+    }
+    s.metrics.count_webhook(p.as_str(), "accepted");
+    let event = headers
+        .get("x-github-event")
+        .or_else(|| headers.get("x-gitea-event"))
+        .and_then(|v| v.to_str().ok());
+    if event == Some("ping") {
+        return (StatusCode::OK, "pong\n").into_response();
+    }
+    tracing::info!(provider = p.as_str(), "webhook accepted, fetching");
+    s.trigger.fire(Cause::Webhook);
+    (StatusCode::ACCEPTED, "queued\n").into_response()
+}
+
+async fn status(State(s): State<AppState>) -> Json<Status> {
+    let mut st = s.status.read().expect("status lock").clone();
+    st.suspended = s.control.suspended();
+    Json(st)
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+fn local_only(peer: &SocketAddr) -> Result<(), Response> {
+    if peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err((StatusCode::FORBIDDEN, "control endpoints are local only\n").into_response())
+    }
+}
+
+async fn reconcile(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Err(r) = local_only(&peer) {
+        return r;
+    }
+    s.trigger.fire(Cause::Manual);
+    (StatusCode::ACCEPTED, "reconcile queued\n").into_response()
+}
+
+async fn suspend(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Err(r) = local_only(&peer) {
+        return r;
+    }
+    set_suspended(&s, true)
+}
+
+async fn resume(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    if let Err(r) = local_only(&peer) {
+        return r;
+    }
+    let r = set_suspended(&s, false);
+    s.trigger.fire(Cause::Resume);
+    r
+}
+
+fn set_suspended(s: &AppState, on: bool) -> Response {
+    match s.control.set_suspended(on) {
+        Ok(()) => {
+            tracing::info!(suspended = on, "apply suspension changed");
+            let word = if on { "suspended" } else { "resumed" };
+            (StatusCode::OK, format!("{word}\n")).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}

@@ -1,0 +1,161 @@
+//! The daemon's status as served by `GET /status` and printed by `macula-gitops status`.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::diag::Diagnostic;
+
+/// A `Diagnostic` as it travels over the API (the core type is serialise-only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DiagnosticView {
+    pub file: std::path::PathBuf,
+    pub line: Option<usize>,
+    pub path: String,
+    pub message: String,
+}
+
+impl From<&Diagnostic> for DiagnosticView {
+    fn from(d: &Diagnostic) -> Self {
+        Self {
+            file: d.file.clone(),
+            line: d.line,
+            path: d.path.clone(),
+            message: d.message.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for DiagnosticView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = Diagnostic {
+            file: self.file.clone(),
+            line: self.line,
+            path: self.path.clone(),
+            message: self.message.clone(),
+        };
+        write!(f, "{d}")
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub host: String,
+    pub source_url: String,
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    pub path: String,
+    /// Newest commit fetched (whether or not it could be applied).
+    pub fetched_revision: Option<String>,
+    pub fetched_summary: Option<String>,
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// Commit whose desired state is running.
+    pub applied_revision: Option<String>,
+    pub applied_at: Option<DateTime<Utc>>,
+    /// success | invalid | refused | error | fetch-error | held
+    pub last_result: Option<String>,
+    pub last_error: Option<String>,
+    /// Problems of the last refused/invalid revision, each with file, path and line.
+    pub diagnostics: Vec<DiagnosticView>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_trigger: Option<String>,
+    pub suspended: bool,
+    /// The fetched revision differs from the applied one (suspended, outside the apply
+    /// window, or refused).
+    pub pending: bool,
+    pub pending_reason: Option<String>,
+    pub apply_window: Option<String>,
+    pub next_window: Option<DateTime<Utc>>,
+    /// Per-service state as reported by the last reconcile.
+    pub services: Vec<ServiceState>,
+    /// The last reconcile report (tried/failed/changed/errors).
+    pub report: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServiceState {
+    pub name: String,
+    pub state: String,
+}
+
+fn short(rev: &Option<String>) -> String {
+    rev.as_deref()
+        .map(|r| r.chars().take(12).collect())
+        .unwrap_or_else(|| "-".into())
+}
+
+impl Status {
+    /// Human-readable form for `macula-gitops status`.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let when = |t: &Option<DateTime<Utc>>| {
+            t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "never".into())
+        };
+        let _ = writeln!(o, "host:      {}", self.host);
+        let _ = writeln!(
+            o,
+            "source:    {} (ref {}, path {})",
+            self.source_url,
+            self.reference.as_deref().unwrap_or("HEAD"),
+            if self.path.is_empty() {
+                "."
+            } else {
+                &self.path
+            }
+        );
+        let _ = writeln!(
+            o,
+            "fetched:   {} {} ({})",
+            short(&self.fetched_revision),
+            self.fetched_summary.as_deref().unwrap_or(""),
+            when(&self.fetched_at)
+        );
+        let _ = writeln!(
+            o,
+            "applied:   {} ({})",
+            short(&self.applied_revision),
+            when(&self.applied_at)
+        );
+        let _ = writeln!(
+            o,
+            "result:    {}{}",
+            self.last_result.as_deref().unwrap_or("-"),
+            self.last_trigger
+                .as_deref()
+                .map(|t| format!(" (trigger: {t}, {})", when(&self.last_run_at)))
+                .unwrap_or_default()
+        );
+        if self.suspended {
+            let _ = writeln!(o, "suspended: yes (fetching continues, nothing is applied)");
+        }
+        if self.pending {
+            let _ = writeln!(
+                o,
+                "pending:   {}",
+                self.pending_reason.as_deref().unwrap_or("yes")
+            );
+        }
+        if let Some(w) = &self.apply_window {
+            let _ = writeln!(
+                o,
+                "window:    {w} (next opening: {})",
+                when(&self.next_window)
+            );
+        }
+        if let Some(e) = &self.last_error {
+            let _ = writeln!(o, "error:     {e}");
+        }
+        for d in &self.diagnostics {
+            let _ = writeln!(o, "  {d}");
+        }
+        if !self.services.is_empty() {
+            let _ = writeln!(o, "services:");
+            for s in &self.services {
+                let _ = writeln!(o, "  {:<30} {}", s.name, s.state);
+            }
+        }
+        o
+    }
+}
