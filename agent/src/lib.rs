@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod daemon;
 pub mod desired;
 pub mod diag;
 pub mod drift;

@@ -1,0 +1,533 @@
+//! `macula-gitops run`: the GitOps loop. Triggers wake it; each run fetches, snapshots the
+//! commit, and (unless suspended, outside the apply window, or already done) hands the
+//! snapshot's `desired-state/` to the reconciler. One run at a time; see `trigger`.
+//!
+//! A revision that fails validation or is unsafe is never applied: the last good revision stays
+//! applied and running, and status carries the diagnostics until a later commit fixes them.
+
+mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::config::{AgentConfig, ConfigError};
+use crate::reconcile::{ReconcileError, ReconcileOptions, Report};
+use crate::server::metrics::Metrics;
+use crate::server::status::{DiagnosticView, Status};
+use crate::server::{AppState, Control};
+use crate::source::{Source, SourceError, SourceSpec, SyncOutcome};
+use crate::trigger::{schedule, watch, Cause, Pending, Trigger};
+
+pub use service::{install_service, service_unit, ServiceOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no source configured: set `source.url` in {config} or pass --url")]
+    NoSource { config: PathBuf },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
+    #[error(transparent)]
+    Trigger(#[from] crate::trigger::TriggerError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Flags of `macula-gitops run`; each overrides the config file.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonArgs {
+    pub config: Option<PathBuf>,
+    pub url: Option<String>,
+    pub reference: Option<String>,
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub state_dir: Option<PathBuf>,
+    pub host: Option<String>,
+    pub webhook_secret_file: Option<PathBuf>,
+    pub apply_window: Option<String>,
+}
+
+impl DaemonArgs {
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(crate::config::default_config_path)
+    }
+
+    /// The config file with the flags laid over it.
+    pub fn resolve(&self) -> Result<AgentConfig, DaemonError> {
+        let path = self.config_path();
+        let mut cfg = AgentConfig::load(&path, self.config.is_some())?;
+        if let Some(url) = &self.url {
+            cfg.source.get_or_insert_with(Default::default).url = url.clone();
+        }
+        if let Some(src) = cfg.source.as_mut() {
+            if self.reference.is_some() {
+                src.reference = self.reference.clone();
+            }
+            if self.path.is_some() {
+                src.path = self.path.clone();
+            }
+            if self.interval.is_some() {
+                src.interval = self.interval.clone();
+            }
+        }
+        if self.listen.is_some() {
+            cfg.listen = self.listen;
+        }
+        if self.state_dir.is_some() {
+            cfg.state_dir = self.state_dir.clone();
+        }
+        if self.host.is_some() {
+            cfg.host = self.host.clone();
+        }
+        if self.webhook_secret_file.is_some() {
+            cfg.webhook.secret_file = self.webhook_secret_file.clone();
+        }
+        if self.apply_window.is_some() {
+            cfg.schedule.apply_window = self.apply_window.clone();
+        }
+        cfg.check()?;
+        if cfg.source.is_none() {
+            return Err(DaemonError::NoSource { config: path });
+        }
+        Ok(cfg)
+    }
+}
+
+/// What one apply needs: the options for the core and the snapshot they point into.
+#[derive(Debug, Clone)]
+pub struct ApplyRequest {
+    pub options: ReconcileOptions,
+    pub snapshot: SyncOutcome,
+}
+
+/// The side effect the daemon drives. The real one is the Docker reconcile core; tests plug
+/// in others. Contract: `Err(Invalid)` means nothing on the host was changed.
+pub trait Reconciler: Send + Sync + 'static {
+    fn reconcile(
+        &self,
+        req: &ApplyRequest,
+    ) -> impl Future<Output = Result<Report, ReconcileError>> + Send;
+}
+
+/// The Docker reconcile core (`crate::reconcile`).
+pub struct CoreReconciler;
+
+impl Reconciler for CoreReconciler {
+    async fn reconcile(&self, _req: &ApplyRequest) -> Result<Report, ReconcileError> {
+        // Replaced by `crate::reconcile::reconcile(&_req.options).await` when the core lands.
+        Err(ReconcileError::Engine(
+            "the Docker reconcile core is not wired into the daemon yet".into(),
+        ))
+    }
+}
+
+/// `macula-gitops run` with the real reconciler, until SIGTERM/SIGINT.
+pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    let cfg = args.resolve()?;
+    let daemon = Daemon::new(cfg, CoreReconciler, Arc::new(Metrics::new()))?;
+    daemon.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers we can only run until killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+}
+
+pub struct Daemon<R> {
+    cfg: AgentConfig,
+    source: Arc<Source>,
+    reconciler: R,
+    state_dir: PathBuf,
+    app: AppState,
+    window: Option<cron::Schedule>,
+    /// A commit that failed validation: not retried until something other than a poll asks.
+    invalid_commit: Option<String>,
+    /// Whether the last reconcile of the applied commit succeeded fully.
+    applied_ok: bool,
+}
+
+const SETTLE: Duration = Duration::from_millis(150);
+
+impl<R: Reconciler> Daemon<R> {
+    pub fn new(
+        cfg: AgentConfig,
+        reconciler: R,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, DaemonError> {
+        let src_cfg = cfg.source.clone().ok_or_else(|| DaemonError::NoSource {
+            config: crate::config::default_config_path(),
+        })?;
+        let state_dir = cfg.state_dir();
+        std::fs::create_dir_all(&state_dir).map_err(|source| DaemonError::Io {
+            path: state_dir.clone(),
+            source,
+        })?;
+        let spec = SourceSpec::from_config(&src_cfg)?;
+        let secret = cfg.webhook.secret()?.map(Arc::new);
+        let status = Status {
+            host: cfg.host(),
+            source_url: spec.url.clone(),
+            reference: spec.reference.clone(),
+            path: spec.path.clone(),
+            applied_revision: read_applied(&state_dir),
+            apply_window: cfg.schedule.apply_window.clone(),
+            ..Default::default()
+        };
+        let app = AppState {
+            status: Arc::new(RwLock::new(status)),
+            trigger: Trigger::new(),
+            metrics,
+            control: Arc::new(Control::load(&state_dir)),
+            secret,
+        };
+        Ok(Self {
+            window: cfg.schedule.window_schedule()?,
+            source: Arc::new(Source::new(spec, &state_dir)),
+            reconciler,
+            state_dir,
+            app,
+            cfg,
+            invalid_commit: None,
+            applied_ok: false,
+        })
+    }
+
+    /// Handles for other parts of the agent (drift watcher → `trigger().fire(Cause::Drift)`).
+    pub fn trigger(&self) -> Trigger {
+        self.app.trigger.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.app.metrics.clone()
+    }
+
+    /// Serve and loop until `shutdown` resolves. A run in progress is finished first (a
+    /// reconcile is never cut in half); a fetch in progress is abandoned (snapshots are
+    /// written aside and renamed, so nothing half-made is left in use).
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), DaemonError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let addr = self.cfg.listen();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| crate::server::ServerError::Bind { addr, source })?;
+        let router = crate::server::router(self.app.clone(), self.cfg.webhook.max_body());
+        let mut server_stop = stop_rx.clone();
+        let server = tokio::spawn(crate::server::serve(listener, router, async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        }));
+        tracing::info!(%addr, url = %self.source.spec().url, "daemon listening");
+
+        let mut tasks = Vec::new();
+        let src_cfg = self.cfg.source.clone().expect("checked in new");
+        if let Some(every) = src_cfg.interval()? {
+            let t = self.app.trigger.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await; // the first tick is immediate; startup already fires
+                loop {
+                    tick.tick().await;
+                    t.fire(Cause::Poll);
+                }
+            }));
+        }
+        if let Some(c) = self.cfg.schedule.cron_schedule()? {
+            tasks.push(tokio::spawn(schedule::run_cron(
+                c,
+                self.app.trigger.clone(),
+            )));
+        }
+        if let Some(w) = self.window.clone() {
+            tasks.push(tokio::spawn(schedule::run_window(
+                w,
+                self.app.trigger.clone(),
+            )));
+        }
+        let _ref_watch = match self.source.spec().local_git_dir() {
+            Some(dir) => {
+                tracing::info!(git_dir = %dir.display(), "watching local repository refs");
+                Some(watch::watch_refs(&dir, self.app.trigger.clone())?)
+            }
+            None => None,
+        };
+
+        self.app.trigger.fire(Cause::Startup);
+        tokio::pin!(shutdown);
+        loop {
+            let pending = tokio::select! {
+                p = self.app.trigger.next(SETTLE) => p,
+                _ = &mut shutdown => break,
+            };
+            let synced = tokio::select! {
+                s = self.fetch() => s,
+                _ = &mut shutdown => {
+                    tracing::info!("shutdown during fetch: abandoning it");
+                    break;
+                }
+            };
+            if let Some(outcome) = synced {
+                // Deliberately not raced against shutdown: finish the apply.
+                self.apply(&pending, outcome).await;
+            }
+        }
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            t.abort();
+        }
+        match server.await {
+            Ok(r) => r?,
+            Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
+        }
+        tracing::info!("daemon stopped");
+        Ok(())
+    }
+
+    fn status_mut(&self, f: impl FnOnce(&mut Status)) {
+        let mut st = self.app.status.write().expect("status lock poisoned");
+        f(&mut st);
+        st.suspended = self.app.control.suspended();
+        st.pending = st.fetched_revision.is_some() && st.fetched_revision != st.applied_revision;
+        if !st.pending {
+            st.pending_reason = None;
+        }
+    }
+
+    async fn fetch(&mut self) -> Option<SyncOutcome> {
+        let src = self.source.clone();
+        let started = Instant::now();
+        let res = tokio::task::spawn_blocking(move || src.sync())
+            .await
+            .unwrap_or_else(|e| {
+                Err(SourceError::Fetch {
+                    url: self.source.spec().url.clone(),
+                    message: format!("fetch task failed: {e}"),
+                })
+            });
+        self.app
+            .metrics
+            .fetch_duration
+            .observe(started.elapsed().as_secs_f64());
+        let now = Some(Utc::now());
+        match res {
+            Ok(o) => {
+                tracing::debug!(commit = %o.commit, ms = started.elapsed().as_millis() as u64, "fetched");
+                self.status_mut(|st| {
+                    st.fetched_revision = Some(o.commit.clone());
+                    st.fetched_summary = Some(o.summary.clone());
+                    st.fetched_at = now;
+                });
+                Some(o)
+            }
+            Err(SourceError::Unsafe { commit, problems }) => {
+                tracing::error!(%commit, problems = problems.len(), "revision refused: unsafe tree entries");
+                for p in &problems {
+                    tracing::error!(%commit, problem = %p, "unsafe entry");
+                }
+                self.app.metrics.count_reconcile("refused");
+                let msg = format!("revision {commit} refused: unsafe tree entries");
+                self.status_mut(|st| {
+                    st.fetched_revision = Some(commit.clone());
+                    st.fetched_at = now;
+                    st.last_run_at = now;
+                    st.last_result = Some("refused".into());
+                    st.last_error = Some(msg);
+                    st.diagnostics = problems.iter().map(DiagnosticView::from).collect();
+                    st.pending_reason = Some("refused (unsafe tree)".into());
+                });
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "fetch failed; keeping the applied revision");
+                self.app.metrics.count_reconcile("fetch-error");
+                self.status_mut(|st| {
+                    st.last_run_at = now;
+                    st.last_result = Some("fetch-error".into());
+                    st.last_error = Some(e.to_string());
+                });
+                None
+            }
+        }
+    }
+
+    async fn apply(&mut self, pending: &Pending, o: SyncOutcome) {
+        let cause = pending.first();
+        let now = Some(Utc::now());
+        let applied = self
+            .app
+            .status
+            .read()
+            .expect("status lock")
+            .applied_revision
+            .clone();
+        let same = applied.as_deref() == Some(o.commit.as_str());
+        if same && self.applied_ok && pending.only_change_hints() {
+            tracing::debug!(commit = %o.commit, "already applied; nothing to do");
+            return;
+        }
+        let asked = pending
+            .causes
+            .iter()
+            .any(|c| matches!(c, Cause::Manual | Cause::Resume));
+        if self.invalid_commit.as_deref() == Some(o.commit.as_str()) && !asked {
+            tracing::debug!(commit = %o.commit, "known-invalid revision; not retried");
+            return;
+        }
+        self.status_mut(|st| st.last_trigger = Some(cause.as_str().into()));
+        if self.app.control.suspended() {
+            tracing::info!(commit = %o.commit, "suspended: fetched, not applied");
+            self.status_mut(|st| {
+                st.last_run_at = now;
+                st.last_result = Some("held".into());
+                st.pending_reason = Some("suspended".into());
+            });
+            return;
+        }
+        if !schedule::in_window(self.window.as_ref(), &chrono::Local::now()) {
+            let next = self
+                .window
+                .as_ref()
+                .and_then(|w| schedule::next_opening(w, &Utc::now()));
+            tracing::info!(commit = %o.commit, next_window = ?next, "outside the apply window: not applied");
+            self.status_mut(|st| {
+                st.last_run_at = now;
+                st.last_result = Some("held".into());
+                st.pending_reason = Some("outside the apply window".into());
+                st.next_window = next;
+            });
+            return;
+        }
+
+        let req = ApplyRequest {
+            options: ReconcileOptions {
+                desired_root: o.desired_root(),
+                host: self.cfg.host(),
+                env_file: self.cfg.reconcile.env_file.clone(),
+                state_dir: self.state_dir.clone(),
+                revision: Some(o.commit.clone()),
+                prune: self.cfg.reconcile.prune,
+                prune_volumes: self.cfg.reconcile.prune_volumes,
+                allow_empty: self.cfg.reconcile.allow_empty,
+            },
+            snapshot: o.clone(),
+        };
+        tracing::info!(commit = %o.commit, trigger = cause.as_str(), "reconciling");
+        let started = Instant::now();
+        let result = self.reconciler.reconcile(&req).await;
+        let secs = started.elapsed().as_secs_f64();
+        self.app.metrics.reconcile_duration.observe(secs);
+        let done = Some(Utc::now());
+        match result {
+            Ok(report) => {
+                let ok = report.failed == 0;
+                let label = if ok { "success" } else { "error" };
+                self.app.metrics.count_reconcile(label);
+                self.app.metrics.set_applied(&o.commit);
+                if let Err(e) = write_applied(&self.state_dir, &o.commit) {
+                    tracing::warn!(error = %e, "could not persist the applied revision");
+                }
+                tracing::info!(commit = %o.commit, changed = report.changed, failed = report.failed, secs, "reconciled");
+                self.applied_ok = ok;
+                self.invalid_commit = None;
+                self.status_mut(|st| {
+                    st.applied_revision = Some(o.commit.clone());
+                    st.applied_at = done;
+                    st.last_run_at = done;
+                    st.last_result = Some(label.into());
+                    st.last_error = (!ok).then(|| report.errors.join("; "));
+                    st.diagnostics.clear();
+                    st.report = serde_json::to_value(&report).ok();
+                });
+            }
+            Err(ReconcileError::Invalid(diags)) => {
+                self.app.metrics.count_reconcile("invalid");
+                for d in &diags {
+                    tracing::error!(commit = %o.commit, problem = %d, "invalid desired state");
+                }
+                let msg = format!(
+                    "revision {} is invalid ({} problems); still running {}",
+                    o.commit,
+                    diags.len(),
+                    applied.as_deref().unwrap_or("nothing")
+                );
+                self.invalid_commit = Some(o.commit.clone());
+                self.status_mut(|st| {
+                    st.last_run_at = done;
+                    st.last_result = Some("invalid".into());
+                    st.last_error = Some(msg);
+                    st.diagnostics = diags.iter().map(DiagnosticView::from).collect();
+                    st.pending_reason = Some("invalid desired state".into());
+                });
+            }
+            Err(e) => {
+                self.app.metrics.count_reconcile("error");
+                tracing::error!(commit = %o.commit, error = %e, "reconcile failed");
+                self.applied_ok = false;
+                self.status_mut(|st| {
+                    st.last_run_at = done;
+                    st.last_result = Some("error".into());
+                    st.last_error = Some(e.to_string());
+                });
+            }
+        }
+        let applied = self
+            .app
+            .status
+            .read()
+            .expect("status lock")
+            .applied_revision
+            .clone();
+        let mut keep = vec![o.commit.as_str()];
+        if let Some(a) = applied.as_deref() {
+            keep.push(a);
+        }
+        if let Err(e) = crate::source::gc_snapshots(&self.source.snapshots_dir(), &keep) {
+            tracing::warn!(error = %e, "snapshot cleanup failed");
+        }
+    }
+}
+
+fn applied_file(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("applied-revision")
+}
+
+fn read_applied(state_dir: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(applied_file(state_dir))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn write_applied(state_dir: &std::path::Path, commit: &str) -> std::io::Result<()> {
+    let tmp = state_dir.join(".applied-revision.tmp");
+    std::fs::write(&tmp, format!("{commit}\n"))?;
+    std::fs::rename(tmp, applied_file(state_dir))
+}
