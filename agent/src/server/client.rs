@@ -12,9 +12,15 @@ fn client_err(addr: SocketAddr, e: impl std::fmt::Display) -> ServerError {
     }
 }
 
+/// reqwest is built without a default TLS crypto provider; install ours before any client.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 async fn post(addr: SocketAddr, path: &str) -> Result<String, ServerError> {
     let url = format!("http://{addr}{path}");
-    let resp = reqwest::Client::new()
+    let resp = http_client()
         .post(&url)
         .send()
         .await
@@ -43,7 +49,9 @@ pub async fn resume(addr: SocketAddr) -> Result<String, ServerError> {
 
 pub async fn status(addr: SocketAddr) -> Result<Status, ServerError> {
     let url = format!("http://{addr}/status");
-    reqwest::get(&url)
+    http_client()
+        .get(&url)
+        .send()
         .await
         .map_err(|e| client_err(addr, format!("{e} (is `macula-gitops run` running?)")))?
         .error_for_status()

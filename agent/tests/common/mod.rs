@@ -145,3 +145,6 @@ impl Drop for HttpGit {
         let _ = self.child.wait();
     }
 }
+
+pub mod daemon;
+pub mod docker;

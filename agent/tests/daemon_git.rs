@@ -1,0 +1,268 @@
+//! The daemon end to end: real bare repos, real `git push`, post-receive hooks posting signed
+//! webhooks, a local repository watched for commits, and real containers as the applied state.
+
+mod common;
+
+use common::daemon::{config, install_github_hook, start, test_id, wait_status};
+use common::docker::{inspect, BusyboxReconciler};
+use common::{git, Repos};
+use macula_gitops::server::client;
+
+fn secret_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let good = dir.join("hook-secret");
+    let bad = dir.join("wrong-secret");
+    std::fs::write(&good, "correct horse battery staple\n").expect("write");
+    std::fs::write(&bad, "not the secret\n").expect("write");
+    (good, bad)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_with_signed_webhook_recreates_the_service_and_bad_hooks_do_nothing() {
+    let id = test_id();
+    let r = Repos::new();
+    r.write("desired-state/app.env", "MESSAGE=v1\n");
+    let c1 = r.commit_push("v1");
+    let state = tempfile::tempdir().expect("tmp");
+    let (good, bad) = secret_files(state.path());
+    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let name = rec.container();
+    let cfg = config(&r.file_url(), &state.path().join("state"), Some(&good));
+    let d = start(cfg, rec).await;
+
+    // First clone and apply, at startup.
+    wait_status(d.addr, "first apply", |s| {
+        s.applied_revision.as_deref() == Some(&c1)
+    })
+    .await;
+    let (msg, rev, running, first_id) = inspect(&name).expect("container created");
+    assert_eq!(
+        (msg.as_str(), rev.as_str(), running),
+        ("v1", c1.as_str(), true)
+    );
+
+    // Wrong signature: 401, no fetch, nothing applied.
+    let code = state.path().join("code");
+    install_github_hook(&r.bare, d.addr, &bad, &code);
+    r.write("desired-state/app.env", "MESSAGE=v2\n");
+    let c2 = r.commit_push("v2");
+    assert_eq!(std::fs::read_to_string(&code).expect("hook ran"), "401");
+    let s = client::status(d.addr).await.expect("status");
+    assert_eq!(
+        s.fetched_revision.as_deref(),
+        Some(c1.as_str()),
+        "a rejected hook triggers nothing"
+    );
+    assert_eq!(inspect(&name).expect("still there").0, "v1");
+
+    // Oversized body: 413 before anything else.
+    let big = vec![b'x'; 64 * 1024];
+    let resp = client::http_client()
+        .post(format!("http://{}/hooks/github", d.addr))
+        .header("X-Hub-Signature-256", "sha256=00")
+        .body(big)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 413);
+
+    // The correctly signed hook of the next push: reconcile without any polling (interval 0s).
+    install_github_hook(&r.bare, d.addr, &good, &code);
+    r.write("desired-state/app.env", "MESSAGE=v3\n");
+    let c3 = r.commit_push("v3");
+    assert_ne!(c2, c3);
+    assert_eq!(std::fs::read_to_string(&code).expect("hook ran"), "202");
+    wait_status(d.addr, "webhook apply", |s| {
+        s.applied_revision.as_deref() == Some(&c3)
+    })
+    .await;
+    let (msg, rev, running, new_id) = inspect(&name).expect("container");
+    assert_eq!(
+        (msg.as_str(), rev.as_str(), running),
+        ("v3", c3.as_str(), true)
+    );
+    assert_ne!(new_id, first_id, "changed service is recreated");
+
+    let metrics = client::http_client()
+        .get(format!("http://{}/metrics", d.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains(r#"macula_gitops_webhooks_total{provider="github",result="rejected"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        r#"macula_gitops_applied_revision_info{{revision="{c3}"}} 1"#
+    )));
+    assert!(metrics.contains(r#"macula_gitops_reconcile_total{result="success"}"#));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
+    let id = test_id();
+    let r = Repos::new();
+    r.write("desired-state/app.env", "MESSAGE=good\n");
+    let c1 = r.commit_push("good");
+    let state = tempfile::tempdir().expect("tmp");
+    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let name = rec.container();
+    let d = start(config(&r.file_url(), state.path(), None), rec).await;
+    wait_status(d.addr, "first apply", |s| {
+        s.applied_revision.as_deref() == Some(&c1)
+    })
+    .await;
+    let (_, _, _, good_id) = inspect(&name).expect("container");
+
+    r.write(
+        "desired-state/app.env",
+        "MESSAGE=bad\nthis is not an env line\n",
+    );
+    let broken = r.commit_push("broken");
+    client::reconcile(d.addr).await.expect("reconcile request");
+    let s = wait_status(d.addr, "invalid result", |s| {
+        s.last_result.as_deref() == Some("invalid")
+    })
+    .await;
+    assert_eq!(s.fetched_revision.as_deref(), Some(broken.as_str()));
+    assert_eq!(s.applied_revision.as_deref(), Some(c1.as_str()));
+    assert!(s.pending);
+    assert_eq!(s.diagnostics.len(), 1);
+    assert_eq!(s.diagnostics[0].line, Some(2));
+    assert_eq!(
+        s.diagnostics[0].file.to_str(),
+        Some("desired-state/app.env")
+    );
+    let (msg, _, running, same_id) = inspect(&name).expect("container");
+    assert_eq!(
+        (msg.as_str(), running, same_id),
+        ("good", true, good_id.clone())
+    );
+
+    // A symlink escaping the repo: refused before anything is written into use.
+    r.write("desired-state/app.env", "MESSAGE=leaky\n");
+    std::os::unix::fs::symlink("../../../etc/passwd", r.work.join("desired-state/passwd"))
+        .expect("ln");
+    let unsafe_c = r.commit_push("escape");
+    client::reconcile(d.addr).await.expect("reconcile request");
+    let s = wait_status(d.addr, "refused", |s| {
+        s.last_result.as_deref() == Some("refused")
+    })
+    .await;
+    assert_eq!(s.fetched_revision.as_deref(), Some(unsafe_c.as_str()));
+    assert_eq!(s.applied_revision.as_deref(), Some(c1.as_str()));
+    assert_eq!(s.diagnostics[0].file.to_str(), Some("desired-state/passwd"));
+    assert_eq!(inspect(&name).expect("container").0, "good");
+
+    // The next commit is tried as usual.
+    std::fs::remove_file(r.work.join("desired-state/passwd")).expect("rm");
+    r.write("desired-state/app.env", "MESSAGE=fixed\n");
+    let fixed = r.commit_push("fixed");
+    client::reconcile(d.addr).await.expect("reconcile request");
+    let s = wait_status(d.addr, "fixed apply", |s| {
+        s.applied_revision.as_deref() == Some(&fixed)
+    })
+    .await;
+    assert_eq!(s.last_result.as_deref(), Some("success"));
+    assert!(s.diagnostics.is_empty() && !s.pending);
+    assert_eq!(inspect(&name).expect("container").0, "fixed");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_commit_in_watched_repo_is_applied_without_polling() {
+    let id = test_id();
+    let r = Repos::new();
+    r.write("desired-state/app.env", "MESSAGE=local1\n");
+    git(&r.work, &["add", "-A"]);
+    git(&r.work, &["commit", "-q", "-m", "local1"]);
+    let c1 = r.head();
+    let state = tempfile::tempdir().expect("tmp");
+    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let name = rec.container();
+    // The source is the working repository itself, as a plain path.
+    let d = start(
+        config(r.work.to_str().expect("utf8"), state.path(), None),
+        rec,
+    )
+    .await;
+    wait_status(d.addr, "first apply", |s| {
+        s.applied_revision.as_deref() == Some(&c1)
+    })
+    .await;
+
+    r.write("desired-state/app.env", "MESSAGE=local2\n");
+    git(&r.work, &["add", "-A"]);
+    git(&r.work, &["commit", "-q", "-m", "local2"]);
+    let c2 = r.head();
+    let s = wait_status(d.addr, "local commit applied", |s| {
+        s.applied_revision.as_deref() == Some(&c2)
+    })
+    .await;
+    assert_eq!(s.last_trigger.as_deref(), Some("local-commit"));
+    assert_eq!(inspect(&name).expect("container").0, "local2");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_holds_changes_across_restart_until_resume() {
+    let id = test_id();
+    let r = Repos::new();
+    r.write("desired-state/app.env", "MESSAGE=s1\n");
+    let c1 = r.commit_push("s1");
+    let state = tempfile::tempdir().expect("tmp");
+    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let name = rec.container();
+    let cfg = config(&r.file_url(), state.path(), None);
+    let d = start(cfg.clone(), rec).await;
+    wait_status(d.addr, "first apply", |s| {
+        s.applied_revision.as_deref() == Some(&c1)
+    })
+    .await;
+
+    client::suspend(d.addr).await.expect("suspend");
+    r.write("desired-state/app.env", "MESSAGE=s2\n");
+    let c2 = r.commit_push("s2");
+    client::reconcile(d.addr).await.expect("reconcile");
+    let s = wait_status(d.addr, "held", |s| {
+        s.fetched_revision.as_deref() == Some(&c2)
+    })
+    .await;
+    let s = if s.last_result.as_deref() == Some("held") {
+        s
+    } else {
+        wait_status(d.addr, "held", |s| s.last_result.as_deref() == Some("held")).await
+    };
+    assert!(s.suspended && s.pending);
+    assert_eq!(s.pending_reason.as_deref(), Some("suspended"));
+    assert_eq!(s.applied_revision.as_deref(), Some(c1.as_str()));
+    assert_eq!(inspect(&name).expect("container").0, "s1");
+    d.stop().await;
+
+    // Restart: still suspended (startup run fetches but does not apply).
+    let (rec, _guard2) = BusyboxReconciler::new(&id);
+    let d = start(cfg, rec).await;
+    let s = wait_status(d.addr, "held after restart", |s| {
+        s.last_result.as_deref() == Some("held")
+    })
+    .await;
+    assert!(s.suspended);
+    assert_eq!(
+        s.applied_revision.as_deref(),
+        Some(c1.as_str()),
+        "applied revision persisted"
+    );
+    assert_eq!(inspect(&name).expect("container").0, "s1");
+
+    client::resume(d.addr).await.expect("resume");
+    let s = wait_status(d.addr, "applied after resume", |s| {
+        s.applied_revision.as_deref() == Some(&c2)
+    })
+    .await;
+    assert!(!s.suspended && !s.pending);
+    assert_eq!(inspect(&name).expect("container").0, "s2");
+    d.stop().await;
+}
