@@ -67,6 +67,9 @@ pub struct SourceConfig {
     pub depth: Option<u32>,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Only apply revisions signed by one of these keys.
+    #[serde(default)]
+    pub verify: Option<crate::source::verify::VerifyConfig>,
 }
 
 /// Credentials. Secrets come from files or environment variables, never inline.

@@ -365,6 +365,20 @@ impl<R: Reconciler> Daemon<R> {
                 });
                 None
             }
+            Err(SourceError::Unverified { commit, message }) => {
+                tracing::error!(%commit, reason = %message, "revision refused: signature check failed");
+                self.app.metrics.count_reconcile("refused");
+                self.status_mut(|st| {
+                    st.fetched_revision = Some(commit.clone());
+                    st.fetched_at = now;
+                    st.last_run_at = now;
+                    st.last_result = Some("refused".into());
+                    st.last_error = Some(format!("revision {commit} refused: {message}"));
+                    st.diagnostics.clear();
+                    st.pending_reason = Some("refused (signature)".into());
+                });
+                None
+            }
             Err(e) => {
                 tracing::error!(error = %e, "fetch failed; keeping the applied revision");
                 self.app.metrics.count_reconcile("fetch-error");

@@ -187,3 +187,39 @@ pub fn resolve(repo: &gix::Repository, spec: &SourceSpec) -> Result<gix::ObjectI
     }
     Err(resolve_err("no such branch, tag or commit".into()))
 }
+
+/// Check the signature `mode` asks for. Err = why the revision is not trusted.
+pub fn verify(
+    repo: &gix::Repository,
+    spec: &SourceSpec,
+    commit: gix::ObjectId,
+    mode: super::verify::VerifyMode,
+    keys: &super::verify::Keys,
+) -> Result<(), String> {
+    use super::verify::{split_commit, split_tag, verify_signature, VerifyMode};
+    let (payload, sig) = match mode {
+        VerifyMode::Head => {
+            let obj = repo.find_object(commit).map_err(|e| e.to_string())?;
+            split_commit(&obj.data).ok_or("commit is not signed")?
+        }
+        VerifyMode::Tag => {
+            let name = spec.reference.as_deref().unwrap_or("HEAD");
+            let name = name.strip_prefix("refs/tags/").unwrap_or(name);
+            let r = repo
+                .try_find_reference(format!("refs/tags/{name}").as_str())
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!("verify mode `tag` needs `ref` to name a tag; {name:?} is not one")
+                })?;
+            let id = r.try_id().ok_or("tag ref is symbolic")?.detach();
+            let obj = repo.find_object(id).map_err(|e| e.to_string())?;
+            if obj.kind != gix::object::Kind::Tag {
+                return Err(format!(
+                    "tag {name} is lightweight; only signed annotated tags are trusted"
+                ));
+            }
+            split_tag(&obj.data).ok_or_else(|| format!("tag {name} is not signed"))?
+        }
+    };
+    verify_signature(&payload, &sig, keys)
+}

@@ -12,6 +12,7 @@
 mod fetch;
 pub mod safety;
 mod snapshot;
+pub mod verify;
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub enum SourceError {
         commit: String,
         problems: Vec<Diagnostic>,
     },
+    #[error("revision {commit} refused: {message}")]
+    Unverified { commit: String, message: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -59,6 +62,7 @@ pub struct SourceSpec {
     pub basic_auth: Option<(String, String)>,
     pub ssh_key: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
+    pub verify: Option<(verify::VerifyMode, verify::Keys)>,
 }
 
 impl std::fmt::Debug for SourceSpec {
@@ -89,6 +93,16 @@ impl SourceSpec {
             basic_auth: cfg.auth.basic()?,
             ssh_key: cfg.auth.ssh_key.clone(),
             known_hosts: cfg.auth.known_hosts.clone(),
+            verify: match &cfg.verify {
+                None => None,
+                Some(v) => Some((
+                    v.mode,
+                    verify::Keys::load(v).map_err(|message| ConfigError::Invalid {
+                        field: "source.verify.keys".into(),
+                        message,
+                    })?,
+                )),
+            },
         })
     }
 
@@ -169,6 +183,14 @@ impl Source {
         let fetch_duration = started.elapsed();
         let commit = fetch::resolve(&repo, &self.spec)?;
         let commit_hex = commit.to_string();
+        if let Some((mode, keys)) = &self.spec.verify {
+            fetch::verify(&repo, &self.spec, commit, *mode, keys).map_err(|message| {
+                SourceError::Unverified {
+                    commit: commit_hex.clone(),
+                    message,
+                }
+            })?;
+        }
         let summary = repo
             .find_commit(commit)
             .ok()
