@@ -266,3 +266,52 @@ async fn suspend_holds_changes_across_restart_until_resume() {
     assert_eq!(inspect(&name).expect("container").0, "s2");
     d.stop().await;
 }
+
+/// Control endpoints answer only to this host; status stays readable from anywhere the
+/// listener is bound to (webhooks need a reachable address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_endpoints_refuse_remote_peers() {
+    // An address of this host that is not loopback (no packet is sent by connect on UDP).
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
+    let Ok(()) = probe.connect("10.255.255.255:9") else {
+        eprintln!("no non-loopback route; skipping");
+        return;
+    };
+    let ip = probe.local_addr().expect("addr").ip();
+    if ip.is_loopback() || ip.is_unspecified() {
+        eprintln!("no non-loopback address; skipping");
+        return;
+    }
+    let id = test_id();
+    let r = Repos::new();
+    r.write("desired-state/app.env", "MESSAGE=x\n");
+    r.commit_push("x");
+    let state = tempfile::tempdir().expect("tmp");
+    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let mut cfg = config(&r.file_url(), state.path(), None);
+    let port = common::free_port();
+    cfg.listen = Some(format!("0.0.0.0:{port}").parse().expect("addr"));
+    let d = start(cfg, rec).await;
+    let http = client::http_client();
+    let remote = format!("http://{ip}:{port}");
+    for path in ["/suspend", "/resume", "/reconcile"] {
+        let resp = http
+            .post(format!("{remote}{path}"))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status().as_u16(), 403, "{path}");
+    }
+    assert!(!state.path().join("suspended").exists());
+    let resp = http
+        .get(format!("{remote}/status"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status().as_u16(), 200);
+    let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    client::suspend(local).await.expect("local suspend allowed");
+    assert!(state.path().join("suspended").exists());
+    let _ = d.addr;
+    d.stop().await;
+}

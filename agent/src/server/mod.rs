@@ -171,19 +171,17 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-fn local_only(peer: &SocketAddr) -> Result<(), Response> {
-    if peer.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err((StatusCode::FORBIDDEN, "control endpoints are local only\n").into_response())
-    }
+/// `Some(403 response)` unless the peer is on this host.
+fn refuse_remote(peer: &SocketAddr) -> Option<Response> {
+    (!peer.ip().is_loopback())
+        .then(|| (StatusCode::FORBIDDEN, "control endpoints are local only\n").into_response())
 }
 
 async fn reconcile(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Err(r) = local_only(&peer) {
+    if let Some(r) = refuse_remote(&peer) {
         return r;
     }
     s.trigger.fire(Cause::Manual);
@@ -194,14 +192,14 @@ async fn suspend(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Err(r) = local_only(&peer) {
+    if let Some(r) = refuse_remote(&peer) {
         return r;
     }
     set_suspended(&s, true)
 }
 
 async fn resume(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if let Err(r) = local_only(&peer) {
+    if let Some(r) = refuse_remote(&peer) {
         return r;
     }
     let r = set_suspended(&s, false);

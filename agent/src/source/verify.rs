@@ -114,7 +114,7 @@ pub fn split_tag(raw: &[u8]) -> Option<(Vec<u8>, String)> {
     .iter()
     .filter_map(|m| text.find(m))
     .min()?;
-    Some((text[..at].as_bytes().to_vec(), text[at..].to_string()))
+    Some((text.as_bytes()[..at].to_vec(), text[at..].to_string()))
 }
 
 /// Verify `sig` over `payload` against `keys`. Err = why it is not trusted.
