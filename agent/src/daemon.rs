@@ -205,6 +205,7 @@ impl<R: Reconciler> Daemon<R> {
             metrics,
             control: Arc::new(Control::load(&state_dir)),
             secret,
+            watch_ref: spec.reference.clone(),
         };
         Ok(Self {
             window: cfg.schedule.window_schedule()?,

@@ -5,7 +5,7 @@ mod common;
 
 use common::daemon::{config, install_github_hook, start, test_id, wait_status};
 use common::docker::{inspect, BusyboxReconciler};
-use common::{git, Repos};
+use common::{git, HttpGit, Repos};
 use macula_gitops::server::client;
 
 fn secret_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -26,7 +26,14 @@ async fn push_with_signed_webhook_recreates_the_service_and_bad_hooks_do_nothing
     let (good, bad) = secret_files(state.path());
     let (rec, _guard) = BusyboxReconciler::new(&id);
     let name = rec.container();
-    let cfg = config(&r.file_url(), &state.path().join("state"), Some(&good));
+    // Served over smart HTTP: not a local repo, so no ref watcher; only the hook can wake the
+    // daemon (polling is off).
+    let http = HttpGit::start(r.bare.parent().expect("parent"), None);
+    let cfg = config(
+        &http.url("lab.git"),
+        &state.path().join("state"),
+        Some(&good),
+    );
     let d = start(cfg, rec).await;
 
     // First clone and apply, at startup.
@@ -64,6 +71,21 @@ async fn push_with_signed_webhook_recreates_the_service_and_bad_hooks_do_nothing
         .await
         .expect("post");
     assert_eq!(resp.status().as_u16(), 413);
+
+    // Correctly signed, but a push to another branch: acknowledged, nothing fetched.
+    let body = br#"{"ref":"refs/heads/feature"}"#;
+    let sig = macula_gitops::server::webhook::sign(body, b"correct horse battery staple");
+    let resp = client::http_client()
+        .post(format!("http://{}/hooks/github", d.addr))
+        .header("X-Hub-Signature-256", format!("sha256={sig}"))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 202);
+    assert!(resp.text().await.expect("body").starts_with("ignored"));
+    let s = client::status(d.addr).await.expect("status");
+    assert_eq!(s.fetched_revision.as_deref(), Some(c1.as_str()));
 
     // The correctly signed hook of the next push: reconcile without any polling (interval 0s).
     install_github_hook(&r.bare, d.addr, &good, &code);
@@ -313,5 +335,40 @@ async fn control_endpoints_refuse_remote_peers() {
     client::suspend(local).await.expect("local suspend allowed");
     assert!(state.path().join("suspended").exists());
     let _ = d.addr;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_apply_window_changes_are_fetched_and_pending() {
+    use chrono::Timelike;
+    let id = test_id();
+    let r = Repos::new();
+    r.write("desired-state/app.env", "MESSAGE=w1\n");
+    let c1 = r.commit_push("w1");
+    let state = tempfile::tempdir().expect("tmp");
+    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let name = rec.container();
+    let mut cfg = config(&r.file_url(), state.path(), None);
+    // A one-hour window that is certainly not now: the hour after next.
+    let hour = (chrono::Local::now().hour() + 2) % 24;
+    cfg.schedule.apply_window = Some(format!("* * {hour} * * *"));
+    let d = start(cfg, rec).await;
+    let s = wait_status(d.addr, "held by window", |s| {
+        s.last_result.as_deref() == Some("held")
+    })
+    .await;
+    assert_eq!(s.fetched_revision.as_deref(), Some(c1.as_str()));
+    assert_eq!(s.applied_revision, None);
+    assert!(s.pending);
+    assert_eq!(
+        s.pending_reason.as_deref(),
+        Some("outside the apply window")
+    );
+    let next = s.next_window.expect("next opening reported");
+    assert_eq!(next.with_timezone(&chrono::Local).hour(), hour);
+    assert!(
+        inspect(&name).is_none(),
+        "nothing applied outside the window"
+    );
     d.stop().await;
 }

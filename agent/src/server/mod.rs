@@ -85,6 +85,26 @@ impl Control {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::push_concerns;
+
+    #[test]
+    fn which_pushes_matter() {
+        assert!(push_concerns(Some("main"), Some("refs/heads/main")));
+        assert!(push_concerns(
+            Some("refs/heads/main"),
+            Some("refs/heads/main")
+        ));
+        assert!(!push_concerns(Some("main"), Some("refs/heads/feature")));
+        assert!(push_concerns(Some("v1.0"), Some("refs/tags/v1.0")));
+        assert!(push_concerns(None, Some("refs/heads/x")));
+        assert!(push_concerns(Some("main"), None));
+        assert!(push_concerns(Some("HEAD"), Some("refs/heads/x")));
+        assert!(push_concerns(Some(&"a".repeat(40)), Some("refs/heads/x")));
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub status: Arc<RwLock<Status>>,
@@ -93,6 +113,24 @@ pub struct AppState {
     pub control: Arc<Control>,
     /// Webhook secret; `None` = webhooks disabled.
     pub secret: Option<Arc<Vec<u8>>>,
+    /// The configured `source.ref`: pushes to other branches/tags are acknowledged and ignored.
+    pub watch_ref: Option<String>,
+}
+
+/// Does a push to `pushed` (`refs/heads/x`, `refs/tags/y`, from the payload) concern `watched`?
+/// When in doubt (no ref in the payload, HEAD or a pinned commit configured), it does.
+pub fn push_concerns(watched: Option<&str>, pushed: Option<&str>) -> bool {
+    let (Some(w), Some(p)) = (watched, pushed) else {
+        return true;
+    };
+    let short = |r: &str| -> String {
+        r.strip_prefix("refs/heads/")
+            .or_else(|| r.strip_prefix("refs/tags/"))
+            .unwrap_or(r)
+            .to_string()
+    };
+    let is_commit = w.len() == 40 && w.bytes().all(|b| b.is_ascii_hexdigit());
+    w == "HEAD" || is_commit || short(w) == short(p)
 }
 
 pub fn router(state: AppState, max_body: usize) -> Router {
@@ -149,7 +187,14 @@ async fn hook(
     if event == Some("ping") {
         return (StatusCode::OK, "pong\n").into_response();
     }
-    tracing::info!(provider = p.as_str(), "webhook accepted, fetching");
+    let pushed = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("ref").and_then(|r| r.as_str()).map(str::to_string));
+    if !push_concerns(s.watch_ref.as_deref(), pushed.as_deref()) {
+        tracing::debug!(provider = p.as_str(), pushed = ?pushed, "push to another ref ignored");
+        return (StatusCode::ACCEPTED, "ignored: push to another ref\n").into_response();
+    }
+    tracing::info!(provider = p.as_str(), pushed = ?pushed, "webhook accepted, fetching");
     s.trigger.fire(Cause::Webhook);
     (StatusCode::ACCEPTED, "queued\n").into_response()
 }
