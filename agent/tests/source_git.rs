@@ -284,3 +284,51 @@ fn hex_to_bytes(h: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
         .collect()
 }
+
+#[test]
+fn ssh_with_key_and_known_hosts() {
+    if !std::path::Path::new("/usr/sbin/sshd").exists() {
+        eprintln!("openssh-server not installed; skipping");
+        return;
+    }
+    let r = Repos::new();
+    r.write("desired-state/app.txt", "ssh\n");
+    let c = r.commit_push("over ssh");
+    let (server, key, known_hosts) = common::SshServer::start();
+    let url = server.url(&r.bare);
+    let with = |key: &std::path::Path, kh: &std::path::Path| {
+        let state = tempfile::tempdir().expect("tmp");
+        let cfg = SourceConfig {
+            url: url.clone(),
+            reference: Some("main".into()),
+            auth: AuthConfig {
+                ssh_key: Some(key.to_path_buf()),
+                known_hosts: Some(kh.to_path_buf()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Source::new(SourceSpec::from_config(&cfg).expect("spec"), state.path())
+            .sync()
+            .map(|o| o.commit)
+    };
+    assert_eq!(with(&key, &known_hosts).expect("fetch over ssh"), c);
+
+    // An unknown host key is refused (no trust on first use).
+    let empty = server.dir.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").expect("write");
+    assert!(matches!(with(&key, &empty), Err(SourceError::Fetch { .. })));
+
+    // A key the server does not know is refused.
+    let other = server.dir.path().join("other");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .expect("keygen");
+    assert!(st.success());
+    assert!(matches!(
+        with(&other, &known_hosts),
+        Err(SourceError::Fetch { .. })
+    ));
+}

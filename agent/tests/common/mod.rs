@@ -148,3 +148,79 @@ impl Drop for HttpGit {
 
 pub mod daemon;
 pub mod docker;
+
+/// A throwaway OpenSSH server on 127.0.0.1 that accepts one client key, for ssh:// fetches.
+pub struct SshServer {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl SshServer {
+    /// Returns the server, the client's private key path, and a known_hosts file for it.
+    pub fn start() -> (Self, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let keygen = |name: &str| {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(name))
+                .status()
+                .expect("ssh-keygen");
+            assert!(st.success());
+        };
+        keygen("host");
+        keygen("client");
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).expect("copy");
+        let port = free_port();
+        let host_pub = std::fs::read_to_string(d.join("host.pub")).expect("read");
+        let mut parts = host_pub.split_whitespace();
+        let (kind, key) = (parts.next().expect("kind"), parts.next().expect("key"));
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {kind} {key}\n"),
+        )
+        .expect("known_hosts");
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {ak}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                 StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPidFile {pid}\n",
+                host = d.join("host").display(),
+                ak = d.join("authorized_keys").display(),
+                pid = d.join("sshd.pid").display(),
+            ),
+        )
+        .expect("config");
+        // sshd insists on its privilege-separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sshd starts");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let key = d.join("client");
+        let kh = d.join("known_hosts");
+        (Self { child, port, dir }, key, kh)
+    }
+
+    pub fn url(&self, repo: &Path) -> String {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        format!("ssh://{user}@127.0.0.1:{}{}", self.port, repo.display())
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
