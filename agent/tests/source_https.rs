@@ -1,0 +1,185 @@
+//! HTTPS with token auth: nginx terminates TLS (certificate from a CA made by the test) in
+//! front of `git http-backend`, which demands basic auth. Its own test binary, because it sets
+//! SSL_CERT_FILE for the process so the system verifier trusts the test CA.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command};
+
+use common::{free_port, HttpGit, Repos};
+use macula_gitops::config::{AuthConfig, SourceConfig};
+use macula_gitops::source::{Source, SourceError, SourceSpec};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Nginx(Child);
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tls_proxy(dir: &Path, backend: u16) -> (Nginx, u16) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=macula test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ],
+    );
+    let port = free_port();
+    std::fs::create_dir_all(dir.join("tmp")).expect("mkdir");
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off; master_process off; user root; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{}}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;\n\
+              fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
+              server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {d}/srv.pem; ssl_certificate_key {d}/srv.key;\n\
+               location / {{ proxy_pass http://127.0.0.1:{backend}; proxy_buffering off; }}\n }}\n}}\n"
+        ),
+    )
+    .expect("nginx.conf");
+    let child = Command::new("nginx")
+        .args(["-p"])
+        .arg(dir)
+        .args(["-c"])
+        .arg(dir.join("nginx.conf"))
+        // One process (master_process off), no inherited pipes: killing it leaves nothing behind.
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (Nginx(child), port)
+}
+
+#[test]
+fn https_with_token_from_file_and_env() {
+    let r = Repos::new();
+    r.write("desired-state/app.txt", "tls\n");
+    let c = r.commit_push("over https");
+    let backend = HttpGit::start(r.bare.parent().expect("parent"), Some(("git", "t0ken-123")));
+    let pki = tempfile::tempdir().expect("tmp");
+    let (_nginx, port) = tls_proxy(pki.path(), backend.port);
+    // Only this test binary's process trusts the test CA.
+    std::env::set_var("SSL_CERT_FILE", pki.path().join("ca.pem"));
+    let url = format!("https://127.0.0.1:{port}/cgi-bin/git/lab.git");
+
+    let token = pki.path().join("token");
+    std::fs::write(&token, "t0ken-123\n").expect("write");
+    let sync = |auth: AuthConfig| {
+        let state = tempfile::tempdir().expect("tmp");
+        let cfg = SourceConfig {
+            url: url.clone(),
+            reference: Some("main".into()),
+            auth,
+            ..Default::default()
+        };
+        Source::new(SourceSpec::from_config(&cfg).expect("spec"), state.path())
+            .sync()
+            .map(|o| o.commit)
+    };
+    assert_eq!(
+        sync(AuthConfig {
+            token_file: Some(token),
+            ..Default::default()
+        })
+        .expect("token from file"),
+        c
+    );
+    std::env::set_var("MACULA_TEST_GIT_TOKEN", "t0ken-123");
+    assert_eq!(
+        sync(AuthConfig {
+            token_env: Some("MACULA_TEST_GIT_TOKEN".into()),
+            ..Default::default()
+        })
+        .expect("token from env"),
+        c
+    );
+    std::env::set_var("MACULA_TEST_WRONG_TOKEN", "nope");
+    match sync(AuthConfig {
+        token_env: Some("MACULA_TEST_WRONG_TOKEN".into()),
+        ..Default::default()
+    }) {
+        Err(SourceError::Fetch { message, .. }) => {
+            assert!(!message.contains("nope"), "token leaked: {message}")
+        }
+        other => panic!("wrong token must fail, got {other:?}"),
+    }
+}
