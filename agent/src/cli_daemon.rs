@@ -1,33 +1,21 @@
-//! CLI for the daemon side: `run`, `reconcile`, `suspend`, `resume`, `status`,
-//! `install-service` (and hidden `source-sync` for benchmarks). main.rs calls [`main`]; the
-//! lead may fold [`DaemonCommand`] into the full CLI.
+//! CLI for the GitOps daemon: the git flags of `run` ([`RunArgs`], flattened into main's `run`),
+//! and `reconcile`, `suspend`, `resume`, `status`, `install-service` (plus hidden
+//! `source-sync` for benchmarks) as [`DaemonCommand`], flattened into main's subcommands.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use macula_gitops::config::{AgentConfig, SourceConfig};
 use macula_gitops::daemon::{self, DaemonArgs, ServiceOptions};
 use macula_gitops::server::client;
 use macula_gitops::source::{Source, SourceSpec};
 
-#[derive(Parser, Debug)]
-#[command(name = "macula-gitops", version, about = "Per-host GitOps agent")]
-pub struct Cli {
-    /// Agent config file (default /etc/macula-gitops/agent.yaml as root, XDG config dir otherwise).
-    #[arg(long, global = true, env = "MACULA_GITOPS_CONFIG")]
-    pub config: Option<PathBuf>,
-    #[command(subcommand)]
-    pub command: DaemonCommand,
-}
-
 #[derive(Subcommand, Debug)]
 #[command(rename_all = "kebab-case")]
 pub enum DaemonCommand {
-    /// Run the GitOps daemon: fetch, watch, reconcile.
-    Run(RunArgs),
     /// Ask the running daemon to fetch and reconcile now.
     Reconcile(ClientArgs),
     /// Stop applying changes (fetching continues); survives restarts.
@@ -38,11 +26,14 @@ pub enum DaemonCommand {
     Status {
         #[command(flatten)]
         client: ClientArgs,
-        #[arg(long, short, value_enum, default_value_t = Output::Text)]
-        output: Output,
+        #[arg(long, short, value_enum, default_value_t = StatusOutput::Text)]
+        output: StatusOutput,
     },
     /// Write a systemd unit for the daemon.
     InstallService {
+        /// Config file the unit passes to `run --config`.
+        #[arg(long, env = "MACULA_GITOPS_CONFIG")]
+        config: Option<PathBuf>,
         #[arg(long, default_value = "/etc/systemd/system/macula-gitops.service")]
         unit_path: PathBuf,
         /// Binary the unit runs (default: this executable).
@@ -63,8 +54,12 @@ pub enum DaemonCommand {
     },
 }
 
-#[derive(Args, Debug, Default)]
+/// GitOps flags of `run` (the host, state dir, interval and prune flags are main's).
+#[derive(Args, Debug, Default, Clone)]
 pub struct RunArgs {
+    /// Agent config file (default /etc/macula-gitops/agent.yaml as root, XDG config dir otherwise).
+    #[arg(long, env = "MACULA_GITOPS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Repository URL (https, ssh, file://, or a local path).
     #[arg(long, env = "MACULA_GITOPS_URL")]
     pub url: Option<String>,
@@ -74,17 +69,9 @@ pub struct RunArgs {
     /// Directory in the repo that holds desired-state/.
     #[arg(long, env = "MACULA_GITOPS_PATH")]
     pub path: Option<String>,
-    /// Poll interval (e.g. 1m, 30s; 0s disables polling).
-    #[arg(long, env = "MACULA_GITOPS_INTERVAL")]
-    pub interval: Option<String>,
     /// Listener for webhooks and the local API (default 127.0.0.1:9470).
     #[arg(long, env = "MACULA_GITOPS_LISTEN")]
     pub listen: Option<SocketAddr>,
-    #[arg(long, env = "MACULA_GITOPS_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Host name selecting this host's slice of the repo.
-    #[arg(long, env = "MACULA_GITOPS_HOST")]
-    pub host: Option<String>,
     /// File holding the webhook secret.
     #[arg(long, env = "MACULA_GITOPS_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
@@ -95,89 +82,99 @@ pub struct RunArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct ClientArgs {
+    /// Agent config file, read for `listen`.
+    #[arg(long, env = "MACULA_GITOPS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Daemon address (default: `listen` from the config file, else 127.0.0.1:9470).
     #[arg(long, env = "MACULA_GITOPS_LISTEN")]
     pub listen: Option<SocketAddr>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum Output {
+pub enum StatusOutput {
     Text,
     Json,
 }
 
-fn daemon_addr(config: &Option<PathBuf>, c: &ClientArgs) -> anyhow::Result<SocketAddr> {
+fn daemon_addr(c: &ClientArgs) -> anyhow::Result<SocketAddr> {
     if let Some(a) = c.listen {
         return Ok(a);
     }
+    let config = &c.config;
     let path = config
         .clone()
         .unwrap_or_else(macula_gitops::config::default_config_path);
     Ok(AgentConfig::load(&path, config.is_some())?.listen())
 }
 
-pub fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(dispatch(cli))
+/// The GitOps daemon's arguments when a source is configured (flag or config file), else
+/// `None`: `run` then reconciles the local desired state as before.
+pub fn gitops_args(
+    a: &RunArgs,
+    host: Option<String>,
+    state_dir: Option<PathBuf>,
+    interval: Option<std::time::Duration>,
+    template: macula_gitops::reconcile::ReconcileOptions,
+) -> anyhow::Result<Option<DaemonArgs>> {
+    let args = DaemonArgs {
+        config: a.config.clone(),
+        url: a.url.clone(),
+        reference: a.reference.clone(),
+        path: a.path.clone(),
+        interval: interval.map(|d| humantime::format_duration(d).to_string()),
+        listen: a.listen,
+        state_dir,
+        host,
+        webhook_secret_file: a.webhook_secret_file.clone(),
+        apply_window: a.apply_window.clone(),
+        template: Some(template),
+    };
+    if a.url.is_some() {
+        return Ok(Some(args));
+    }
+    let cfg = AgentConfig::load(&args.config_path(), a.config.is_some())?;
+    Ok(cfg.source.is_some().then_some(args))
 }
 
-pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let config = cli.config.clone();
-    match cli.command {
-        DaemonCommand::Run(a) => {
-            daemon::run(DaemonArgs {
-                config,
-                url: a.url,
-                reference: a.reference,
-                path: a.path,
-                interval: a.interval,
-                listen: a.listen,
-                state_dir: a.state_dir,
-                host: a.host,
-                webhook_secret_file: a.webhook_secret_file,
-                apply_window: a.apply_window,
-            })
-            .await
-        }
+pub async fn dispatch(command: &DaemonCommand) -> anyhow::Result<()> {
+    match command {
         DaemonCommand::Reconcile(c) => {
-            println!("{}", client::reconcile(daemon_addr(&config, &c)?).await?);
+            println!("{}", client::reconcile(daemon_addr(&c)?).await?);
             Ok(())
         }
         DaemonCommand::Suspend(c) => {
-            println!("{}", client::suspend(daemon_addr(&config, &c)?).await?);
+            println!("{}", client::suspend(daemon_addr(&c)?).await?);
             Ok(())
         }
         DaemonCommand::Resume(c) => {
-            println!("{}", client::resume(daemon_addr(&config, &c)?).await?);
+            println!("{}", client::resume(daemon_addr(&c)?).await?);
             Ok(())
         }
         DaemonCommand::Status { client: c, output } => {
-            let json = matches!(output, Output::Json);
-            let text = client::status_text(daemon_addr(&config, &c)?, json).await?;
+            let json = matches!(output, StatusOutput::Json);
+            let text = client::status_text(daemon_addr(&c)?, json).await?;
             print!("{text}");
             if json {
                 println!();
             }
             Ok(())
         }
-        DaemonCommand::InstallService { unit_path, exe } => {
+        DaemonCommand::InstallService {
+            config,
+            unit_path,
+            exe,
+        } => {
             let exe = match exe {
-                Some(e) => e,
+                Some(e) => e.clone(),
                 None => std::env::current_exe().context("locating this executable")?,
             };
-            let config = config.unwrap_or_else(macula_gitops::config::default_config_path);
+            let config = config
+                .clone()
+                .unwrap_or_else(macula_gitops::config::default_config_path);
             let path = daemon::install_service(&ServiceOptions {
                 exe,
                 config,
-                unit_path,
+                unit_path: unit_path.clone(),
             })?;
             println!("wrote {}", path.display());
             println!(
@@ -192,14 +189,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             depth,
         } => {
             let spec = SourceSpec::from_config(&SourceConfig {
-                url,
-                reference,
-                depth,
+                url: url.clone(),
+                reference: reference.clone(),
+                depth: *depth,
                 ..Default::default()
             })?;
             let started = std::time::Instant::now();
-            let out =
-                tokio::task::spawn_blocking(move || Source::new(spec, &state_dir).sync()).await??;
+            let dir = state_dir.clone();
+            let out = tokio::task::spawn_blocking(move || Source::new(spec, &dir).sync()).await??;
             println!(
                 "{} {:.3}s (fetch {:.3}s)",
                 out.commit,

@@ -300,14 +300,9 @@ pub fn default_config_path() -> PathBuf {
         .join("macula-gitops/agent.yaml")
 }
 
+/// The core's state dir, so `apply` and `run` share one.
 pub fn default_state_dir() -> PathBuf {
-    if is_root() {
-        return PathBuf::from("/var/lib/macula-gitops");
-    }
-    std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".local/state"))
-        .join("macula-gitops")
+    crate::state::default_state_dir()
 }
 
 #[cfg(test)]

@@ -57,6 +57,9 @@ pub struct DaemonArgs {
     pub host: Option<String>,
     pub webhook_secret_file: Option<PathBuf>,
     pub apply_window: Option<String>,
+    /// Reconcile flags from the CLI (prune, health timeout, ...); `None` = the config's
+    /// `reconcile:` section over the core's defaults.
+    pub template: Option<ReconcileOptions>,
 }
 
 impl DaemonArgs {
@@ -127,18 +130,28 @@ pub trait Reconciler: Send + Sync + 'static {
 pub struct CoreReconciler;
 
 impl Reconciler for CoreReconciler {
-    async fn reconcile(&self, _req: &ApplyRequest) -> Result<Report, ReconcileError> {
-        // Replaced by `crate::reconcile::reconcile(&_req.options).await` when the core lands.
-        Err(ReconcileError::Engine(
-            "the Docker reconcile core is not wired into the daemon yet".into(),
-        ))
+    async fn reconcile(&self, req: &ApplyRequest) -> Result<Report, ReconcileError> {
+        crate::reconcile::reconcile(&req.options).await
     }
 }
 
-/// `macula-gitops run` with the real reconciler, until SIGTERM/SIGINT.
+/// `macula-gitops run` with the real reconciler, until SIGTERM/SIGINT. Drift events of managed
+/// containers (Docker events) trigger a reconcile like any other cause.
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = args.resolve()?;
-    let daemon = Daemon::new(cfg, CoreReconciler, Arc::new(Metrics::new()))?;
+    let mut daemon = Daemon::new(cfg, CoreReconciler, Arc::new(Metrics::new()))?;
+    if let Some(t) = args.template.clone() {
+        daemon = daemon.with_template(t);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(crate::drift::watch(daemon.cfg.host(), tx));
+    let trigger = daemon.trigger();
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            tracing::info!(container = %ev.container, service = %ev.service, action = %ev.action, "drift");
+            trigger.fire(Cause::Drift);
+        }
+    });
     daemon.run(shutdown_signal()).await?;
     Ok(())
 }
@@ -170,6 +183,8 @@ pub struct Daemon<R> {
     invalid_commit: Option<String>,
     /// Whether the last reconcile of the applied commit succeeded fully.
     applied_ok: bool,
+    /// Options every run starts from; per-run fields (root, revision, ...) are filled in.
+    template: ReconcileOptions,
 }
 
 const SETTLE: Duration = Duration::from_millis(150);
@@ -207,7 +222,15 @@ impl<R: Reconciler> Daemon<R> {
             secret,
             watch_ref: spec.reference.clone(),
         };
+        let template = ReconcileOptions {
+            prune: cfg.reconcile.prune,
+            prune_volumes: cfg.reconcile.prune_volumes,
+            allow_empty: cfg.reconcile.allow_empty,
+            env_file: cfg.reconcile.env_file.clone(),
+            ..Default::default()
+        };
         Ok(Self {
+            template,
             window: cfg.schedule.window_schedule()?,
             source: Arc::new(Source::new(spec, &state_dir)),
             reconciler,
@@ -217,6 +240,12 @@ impl<R: Reconciler> Daemon<R> {
             invalid_commit: None,
             applied_ok: false,
         })
+    }
+
+    /// Start every reconcile from `t` (CLI flags) instead of the config's `reconcile:` section.
+    pub fn with_template(mut self, t: ReconcileOptions) -> Self {
+        self.template = t;
+        self
     }
 
     /// Handles for other parts of the agent (drift watcher → `trigger().fire(Cause::Drift)`).
@@ -445,12 +474,15 @@ impl<R: Reconciler> Daemon<R> {
             options: ReconcileOptions {
                 desired_root: o.desired_root(),
                 host: self.cfg.host(),
-                env_file: self.cfg.reconcile.env_file.clone(),
+                env_file: self
+                    .template
+                    .env_file
+                    .clone()
+                    .or_else(|| self.cfg.reconcile.env_file.clone()),
                 state_dir: self.state_dir.clone(),
                 revision: Some(o.commit.clone()),
-                prune: self.cfg.reconcile.prune,
-                prune_volumes: self.cfg.reconcile.prune_volumes,
-                allow_empty: self.cfg.reconcile.allow_empty,
+                source_url: Some(self.source.spec().url.clone()),
+                ..self.template.clone()
             },
             snapshot: o.clone(),
         };
@@ -463,6 +495,9 @@ impl<R: Reconciler> Daemon<R> {
         match result {
             Ok(report) => {
                 let ok = report.failed == 0;
+                if pending.causes.contains(&Cause::Drift) && report.changed > 0 {
+                    self.app.metrics.drift_repairs.inc_by(report.changed as u64);
+                }
                 let label = if ok { "success" } else { "error" };
                 self.app.metrics.count_reconcile(label);
                 self.app.metrics.set_applied(&o.commit);

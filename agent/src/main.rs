@@ -1,5 +1,7 @@
 //! The `macula-gitops` command line. Thin: parses flags, calls the library, prints, exits.
 
+mod cli_daemon;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,14 +70,19 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
-    /// Run as a daemon: reconcile now, then on drift (Docker events) and every interval.
+    /// Run as a daemon: with a git source (--url or the config file), the GitOps agent;
+    /// otherwise reconcile the local desired state now, on drift, and every interval.
     Run {
         #[command(flatten)]
         prune: PruneArgs,
-        /// Full reconcile interval.
-        #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, env = "MACULA_GITOPS_INTERVAL")]
-        interval: Duration,
+        /// Full reconcile / poll interval (default 1m; 0s disables polling with a git source).
+        #[arg(long, value_parser = humantime::parse_duration, env = "MACULA_GITOPS_INTERVAL")]
+        interval: Option<Duration>,
+        #[command(flatten)]
+        gitops: cli_daemon::RunArgs,
     },
+    #[command(flatten)]
+    Daemon(cli_daemon::DaemonCommand),
 }
 
 #[derive(Subcommand)]
@@ -328,9 +335,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Run { prune, interval } => {
+        Command::Run {
+            prune,
+            interval,
+            gitops,
+        } => {
             let o = options(g, Some(prune))?;
-            local_daemon(o, *interval).await
+            let (host, state) = (g.host.clone(), g.state_dir.clone());
+            if let Some(a) = cli_daemon::gitops_args(gitops, host, state, *interval, o.clone())? {
+                macula_gitops::daemon::run(a).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            local_daemon(o, interval.unwrap_or(Duration::from_secs(60))).await
+        }
+        Command::Daemon(d) => {
+            cli_daemon::dispatch(d).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

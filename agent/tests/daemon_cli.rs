@@ -27,9 +27,9 @@ fn install_service_writes_the_unit() {
     let dir = tempfile::tempdir().expect("tmp");
     let unit = dir.path().join("macula-gitops.service");
     let out = run_ok(&[
+        "install-service",
         "--config",
         "/etc/macula-gitops/agent.yaml",
-        "install-service",
         "--unit-path",
         unit.to_str().expect("utf8"),
         "--exe",
@@ -62,7 +62,7 @@ fn run_status_suspend_and_sigterm() {
     .expect("config");
     let cfg = cfg.to_str().expect("utf8").to_string();
     let mut child = bin()
-        .args(["--config", &cfg, "run"])
+        .args(["run", "--config", &cfg])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -77,7 +77,7 @@ fn run_status_suspend_and_sigterm() {
     let mut fetched = None;
     for _ in 0..300 {
         let out = bin()
-            .args(["--config", &cfg, "status", "--output", "json"])
+            .args(["status", "--config", &cfg, "--output", "json"])
             .output()
             .expect("status runs");
         if out.status.success() {
@@ -93,8 +93,8 @@ fn run_status_suspend_and_sigterm() {
     assert_eq!(v["source_url"].as_str(), Some(r.file_url().as_str()));
     assert!(v["last_result"].is_string());
 
-    assert_eq!(run_ok(&["--config", &cfg, "suspend"]).trim(), "suspended");
-    let text = run_ok(&["--config", &cfg, "status"]);
+    assert_eq!(run_ok(&["suspend", "--config", &cfg]).trim(), "suspended");
+    let text = run_ok(&["status", "--config", &cfg]);
     assert!(
         text.contains(&format!("fetched:   {}", &c1[..12])),
         "{text}"

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use macula_gitops::daemon::{ApplyRequest, Reconciler};
 use macula_gitops::diag::Diagnostic;
+use macula_gitops::engine::EngineError;
 use macula_gitops::reconcile::{ReconcileError, Report};
 
 pub const IMAGE: &str = "macula-src-test-busybox:1";
@@ -167,9 +168,10 @@ impl Reconciler for BusyboxReconciler {
                 "3600",
             ]);
             if !out.status.success() {
-                return Err(ReconcileError::Engine(
-                    String::from_utf8_lossy(&out.stderr).into(),
-                ));
+                return Err(ReconcileError::Engine(EngineError::Container {
+                    container: name.clone(),
+                    message: String::from_utf8_lossy(&out.stderr).into(),
+                }));
             }
             Ok(Report {
                 revision: Some(rev),
@@ -179,6 +181,11 @@ impl Reconciler for BusyboxReconciler {
             })
         })
         .await
-        .map_err(|e| ReconcileError::Engine(e.to_string()))?
+        .map_err(|e| {
+            ReconcileError::Engine(EngineError::Container {
+                container: self.container(),
+                message: e.to_string(),
+            })
+        })?
     }
 }
