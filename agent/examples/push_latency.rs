@@ -1,7 +1,7 @@
 //! Push-to-running latency: `git push` (or a local commit) of a one-service change → the new
 //! container running. Drives the real daemon (webhook receiver, local ref watcher, gix fetch,
-//! snapshot) with the busybox reconciler from the tests (docker CLI rm + run), since the Docker
-//! core is wired separately. Run via `tests/bench/push-latency.sh`.
+//! snapshot) with the real Docker core (a one-service compose stack), and, for comparison, with
+//! the tests' minimal reconciler (docker CLI rm + run). Run via `tests/bench/push-latency.sh`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::daemon::{config, install_github_hook, test_id};
 use common::docker::{inspect, BusyboxReconciler};
 use common::{git, HttpGit, Repos};
-use macula_gitops::daemon::Daemon;
+use macula_gitops::daemon::{CoreReconciler, Daemon, Reconciler};
 use macula_gitops::server::metrics::Metrics;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -20,67 +20,123 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx]
 }
 
-async fn wait_running(name: &str, msg: &str) {
-    loop {
-        if let Some((m, _, true, _)) = inspect(name) {
-            if m == msg {
-                return;
-            }
-        }
+fn docker_out(args: &[&str]) -> String {
+    let o = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The container runs with `MODE=<msg>` (core) or the message label (minimal reconciler).
+fn is_running(name: &str, msg: &str, core: bool) -> bool {
+    if !core {
+        return matches!(inspect(name), Some((m, _, true, _)) if m == msg);
+    }
+    let out = docker_out(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}}|{{range .Config.Env}}{{.}};{{end}}",
+        name,
+    ]);
+    out.starts_with("true|") && out.contains(&format!("MODE={msg};"))
+}
+
+async fn wait_running(name: &str, msg: &str, core: bool) {
+    while !is_running(name, msg, core) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-async fn measure(label: &str, pushes: usize, local: bool) {
+fn write_state(r: &Repos, id: &str, msg: &str, core: bool) {
+    if core {
+        r.write(
+            "desired-state/hosts.yaml",
+            "hosts:\n  default: {stacks: [s]}\n",
+        );
+        r.write(
+            "desired-state/stacks/s/compose.yaml",
+            &format!(
+                "services:\n  app:\n    image: {}\n    container_name: mgsrc-{id}-core\n    command: sleep 3600\n    environment: {{MODE: {msg}}}\n",
+                common::docker::IMAGE
+            ),
+        );
+    } else {
+        r.write("desired-state/app.env", &format!("MESSAGE={msg}\n"));
+    }
+}
+
+async fn measure<R: Reconciler>(label: &str, pushes: usize, local: bool, core: Option<R>) {
     let id = test_id();
+    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let is_core = core.is_some();
+    let name = if is_core {
+        format!("mgsrc-{id}-core")
+    } else {
+        rec.container()
+    };
+    let host = format!("mgsrc-{id}");
     let r = Repos::new();
-    r.write("desired-state/app.env", "MESSAGE=m0\n");
+    write_state(&r, &id, "m0", is_core);
     r.commit_push("m0");
     let state = tempfile::tempdir().expect("tmp");
     let secret = state.path().join("secret");
     std::fs::write(&secret, "bench-secret").expect("write");
-    let (rec, _guard) = BusyboxReconciler::new(&id);
-    let name = rec.container();
     let http = HttpGit::start(r.bare.parent().expect("parent"), None);
     let url = if local {
         r.work.to_string_lossy().into_owned()
     } else {
         http.url("lab.git")
     };
-    let cfg = config(&url, state.path(), Some(&secret));
+    let mut cfg = config(&url, state.path(), Some(&secret));
+    cfg.host = Some(host.clone());
     let addr = cfg.listen();
-    let daemon = Daemon::new(cfg, rec, Arc::new(Metrics::new())).expect("daemon");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let h = tokio::spawn(async move {
-        daemon
-            .run(async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("daemon");
-    });
-    wait_running(&name, "m0").await;
+    let stop = async move {
+        let _ = rx.await;
+    };
+    let h = match core {
+        Some(c) => {
+            let d = Daemon::new(cfg, c, Arc::new(Metrics::new())).expect("daemon");
+            tokio::spawn(async move { d.run(stop).await.expect("daemon") })
+        }
+        None => {
+            let d = Daemon::new(cfg, rec, Arc::new(Metrics::new())).expect("daemon");
+            tokio::spawn(async move { d.run(stop).await.expect("daemon") })
+        }
+    };
+    wait_running(&name, "m0", is_core).await;
     if !local {
         install_github_hook(&r.bare, addr, &secret, &state.path().join("code"));
     }
     let mut samples = Vec::new();
     for i in 1..=pushes {
         let msg = format!("m{i}");
-        r.write("desired-state/app.env", &format!("MESSAGE={msg}\n"));
+        write_state(&r, &id, &msg, is_core);
         let t0 = Instant::now();
         if local {
             git(&r.work, &["commit", "-qam", &msg]);
         } else {
             r.commit_push(&msg);
         }
-        wait_running(&name, &msg).await;
+        wait_running(&name, &msg, is_core).await;
         samples.push(t0.elapsed().as_secs_f64());
     }
     let _ = tx.send(());
     let _ = h.await;
+    // The core's containers carry the host label; remove them like the tests do.
+    let ids = docker_out(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=io.macula.gitops.host={host}"),
+    ]);
+    for c in ids.split_whitespace() {
+        docker_out(&["rm", "-f", c]);
+    }
     samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     println!(
-        "| {label:<22} | {pushes} | {:.3} s | {:.3} s | {:.3} s |",
+        "| {label:<36} | {pushes} | {:.3} s | {:.3} s | {:.3} s |",
         percentile(&samples, 0.5),
         percentile(&samples, 0.95),
         samples[samples.len() - 1]
@@ -93,8 +149,22 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    println!("| path                   | pushes | median | p95 | max |");
-    println!("|------------------------|--------|--------|-----|-----|");
-    measure("webhook (smart HTTP)", pushes, false).await;
-    measure("local commit (notify)", pushes, true).await;
+    println!("| path                                 | pushes | median | p95 | max |");
+    println!("|--------------------------------------|--------|--------|-----|-----|");
+    measure(
+        "webhook (smart HTTP), Docker core",
+        pushes,
+        false,
+        Some(CoreReconciler),
+    )
+    .await;
+    measure(
+        "local commit (notify), Docker core",
+        pushes,
+        true,
+        Some(CoreReconciler),
+    )
+    .await;
+    measure::<CoreReconciler>("webhook, minimal docker rm+run", pushes, false, None).await;
+    measure::<CoreReconciler>("local commit, minimal docker rm+run", pushes, true, None).await;
 }
