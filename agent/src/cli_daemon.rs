@@ -139,20 +139,20 @@ pub fn gitops_args(
 pub async fn dispatch(command: &DaemonCommand) -> anyhow::Result<()> {
     match command {
         DaemonCommand::Reconcile(c) => {
-            println!("{}", client::reconcile(daemon_addr(&c)?).await?);
+            println!("{}", client::reconcile(daemon_addr(c)?).await?);
             Ok(())
         }
         DaemonCommand::Suspend(c) => {
-            println!("{}", client::suspend(daemon_addr(&c)?).await?);
+            println!("{}", client::suspend(daemon_addr(c)?).await?);
             Ok(())
         }
         DaemonCommand::Resume(c) => {
-            println!("{}", client::resume(daemon_addr(&c)?).await?);
+            println!("{}", client::resume(daemon_addr(c)?).await?);
             Ok(())
         }
         DaemonCommand::Status { client: c, output } => {
             let json = matches!(output, StatusOutput::Json);
-            let text = client::status_text(daemon_addr(&c)?, json).await?;
+            let text = client::status_text(daemon_addr(c)?, json).await?;
             print!("{text}");
             if json {
                 println!();
