@@ -18,7 +18,7 @@ use chrono::Utc;
 use crate::config::{AgentConfig, ConfigError};
 use crate::reconcile::{ReconcileError, ReconcileOptions, Report};
 use crate::server::metrics::Metrics;
-use crate::server::status::{DiagnosticView, Status};
+use crate::server::status::{DiagnosticView, ServiceState, Status};
 use crate::server::{AppState, Control};
 use crate::source::{Source, SourceError, SourceSpec, SyncOutcome};
 use crate::trigger::{schedule, watch, Cause, Pending, Trigger};
@@ -124,6 +124,11 @@ pub trait Reconciler: Send + Sync + 'static {
         &self,
         req: &ApplyRequest,
     ) -> impl Future<Output = Result<Report, ReconcileError>> + Send;
+
+    /// The managed services of `host` and their container state, for status and metrics.
+    fn services(&self, _host: &str) -> impl Future<Output = Vec<ServiceState>> + Send {
+        std::future::ready(Vec::new())
+    }
 }
 
 /// The Docker reconcile core (`crate::reconcile`).
@@ -132,6 +137,44 @@ pub struct CoreReconciler;
 impl Reconciler for CoreReconciler {
     async fn reconcile(&self, req: &ApplyRequest) -> Result<Report, ReconcileError> {
         crate::reconcile::reconcile(&req.options).await
+    }
+
+    async fn services(&self, host: &str) -> Vec<ServiceState> {
+        use crate::labels;
+        use bollard::query_parameters::ListContainersOptionsBuilder;
+        let Ok(engine) = crate::engine::DockerEngine::connect().await else {
+            return Vec::new();
+        };
+        let filters = std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{}=true", labels::MANAGED),
+                format!("{}={host}", labels::HOST),
+            ],
+        )]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(list) = engine.client().list_containers(Some(opts)).await else {
+            return Vec::new();
+        };
+        let mut out: Vec<ServiceState> = list
+            .into_iter()
+            .map(|c| {
+                let l = c.labels.unwrap_or_default();
+                let get = |k: &str| l.get(k).cloned().unwrap_or_default();
+                ServiceState {
+                    name: format!("{}/{}", get(labels::STACK), get(labels::SERVICE)),
+                    state: c
+                        .state
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "unknown".into()),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 }
 
@@ -548,6 +591,13 @@ impl<R: Reconciler> Daemon<R> {
                 });
             }
         }
+        let services = self.reconciler.services(&self.cfg.host()).await;
+        let mut by_state: std::collections::BTreeMap<&str, i64> = Default::default();
+        for s in &services {
+            *by_state.entry(s.state.as_str()).or_default() += 1;
+        }
+        self.app.metrics.set_managed_containers(by_state);
+        self.status_mut(|st| st.services = services.clone());
         let applied = self
             .app
             .status

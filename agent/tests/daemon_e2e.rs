@@ -85,6 +85,12 @@ fn push_deploys_and_a_broken_commit_keeps_the_last_good_revision() {
         status(&listen)["applied_revision"].as_str() == Some(c1.as_str()) && mode(&app) == "one"
     });
     let first = container_id(&app);
+    let s = status(&listen);
+    assert_eq!(
+        s["services"],
+        serde_json::json!([{"name": "s/app", "state": "running"}]),
+        "per-service state in status"
+    );
 
     // A push with a changed service: the hook's signed webhook wakes the daemon (no polling).
     let code = f.state.path().join("code");
