@@ -51,27 +51,32 @@ median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 
 bench() { # $1 = label, $2 = url
   local label=$1 url=$2 i s
-  local gix_clone=() git_clone=() gix_noop=() git_noop=()
+  local gix_clone=() git_clone=() git_checkout=() gix_noop=() git_noop=()
   for ((i = 0; i < RUNS; i++)); do
     rm -rf "$work/gix" "$work/git.git"
     s=$(now); "$BIN" source-sync --url "$url" --ref main --state-dir "$work/gix" >/dev/null
     gix_clone+=("$(echo "$(now) - $s" | bc)")
     s=$(now); git clone -q --bare "$url" "$work/git.git"
     git_clone+=("$(echo "$(now) - $s" | bc)")
+    rm -rf "$work/git-wt"
+    s=$(now); git clone -q "$url" "$work/git-wt"
+    git_checkout+=("$(echo "$(now) - $s" | bc)")
     s=$(now); "$BIN" source-sync --url "$url" --ref main --state-dir "$work/gix" >/dev/null
     gix_noop+=("$(echo "$(now) - $s" | bc)")
     s=$(now); git -C "$work/git.git" fetch -q "$url" '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*'
     git_noop+=("$(echo "$(now) - $s" | bc)")
   done
-  local gc gt gn tn
+  local gc gt gw gn tn
   gc=$(printf '%s\n' "${gix_clone[@]}" | median); gt=$(printf '%s\n' "${git_clone[@]}" | median)
+  gw=$(printf '%s\n' "${git_checkout[@]}" | median)
   gn=$(printf '%s\n' "${gix_noop[@]}" | median); tn=$(printf '%s\n' "${git_noop[@]}" | median)
-  printf '| %-10s | clone (%d commits) | %s s | %s s | %.2f× |\n' "$label" "$N" "$gc" "$gt" "$(echo "$gc / $gt" | bc -l)"
-  printf '| %-10s | no-op fetch        | %s s | %s s | %.2f× |\n' "$label" "$gn" "$tn" "$(echo "$gn / $tn" | bc -l)"
+  printf '| %-10s | clone (%d commits) vs `git clone --bare` | %s s | %s s | %.2f× |\n' "$label" "$N" "$gc" "$gt" "$(echo "$gc / $gt" | bc -l)"
+  printf '| %-10s | clone (%d commits) vs `git clone` (checkout) | %s s | %s s | %.2f× |\n' "$label" "$N" "$gc" "$gw" "$(echo "$gc / $gw" | bc -l)"
+  printf '| %-10s | no-op fetch | %s s | %s s | %.2f× |\n' "$label" "$gn" "$tn" "$(echo "$gn / $tn" | bc -l)"
 }
 
 echo "runs per figure: $RUNS (median); gix = macula-gitops source-sync (fetch + snapshot of the tree)"
-echo "| transport  | operation          | gix (agent) | git CLI | ratio |"
-echo "|------------|--------------------|-------------|---------|-------|"
+echo "| transport  | operation | gix (agent) | git CLI | ratio |"
+echo "|------------|-----------|-------------|---------|-------|"
 bench "file://" "file://$work/srv/lab.git"
 bench "smart-http" "http://127.0.0.1:$port/cgi-bin/git/lab.git"

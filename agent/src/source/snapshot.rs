@@ -55,8 +55,15 @@ pub fn materialise(
         .prefix(&format!(".tmp-{commit_hex}-"))
         .tempdir_in(snapshots)
         .map_err(io(snapshots))?;
+    // Successive versions of a file are delta chains in the pack; without a cache every blob
+    // re-inflates its whole chain from the base. gix is built without its LRU features, so a
+    // small cache of decoded bases lives here.
+    let mut cached = repo.clone();
+    cached
+        .objects
+        .set_pack_cache(|| Box::new(BaseCache::default()));
     let mut w = Writer {
-        repo,
+        repo: &cached,
         root: tmp.path().to_path_buf(),
         problems: Vec::new(),
         links: Vec::new(),
@@ -88,6 +95,51 @@ pub fn materialise(
             path: final_dir,
             source,
         }),
+    }
+}
+
+/// Decoded pack entries by (pack, offset), dropped wholesale when over the cap.
+#[derive(Default)]
+struct BaseCache {
+    entries: std::collections::HashMap<(u32, u64), (gix::object::Kind, Vec<u8>, usize)>,
+    bytes: usize,
+}
+
+impl BaseCache {
+    const CAP: usize = 64 << 20;
+}
+
+impl gix::odb::pack::cache::DecodeEntry for BaseCache {
+    fn put(
+        &mut self,
+        pack_id: u32,
+        offset: u64,
+        data: &[u8],
+        kind: gix::object::Kind,
+        compressed_size: usize,
+    ) {
+        if data.len() > Self::CAP / 8 {
+            return;
+        }
+        if self.bytes + data.len() > Self::CAP {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += data.len();
+        self.entries
+            .insert((pack_id, offset), (kind, data.to_vec(), compressed_size));
+    }
+
+    fn get(
+        &mut self,
+        pack_id: u32,
+        offset: u64,
+        out: &mut Vec<u8>,
+    ) -> Option<(gix::object::Kind, usize)> {
+        let (kind, data, compressed) = self.entries.get(&(pack_id, offset))?;
+        out.clear();
+        out.extend_from_slice(data);
+        Some((*kind, *compressed))
     }
 }
 
