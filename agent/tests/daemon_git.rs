@@ -372,3 +372,118 @@ async fn outside_the_apply_window_changes_are_fetched_and_pending() {
     );
     d.stop().await;
 }
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Every provider's signature scheme over real HTTP, and a burst of correctly signed hooks for
+/// one push: one reconcile, not one per hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_providers_and_a_burst_of_hooks_coalesces() {
+    let id = test_id();
+    let r = Repos::new();
+    r.write("desired-state/app.env", "MESSAGE=b1\n");
+    let c1 = r.commit_push("b1");
+    let state = tempfile::tempdir().expect("tmp");
+    let (good, _) = secret_files(state.path());
+    let secret = b"correct horse battery staple";
+    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let name = rec.container();
+    let http = HttpGit::start(r.bare.parent().expect("parent"), None);
+    let cfg = config(
+        &http.url("lab.git"),
+        &state.path().join("state"),
+        Some(&good),
+    );
+    let d = start(cfg, rec).await;
+    wait_status(d.addr, "first apply", |s| {
+        s.applied_revision.as_deref() == Some(&c1)
+    })
+    .await;
+
+    let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
+    let sig = macula_gitops::server::webhook::sign(&body, secret);
+    let bad = macula_gitops::server::webhook::sign(&body, b"wrong");
+    let cases = [
+        (
+            "github",
+            "X-Hub-Signature-256",
+            format!("sha256={sig}"),
+            format!("sha256={bad}"),
+        ),
+        ("gitea", "X-Gitea-Signature", sig.clone(), bad.clone()),
+        ("forgejo", "X-Forgejo-Signature", sig.clone(), bad.clone()),
+        (
+            "gitlab",
+            "X-Gitlab-Token",
+            String::from_utf8_lossy(secret).into_owned(),
+            "wrong".into(),
+        ),
+        ("generic", "X-Signature-256", sig.clone(), bad.clone()),
+    ];
+    let http_client = client::http_client();
+    let post = |provider: &str, header: &str, value: &str| {
+        http_client
+            .post(format!("http://{}/hooks/{provider}", d.addr))
+            .header(header, value)
+            .body(body.clone())
+            .send()
+    };
+    for (provider, header, right, wrong) in &cases {
+        let resp = post(provider, header, wrong).await.expect("post");
+        assert_eq!(resp.status().as_u16(), 401, "{provider} wrong");
+        let resp = post(provider, header, right).await.expect("post");
+        assert_eq!(resp.status().as_u16(), 202, "{provider} right");
+    }
+
+    let metrics = || async {
+        client::http_client()
+            .get(format!("http://{}/metrics", d.addr))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    // Let the runs the provider checks asked for finish (they find nothing new).
+    let before = wait_status(d.addr, "idle", |s| {
+        s.applied_revision.as_deref() == Some(&c1)
+    })
+    .await;
+    assert_eq!(before.last_result.as_deref(), Some("success"));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let m0 = metrics().await;
+
+    r.write("desired-state/app.env", "MESSAGE=b2\n");
+    let c2 = r.commit_push("b2");
+    let burst: Vec<_> = (0..20)
+        .map(|_| post("github", "X-Hub-Signature-256", &cases[0].2))
+        .collect();
+    for resp in futures::future::join_all(burst).await {
+        assert_eq!(resp.expect("post").status().as_u16(), 202);
+    }
+    wait_status(d.addr, "burst applied", |s| {
+        s.applied_revision.as_deref() == Some(&c2)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let m1 = metrics().await;
+    let ok = r#"macula_gitops_reconcile_total{result="success"}"#;
+    assert_eq!(
+        metric(&m1, ok) - metric(&m0, ok),
+        1.0,
+        "one reconcile for 20 hooks"
+    );
+    let fetches = "macula_gitops_fetch_duration_seconds_count";
+    let n = metric(&m1, fetches) - metric(&m0, fetches);
+    assert!(
+        (1.0..=3.0).contains(&n),
+        "{n} fetches for a burst of 20 hooks"
+    );
+    assert_eq!(inspect(&name).expect("container").0, "b2");
+    d.stop().await;
+}
