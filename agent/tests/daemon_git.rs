@@ -334,7 +334,6 @@ async fn control_endpoints_refuse_remote_peers() {
     let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     client::suspend(local).await.expect("local suspend allowed");
     assert!(state.path().join("suspended").exists());
-    let _ = d.addr;
     d.stop().await;
 }
 
