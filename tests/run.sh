@@ -8,6 +8,7 @@ PACKAGES=(
   git busybox-static socat dnsmasq dnsutils
   pdns-server pdns-backend-sqlite3 pdns-backend-pgsql postgresql
   nginx prometheus docker-compose docker-registry python3-yaml util-linux sqlite3 curl
+  openssh-server openssh-client openssl gnupg gpgv
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
