@@ -14,6 +14,7 @@ pub mod engine;
 pub mod labels;
 pub mod plan;
 pub mod reconcile;
+pub mod routing;
 pub mod server;
 pub mod source;
 pub mod state;

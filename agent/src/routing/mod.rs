@@ -1,0 +1,71 @@
+//! Loopback routing: named loopback addresses, TCP/UDP forwarders run inside the agent (in place
+//! of hand-run `socat`), and DNS names published to a hosts file, dnsmasq and PowerDNS.
+//!
+//! Flow: `spec::load` (file → `RoutingFile`, unknown keys and interpolation errors) →
+//! `validate::resolve` (against the host's `Catalog` → `Resolved` specs) → `Forwarder::apply`
+//! (live listeners) and `dns::reconcile` (backends). `run` ties them together for the
+//! foreground `macula-gitops routing run` command.
+
+pub mod bind;
+pub mod dns;
+pub mod forward;
+pub mod resolve;
+pub mod run;
+pub mod spec;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use forward::{ApplyReport, ForwardStatus, Forwarder};
+pub use resolve::{DockerResolver, Resolve};
+pub use run::{run_blocking, run_file, RunOptions};
+pub use spec::{load, RoutingFile};
+pub use validate::{
+    resolve as resolve_specs, validate, DnsSpec, ForwardSpec, Resolved, TargetSpec,
+};
+
+use crate::desired::catalog::Protocol;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    #[error("cannot listen on {listen}/{protocol}: {reason}")]
+    Bind {
+        listen: SocketAddr,
+        protocol: Protocol,
+        reason: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot resolve target {target}: {reason}")]
+    Resolve { target: String, reason: String },
+    #[error("docker: {source}")]
+    Docker {
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reload command {command:?} failed: {reason}")]
+    Reload { command: String, reason: String },
+    #[error("cannot signal the process in {}: {reason}", pidfile.display())]
+    Signal { pidfile: PathBuf, reason: String },
+    #[error("powerdns {url}: {reason}")]
+    PowerDns { url: String, reason: String },
+    #[error("powerdns: {name} already exists and is not owned by macula-gitops; left alone")]
+    Foreign { name: String },
+    #[error("cannot add loopback alias {address}: {reason}")]
+    Alias {
+        address: std::net::IpAddr,
+        reason: String,
+    },
+    #[error("{} is invalid ({} problems):\n{diagnostics}", file.display(), diagnostics.len())]
+    Invalid {
+        file: PathBuf,
+        diagnostics: crate::diag::Diagnostics,
+    },
+}

@@ -1,0 +1,171 @@
+//! Target resolution: where a new connection for a forward goes *now*.
+//!
+//! Container targets are looked up on the engine and cached briefly, so a burst of short
+//! connections costs one inspect, while a container recreated with a new IP is picked up
+//! within the cache lifetime — immediately when a connect to the old IP fails, because the
+//! forwarder then calls `invalidate` and retries once.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use futures::future::BoxFuture;
+
+use super::validate::TargetSpec;
+use super::RoutingError;
+
+/// Narrow seam between forwarders and the engine.
+pub trait Resolve: Send + Sync + 'static {
+    fn resolve<'a>(
+        &'a self,
+        target: &'a TargetSpec,
+    ) -> BoxFuture<'a, Result<SocketAddr, RoutingError>>;
+    /// Forget any cached answer for `target` (a connect to it just failed).
+    fn invalidate(&self, _target: &TargetSpec) {}
+}
+
+/// Resolves plain addresses with the system resolver; container targets fail (no engine).
+#[derive(Debug, Default, Clone)]
+pub struct StaticResolver;
+
+impl Resolve for StaticResolver {
+    fn resolve<'a>(
+        &'a self,
+        target: &'a TargetSpec,
+    ) -> BoxFuture<'a, Result<SocketAddr, RoutingError>> {
+        Box::pin(async move {
+            match target {
+                TargetSpec::Address { host, port } => resolve_address(host, *port).await,
+                TargetSpec::Container { .. } => Err(RoutingError::Resolve {
+                    target: target.to_string(),
+                    reason: "container targets need the Docker engine".into(),
+                }),
+            }
+        })
+    }
+}
+
+async fn resolve_address(host: &str, port: u16) -> Result<SocketAddr, RoutingError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addrs =
+        tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| RoutingError::Resolve {
+                target: format!("{host}:{port}"),
+                reason: e.to_string(),
+            })?;
+    addrs.next().ok_or_else(|| RoutingError::Resolve {
+        target: format!("{host}:{port}"),
+        reason: "no address".into(),
+    })
+}
+
+/// Container IPs from the Docker engine, cached for `ttl`.
+pub struct DockerResolver {
+    docker: Docker,
+    ttl: Duration,
+    cache: Mutex<HashMap<(String, String), (IpAddr, Instant)>>,
+}
+
+impl DockerResolver {
+    pub fn new(docker: Docker) -> Self {
+        Self {
+            docker,
+            ttl: Duration::from_secs(2),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Connect with the defaults and negotiate the API version (the engine here is 20.10).
+    pub async fn connect() -> Result<Self, RoutingError> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(|source| RoutingError::Docker { source })?
+            .negotiate_version()
+            .await
+            .map_err(|source| RoutingError::Docker { source })?;
+        Ok(Self::new(docker))
+    }
+
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    async fn container_ip(&self, container: &str, network: &str) -> Result<IpAddr, RoutingError> {
+        let key = (container.to_string(), network.to_string());
+        if let Some((ip, at)) = self
+            .cache
+            .lock()
+            .expect("cache lock not poisoned")
+            .get(&key)
+        {
+            if at.elapsed() < self.ttl {
+                return Ok(*ip);
+            }
+        }
+        let fail = |reason: String| RoutingError::Resolve {
+            target: format!("{container} on {network}"),
+            reason,
+        };
+        let info = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !info.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+            return Err(fail("container is not running".into()));
+        }
+        let ip = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|ep| ep.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| fail(format!("container has no IP on network {network}")))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| fail(format!("engine returned a bad IP {ip:?}")))?;
+        self.cache
+            .lock()
+            .expect("cache lock not poisoned")
+            .insert(key, (ip, Instant::now()));
+        Ok(ip)
+    }
+}
+
+impl Resolve for DockerResolver {
+    fn resolve<'a>(
+        &'a self,
+        target: &'a TargetSpec,
+    ) -> BoxFuture<'a, Result<SocketAddr, RoutingError>> {
+        Box::pin(async move {
+            match target {
+                TargetSpec::Address { host, port } => resolve_address(host, *port).await,
+                TargetSpec::Container {
+                    container,
+                    network,
+                    port,
+                } => Ok(SocketAddr::new(
+                    self.container_ip(container, network).await?,
+                    *port,
+                )),
+            }
+        })
+    }
+
+    fn invalidate(&self, target: &TargetSpec) {
+        if let TargetSpec::Container {
+            container, network, ..
+        } = target
+        {
+            self.cache
+                .lock()
+                .expect("cache lock not poisoned")
+                .remove(&(container.clone(), network.clone()));
+        }
+    }
+}

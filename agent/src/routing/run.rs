@@ -1,0 +1,132 @@
+//! The foreground `macula-gitops routing run --file routing.yaml`: load, validate, start the
+//! forwarders, publish DNS names, then serve until SIGINT/SIGTERM. SIGHUP re-reads the file
+//! and applies it live (only changed forwards are touched).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::dns;
+use super::forward::{ApplyReport, Forwarder, ForwarderOptions};
+use super::resolve::{DockerResolver, Resolve, StaticResolver};
+use super::validate::{Resolved, TargetSpec};
+use super::RoutingError;
+use crate::desired::catalog::Catalog;
+use crate::desired::interpolate::Env;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub file: PathBuf,
+    /// dotenv file for `${VAR}` interpolation (the process environment wins).
+    pub env_file: Option<PathBuf>,
+    /// The host's services, for `target: {service: ...}` (empty: only address targets).
+    pub catalog: Catalog,
+    pub forwarder: Option<ForwarderOptions>,
+    /// Publish DNS names too (off: forwarders only, e.g. for benchmarks).
+    pub dns: bool,
+}
+
+/// Load and validate `opts.file` into runnable specs.
+pub fn load_resolved(opts: &RunOptions) -> Result<Resolved, RoutingError> {
+    let env = Env::load(opts.env_file.as_deref()).map_err(|source| RoutingError::File {
+        path: opts.env_file.clone().unwrap_or_default(),
+        source,
+    })?;
+    let (file, mut diags) = super::spec::load(&opts.file, &env);
+    let resolved = file.map(|f| {
+        let r = super::validate::resolve(&f, &opts.catalog);
+        if let Err(d) = &r {
+            diags.extend(d.clone());
+        }
+        r
+    });
+    match resolved {
+        Some(Ok(r)) if diags.is_empty() => Ok(r),
+        _ => {
+            let mut sorted = crate::diag::Diagnostics::default();
+            for d in diags.into_sorted() {
+                sorted.push(d);
+            }
+            Err(RoutingError::Invalid {
+                file: opts.file.clone(),
+                diagnostics: sorted,
+            })
+        }
+    }
+}
+
+async fn resolver_for(r: &Resolved) -> Result<Arc<dyn Resolve>, RoutingError> {
+    let needs_docker = r
+        .forwards
+        .iter()
+        .any(|f| matches!(f.target, TargetSpec::Container { .. }));
+    Ok(if needs_docker {
+        Arc::new(DockerResolver::connect().await?)
+    } else {
+        Arc::new(StaticResolver)
+    })
+}
+
+async fn apply_all(fwd: &Forwarder, r: &Resolved, dns_on: bool) -> ApplyReport {
+    let report = fwd.apply(&r.forwards).await;
+    for e in &report.errors {
+        tracing::error!(error = %e, "forward not started");
+    }
+    if dns_on {
+        if let Some(spec) = &r.dns {
+            let backends = dns::backends(spec);
+            let d = dns::reconcile(spec, &backends).await;
+            for e in &d.errors {
+                tracing::error!(error = %e, "dns backend failed");
+            }
+        }
+    }
+    report
+}
+
+/// Run until SIGINT/SIGTERM.
+pub async fn run_file(opts: RunOptions) -> Result<(), RoutingError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let resolved = load_resolved(&opts)?;
+    let fwd = Forwarder::new(
+        resolver_for(&resolved).await?,
+        opts.forwarder.clone().unwrap_or_default(),
+    );
+    let report = apply_all(&fwd, &resolved, opts.dns).await;
+    tracing::info!(
+        started = report.started.len(),
+        failed = report.failed,
+        "routing running"
+    );
+    let sig = |k| {
+        signal(k).map_err(|source| RoutingError::File {
+            path: "signal".into(),
+            source,
+        })
+    };
+    let (mut term, mut hup) = (sig(SignalKind::terminate())?, sig(SignalKind::hangup())?);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => match load_resolved(&opts) {
+                Ok(r) => {
+                    let report = apply_all(&fwd, &r, opts.dns).await;
+                    tracing::info!(started = report.started.len(), stopped = report.stopped.len(),
+                        retargeted = report.retargeted.len(), failed = report.failed, "routing reloaded");
+                }
+                Err(e) => tracing::error!(error = %e, "reload refused; keeping the running forwards"),
+            },
+        }
+    }
+    fwd.shutdown().await;
+    Ok(())
+}
+
+/// Blocking wrapper for the CLI.
+pub fn run_blocking(opts: RunOptions) -> Result<(), RoutingError> {
+    let rt = tokio::runtime::Runtime::new().map_err(|source| RoutingError::File {
+        path: "tokio runtime".into(),
+        source,
+    })?;
+    rt.block_on(run_file(opts))
+}
