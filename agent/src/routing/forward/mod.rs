@@ -60,18 +60,25 @@ impl Metrics {
             l.push((k.to_string(), v.to_string()));
             l
         };
+        // One statement per family: get_or_create returns a read guard, and holding it while
+        // the same family inserts the next label set would deadlock.
+        let active = self.active.get_or_create(&base).clone();
+        let total = self.total.get_or_create(&base).clone();
+        let bytes_up = self
+            .bytes
+            .get_or_create(&with("direction", "to_target"))
+            .clone();
+        let bytes_down = self
+            .bytes
+            .get_or_create(&with("direction", "from_target"))
+            .clone();
+        let errors = self.errors.get_or_create(&base).clone();
         Stats {
-            active: self.active.get_or_create(&base).clone(),
-            total: self.total.get_or_create(&base).clone(),
-            bytes_up: self
-                .bytes
-                .get_or_create(&with("direction", "to_target"))
-                .clone(),
-            bytes_down: self
-                .bytes
-                .get_or_create(&with("direction", "from_target"))
-                .clone(),
-            errors: self.errors.get_or_create(&base).clone(),
+            active,
+            total,
+            bytes_up,
+            bytes_down,
+            errors,
         }
     }
 }
