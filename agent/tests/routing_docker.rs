@@ -225,8 +225,9 @@ async fn forwards_to_a_container_and_follows_it_to_a_new_ip() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let resolver = DockerResolver::connect().await.unwrap();
-    let fwd = Forwarder::new(Arc::new(resolver), ForwarderOptions::default());
+    let resolver = Arc::new(DockerResolver::connect().await.unwrap());
+    resolver.spawn_invalidation();
+    let fwd = Forwarder::new(resolver, ForwarderOptions::default());
     let spec = ForwardSpec {
         name: "web".into(),
         listen,

@@ -152,6 +152,20 @@ async fn bulk_round_trip(splice: bool) {
     );
     assert_eq!(st.bytes_to_target, payload.len() as u64);
     assert_eq!(st.bytes_from_target, payload.len() as u64 + 5);
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    fwd.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let line = format!(
+        "macula_forward_bytes_total{{forward=\"bulk\",listen=\"{listen}\",protocol=\"tcp\",direction=\"to_target\"}} {}",
+        payload.len()
+    );
+    assert!(text.contains(&line), "{line} not in\n{text}");
+    assert!(
+        text.contains("macula_forward_connections_active{"),
+        "{text}"
+    );
     fwd.shutdown().await;
 }
 

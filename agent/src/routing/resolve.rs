@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use futures::future::BoxFuture;
+use futures::StreamExt;
 
 use super::validate::TargetSpec;
 use super::RoutingError;
@@ -88,6 +89,49 @@ impl DockerResolver {
             .await
             .map_err(|source| RoutingError::Docker { source })?;
         Ok(Self::new(docker))
+    }
+
+    /// Clear the cache whenever a container starts, stops or changes networks, so a recreated
+    /// target is looked up afresh on the next connection instead of after the TTL. The task
+    /// ends when the engine's event stream does (the TTL still bounds staleness then).
+    pub fn spawn_invalidation(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::downgrade(self);
+        let docker = self.docker.clone();
+        tokio::spawn(async move {
+            let filters = HashMap::from([
+                (
+                    "type".to_string(),
+                    vec!["container".to_string(), "network".to_string()],
+                ),
+                (
+                    "event".to_string(),
+                    ["start", "die", "destroy", "rename", "connect", "disconnect"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+            ]);
+            let opts = bollard::query_parameters::EventsOptions {
+                filters: Some(filters),
+                ..Default::default()
+            };
+            let mut events = docker.events(Some(opts));
+            while let Some(ev) = events.next().await {
+                let Some(this) = this.upgrade() else { return };
+                match ev {
+                    Ok(ev) => {
+                        tracing::debug!(
+                            action = ev.action.as_deref().unwrap_or(""),
+                            "docker event: target cache cleared"
+                        );
+                        this.cache.lock().expect("cache lock not poisoned").clear();
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "docker event stream ended");
+                        return;
+                    }
+                }
+            }
+        })
     }
 
     pub fn with_ttl(mut self, ttl: Duration) -> Self {

@@ -60,7 +60,9 @@ async fn resolver_for(r: &Resolved) -> Result<Arc<dyn Resolve>, RoutingError> {
         .iter()
         .any(|f| matches!(f.target, TargetSpec::Container { .. }));
     Ok(if needs_docker {
-        Arc::new(DockerResolver::connect().await?)
+        let r = Arc::new(DockerResolver::connect().await?);
+        r.spawn_invalidation();
+        r
     } else {
         Arc::new(StaticResolver)
     })
