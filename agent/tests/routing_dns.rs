@@ -332,7 +332,7 @@ async fn powerdns_zone_and_owned_records_only() {
     let r = dns::reconcile(&spec, &dns::backends(&spec)).await;
     assert_eq!(r.failed, 1, "{r:?}");
     assert!(
-        r.errors[0].contains("clash.macula.local. already exists"),
+        r.errors[0].contains("clash.macula.local. already exist"),
         "{:?}",
         r.errors
     );

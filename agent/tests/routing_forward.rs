@@ -234,6 +234,18 @@ async fn live_reconfiguration_touches_only_changed_forwards() {
     let st = fwd.stats().await;
     assert_eq!(st.len(), 1);
     assert_eq!((st[0].name.as_str(), st[0].connections_active), ("b", 1));
+
+    // A rename restarts that listener on the same address (the old socket is closed first).
+    let renamed = ForwardSpec {
+        name: "b-renamed".into(),
+        ..b.clone()
+    };
+    let r = fwd.apply(&[renamed]).await;
+    assert_eq!(
+        (r.stopped, r.started, r.failed),
+        (vec!["b".to_string()], vec!["b-renamed".to_string()], 0)
+    );
+    assert_eq!(open(lb).await.server, "one");
     fwd.shutdown().await;
 }
 

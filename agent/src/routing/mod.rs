@@ -56,8 +56,8 @@ pub enum RoutingError {
     Signal { pidfile: PathBuf, reason: String },
     #[error("powerdns {url}: {reason}")]
     PowerDns { url: String, reason: String },
-    #[error("powerdns: {name} already exists and is not owned by macula-gitops; left alone")]
-    Foreign { name: String },
+    #[error("powerdns: {} already exist(s) and are not owned by macula-gitops; left alone", names.join(", "))]
+    Foreign { names: Vec<String> },
     #[error("cannot add loopback alias {address}: {reason}")]
     Alias {
         address: std::net::IpAddr,

@@ -278,8 +278,8 @@ impl DnsBackend for PowerDns {
                 self.patch(zone, &p.changes).await?;
                 tracing::info!(zone, changes = p.changes.len(), "powerdns records updated");
             }
-            if let Some(name) = p.conflicts.first() {
-                return Err(RoutingError::Foreign { name: name.clone() });
+            if !p.conflicts.is_empty() {
+                return Err(RoutingError::Foreign { names: p.conflicts });
             }
             Ok(created || !p.changes.is_empty())
         })

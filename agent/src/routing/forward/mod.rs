@@ -113,6 +113,9 @@ impl Shared {
 struct Running {
     spec: ForwardSpec,
     shared: Arc<Shared>,
+    /// The listener task; awaited after cancelling so its socket is closed before a
+    /// forward on the same address is bound again (rename, remove + re-add).
+    task: tokio::task::JoinHandle<()>,
 }
 
 type Key = (SocketAddr, Protocol);
@@ -221,6 +224,7 @@ impl Forwarder {
         for k in gone {
             if let Some(r) = running.remove(&k) {
                 r.shared.cancel.cancel();
+                let _ = r.task.await;
                 tracing::info!(forward = %r.spec.name, listen = %r.spec.listen, protocol = %r.spec.protocol, "forward stopped");
                 report.stopped.push(r.spec.name.clone());
             }
@@ -265,19 +269,20 @@ impl Forwarder {
             udp_idle: self.options.udp_idle,
             use_splice: self.options.splice,
         });
-        match spec.protocol {
+        let task = match spec.protocol {
             Protocol::Tcp => {
                 let listener = bind::tcp(spec.listen).await?;
-                tokio::spawn(tcp::serve(listener, shared.clone()));
+                tokio::spawn(tcp::serve(listener, shared.clone()))
             }
             Protocol::Udp => {
                 let socket = bind::udp(spec.listen).await?;
-                tokio::spawn(udp::serve(socket, shared.clone()));
+                tokio::spawn(udp::serve(socket, shared.clone()))
             }
-        }
+        };
         Ok(Running {
             spec: spec.clone(),
             shared,
+            task,
         })
     }
 
@@ -330,6 +335,7 @@ impl Forwarder {
     pub async fn shutdown(&self) {
         for (_, r) in std::mem::take(&mut *self.running.lock().await) {
             r.shared.cancel.cancel();
+            let _ = r.task.await;
         }
     }
 }
