@@ -148,6 +148,9 @@ pub fn holder(_listen: SocketAddr, _protocol: Protocol) -> Option<String> {
 /// Not persistent across reboots; the agent re-adds it at every start. Untested here (Linux).
 #[cfg(target_os = "macos")]
 pub async fn ensure_loopback_alias(ip: IpAddr) -> Result<(), RoutingError> {
+    if ip == IpAddr::from([127, 0, 0, 1]) || !ip.is_loopback() {
+        return Ok(());
+    }
     let out = tokio::process::Command::new("/sbin/ifconfig")
         .args(["lo0", "alias", &ip.to_string(), "up"])
         .output()

@@ -69,6 +69,12 @@ async fn resolver_for(r: &Resolved) -> Result<Arc<dyn Resolve>, RoutingError> {
 }
 
 async fn apply_all(fwd: &Forwarder, r: &Resolved, dns_on: bool) -> ApplyReport {
+    // A no-op on Linux (all of 127.0.0.0/8 is on lo); `ifconfig lo0 alias` on macOS.
+    for (address, name) in &r.loopback {
+        if let Err(e) = super::bind::ensure_loopback_alias((*address).into()).await {
+            tracing::error!(address = %address, name = %name, error = %e, "loopback address not available");
+        }
+    }
     let report = fwd.apply(&r.forwards).await;
     for e in &report.errors {
         tracing::error!(error = %e, "forward not started");
@@ -131,4 +137,39 @@ pub fn run_blocking(opts: RunOptions) -> Result<(), RoutingError> {
         source,
     })?;
     rt.block_on(run_file(opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_resolved_reports_every_problem_or_returns_specs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("routing.yaml");
+        std::fs::write(
+            &file,
+            "forwards:\n  - {name: a, listen: 127.0.0.3:80/tcp, target: {service: x/y, port: 1}}\n  - {name: a, listen: 127.0.0.3:80/tcp, target: {address: 127.0.0.1:1}, extra: 1}\n",
+        )
+        .expect("write");
+        let opts = RunOptions {
+            file: file.clone(),
+            ..Default::default()
+        };
+        let err = load_resolved(&opts).expect_err("invalid").to_string();
+        for want in [
+            "4 problems",
+            "forwards[1].extra: unknown key",
+            "unknown service \"x/y\"",
+        ] {
+            assert!(err.contains(want), "{want:?} missing from {err}");
+        }
+        std::fs::write(
+            &file,
+            "forwards:\n  - {name: a, listen: 127.0.0.3:80/udp, target: {address: \"127.0.0.1:${PORT:-53}\"}}\n",
+        )
+        .expect("write");
+        let r = load_resolved(&opts).expect("valid");
+        assert_eq!(r.forwards[0].target.to_string(), "127.0.0.1:53");
+    }
 }
