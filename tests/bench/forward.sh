@@ -22,7 +22,11 @@ command -v socat >/dev/null || { echo "socat is required" >&2; exit 1; }
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # socat forks a child per client; those outlive their parent unless killed by parent id.
+  for p in "${pids[@]}"; do
+    for c in $(pgrep -P "$p" 2>/dev/null); do kill "$c" 2>/dev/null || true; done
+    kill "$p" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -40,7 +44,7 @@ N_SINK=$((B+9)) N_ECHO=$((B+10))
 
 socat TCP-LISTEN:$S_SINK,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$SINK & pids+=($!)
 socat TCP-LISTEN:$S_ECHO,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$ECHO & pids+=($!)
-socat UDP-LISTEN:$S_UDP,bind=127.0.0.1,reuseaddr,fork UDP:127.0.0.1:$UECHO & pids+=($!)
+socat -lf /dev/null UDP-LISTEN:$S_UDP,bind=127.0.0.1,reuseaddr,fork UDP:127.0.0.1:$UECHO & pids+=($!)
 
 cat > "$tmp/splice.yaml" <<YAML
 forwards:
