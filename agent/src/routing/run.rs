@@ -143,6 +143,27 @@ pub fn run_blocking(opts: RunOptions) -> Result<(), RoutingError> {
 mod tests {
     use super::*;
 
+    /// The daemon runs these on a multi-threaded runtime (and holds the forwarder in an Arc
+    /// shared with the HTTP server): their futures must be Send, the manager Send + Sync.
+    #[allow(dead_code)]
+    fn entry_points_are_send() {
+        fn send<T: Send>(_: T) {}
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Forwarder>();
+        let fwd = Forwarder::new(Arc::new(StaticResolver), ForwarderOptions::default());
+        send(async move {
+            fwd.apply(&[]).await;
+            fwd.stats().await;
+            fwd.shutdown().await;
+        });
+        send(async {
+            let spec = crate::routing::DnsSpec::default();
+            let backends = dns::backends(&spec);
+            dns::reconcile(&spec, &backends).await;
+        });
+        send(run_file(RunOptions::default()));
+    }
+
     #[test]
     fn load_resolved_reports_every_problem_or_returns_specs() {
         let dir = tempfile::tempdir().expect("tempdir");
