@@ -71,14 +71,43 @@ impl Drop for Cleanup {
     }
 }
 
+/// `udpecho ADDR TAG`: answers every datagram with `TAG:` + the datagram.
+const UDP_ECHO_SRC: &str = r#"
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let s = std::net::UdpSocket::bind(&args[1]).unwrap();
+    let mut buf = [0u8; 2048];
+    loop {
+        let (n, from) = s.recv_from(&mut buf).unwrap();
+        let mut out = format!("{}:", args[2]).into_bytes();
+        out.extend_from_slice(&buf[..n]);
+        let _ = s.send_to(&out, from);
+    }
+}
+"#;
+
 async fn build_busybox(docker: &Docker, tag: &str) {
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),
-        format!("FROM scratch\nCOPY busybox /bin/busybox\nLABEL {LABEL}=routing\n"),
+        format!("FROM scratch\nCOPY busybox /bin/busybox\nCOPY udpecho /bin/udpecho\nLABEL {LABEL}=routing\n"),
     )
     .unwrap();
     std::fs::copy("/bin/busybox", ctx.path().join("busybox")).expect("busybox-static is installed");
+    // busybox has no UDP server applet: a 20-line echo server, linked statically for scratch.
+    std::fs::write(ctx.path().join("udpecho.rs"), UDP_ECHO_SRC).unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc)
+        .args(["-O", "-C", "target-feature=+crt-static", "-o"])
+        .arg(ctx.path().join("udpecho"))
+        .arg(ctx.path().join("udpecho.rs"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tar = std::process::Command::new("tar")
         .args(["-C", ctx.path().to_str().unwrap(), "-cf", "-", "."])
         .output()
@@ -132,7 +161,7 @@ async fn start_httpd(
     body: &str,
 ) {
     let script = format!(
-        "/bin/busybox mkdir -p /www && echo {body} > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"
+        "/bin/udpecho 0.0.0.0:9000 {body} & /bin/busybox mkdir -p /www && echo {body} > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"
     );
     let config = ContainerCreateBody {
         image: Some(image.to_string()),
@@ -180,6 +209,29 @@ async fn http_get(addr: SocketAddr) -> Result<String, std::io::Error> {
         .await
         .map_err(|_| std::io::Error::other("timeout"))??;
     Ok(out)
+}
+
+/// Send from a fresh client socket (a new flow) until the reply starts with `want:`.
+async fn udp_until(addr: SocketAddr, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    c.connect(addr).await.unwrap();
+    let mut last = String::new();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        c.send(b"ping").await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(500), c.recv(&mut buf)).await {
+            Ok(Ok(n)) => {
+                last = String::from_utf8_lossy(&buf[..n]).to_string();
+                if last == format!("{want}:ping") {
+                    return;
+                }
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "timeout".into(),
+        }
+    }
+    panic!("no UDP reply from {want:?} through {addr} within 30s; last: {last}");
 }
 
 /// GET through the forwarder until the body contains `want` or 30 s pass.
@@ -238,9 +290,24 @@ async fn forwards_to_a_container_and_follows_it_to_a_new_ip() {
             port: 8080,
         },
     };
-    let r = fwd.apply(&[spec]).await;
+    let udp_listen: SocketAddr = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let udp_spec = ForwardSpec {
+        name: "quic".into(),
+        listen: udp_listen,
+        protocol: Protocol::Udp,
+        target: TargetSpec::Container {
+            container: name.clone(),
+            network: net.clone(),
+            port: 9000,
+        },
+    };
+    let r = fwd.apply(&[spec, udp_spec]).await;
     assert_eq!(r.failed, 0, "{r:?}");
     get_until(listen, "one").await;
+    udp_until(udp_listen, "one").await;
 
     // Recreate the container under the same name with another IP and content.
     let rm = RemoveContainerOptionsBuilder::new().force(true).build();
@@ -248,8 +315,10 @@ async fn forwards_to_a_container_and_follows_it_to_a_new_ip() {
     start_httpd(&docker, &image, &name, &net, &format!("{prefix}.20"), "two").await;
     let body = get_until(listen, "two").await;
     assert!(!body.contains("one"));
+    udp_until(udp_listen, "two").await;
 
-    let st = &fwd.stats().await[0];
+    let stats = fwd.stats().await;
+    let st = stats.iter().find(|s| s.name == "web").unwrap();
     assert!(st.connections_total >= 2, "{st:?}");
     assert!(st.bytes_from_target > 0);
     fwd.shutdown().await;
