@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 pub use forward::{ApplyReport, ForwardStatus, Forwarder};
 pub use resolve::{DockerResolver, Resolve};
-pub use run::{run_blocking, run_file, RunOptions};
+pub use run::{check, load_resolved, run_blocking, run_file, RunOptions};
 pub use spec::{load, RoutingFile};
 pub use validate::{
     resolve as resolve_specs, validate, DnsSpec, ForwardSpec, Resolved, TargetSpec,

@@ -2,7 +2,7 @@
 //! forwarders, publish DNS names, then serve until SIGINT/SIGTERM. SIGHUP re-reads the file
 //! and applies it live (only changed forwards are touched).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::dns;
@@ -12,6 +12,7 @@ use super::validate::{Resolved, TargetSpec};
 use super::RoutingError;
 use crate::desired::catalog::Catalog;
 use crate::desired::interpolate::Env;
+use crate::diag::Diagnostic;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -31,25 +32,31 @@ pub fn load_resolved(opts: &RunOptions) -> Result<Resolved, RoutingError> {
         path: opts.env_file.clone().unwrap_or_default(),
         source,
     })?;
-    let (file, mut diags) = super::spec::load(&opts.file, &env);
-    let resolved = file.map(|f| {
-        let r = super::validate::resolve(&f, &opts.catalog);
-        if let Err(d) = &r {
-            diags.extend(d.clone());
+    check(&opts.file, &env, &opts.catalog).map_err(|diags| {
+        let mut diagnostics = crate::diag::Diagnostics::default();
+        for d in diags {
+            diagnostics.push(d);
         }
-        r
-    });
-    match resolved {
-        Some(Ok(r)) if diags.is_empty() => Ok(r),
-        _ => {
-            let mut sorted = crate::diag::Diagnostics::default();
-            for d in diags.into_sorted() {
-                sorted.push(d);
-            }
-            Err(RoutingError::Invalid {
-                file: opts.file.clone(),
-                diagnostics: sorted,
-            })
+        RoutingError::Invalid {
+            file: opts.file.clone(),
+            diagnostics,
+        }
+    })
+}
+
+/// `routing.yaml` at `path` → runnable specs, or every problem (sorted) — the routing half of
+/// `validate` / `apply`, shaped like `desired::load_desired`.
+pub fn check(path: &Path, env: &Env, catalog: &Catalog) -> Result<Resolved, Vec<Diagnostic>> {
+    let (file, mut diags) = super::spec::load(path, env);
+    let Some(file) = file else {
+        return Err(diags.into_sorted());
+    };
+    match super::validate::resolve(&file, catalog) {
+        Ok(r) if diags.is_empty() => Ok(r),
+        Ok(_) => Err(diags.into_sorted()),
+        Err(d) => {
+            diags.extend(d);
+            Err(diags.into_sorted())
         }
     }
 }
