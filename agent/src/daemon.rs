@@ -182,7 +182,13 @@ impl Reconciler for CoreReconciler {
 /// containers (Docker events) trigger a reconcile like any other cause.
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = args.resolve()?;
-    let mut daemon = Daemon::new(cfg, CoreReconciler, Arc::new(Metrics::new()))?;
+    let forwarder = args.template.as_ref().and_then(|t| t.forwarder.clone());
+    let metrics = match &forwarder {
+        Some(f) => Metrics::new_with(|r| f.0.register_metrics(r)),
+        None => Metrics::new(),
+    };
+    let mut daemon = Daemon::new(cfg, CoreReconciler, Arc::new(metrics))?;
+    daemon.app.forwarder = forwarder;
     if let Some(t) = args.template.clone() {
         daemon = daemon.with_template(t);
     }
@@ -264,6 +270,7 @@ impl<R: Reconciler> Daemon<R> {
             control: Arc::new(Control::load(&state_dir)),
             secret,
             watch_ref: spec.reference.clone(),
+            forwarder: None,
         };
         let template = ReconcileOptions {
             prune: cfg.reconcile.prune,

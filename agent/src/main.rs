@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Loopback routing on its own: forwarders and DNS names from a routing file.
+    Routing {
+        #[command(subcommand)]
+        command: RoutingCommand,
+    },
     /// Run as a daemon: with a git source (--url or the config file), the GitOps agent;
     /// otherwise reconcile the local desired state now, on drift, and every interval.
     Run {
@@ -83,6 +88,17 @@ enum Command {
     },
     #[command(flatten)]
     Daemon(cli_daemon::DaemonCommand),
+}
+
+#[derive(Subcommand)]
+enum RoutingCommand {
+    /// Serve the forwards and publish the names until SIGINT/SIGTERM; SIGHUP re-reads the file.
+    Run {
+        /// Routing file (default: <desired-state>/routing.yaml). Service targets resolve
+        /// against the host's stacks.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,10 +235,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match reconcile::desired(&o) {
                 Ok(hd) => {
                     let d = &hd.state;
+                    let (forwards, names) = hd
+                        .routing
+                        .as_ref()
+                        .map(|r| {
+                            (
+                                r.forwards.len(),
+                                r.dns.as_ref().map_or(0, |d| d.names.len()),
+                            )
+                        })
+                        .unwrap_or_default();
                     println!(
-                        "ok: {} services in {} stacks, {} clusters for host {} (entry {:?})",
+                        "ok: {} services in {} stacks, {} forwards, {} DNS names, {} clusters for host {} (entry {:?})",
                         d.services.len(),
                         d.selection.stacks.len(),
+                        forwards,
+                        names,
                         d.selection.clusters.len(),
                         d.host(),
                         d.selection.entry
@@ -340,13 +368,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             interval,
             gitops,
         } => {
-            let o = options(g, Some(prune))?;
+            let mut o = options(g, Some(prune))?;
+            // Forwarders live as long as the daemon; every pass hands them the current forwards.
+            o.forwarder = match reconcile::SharedForwarder::start().await {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "forwarders unavailable; routing forwards will not be served");
+                    None
+                }
+            };
             let (host, state) = (g.host.clone(), g.state_dir.clone());
             if let Some(a) = cli_daemon::gitops_args(gitops, host, state, *interval, o.clone())? {
                 macula_gitops::daemon::run(a).await?;
                 return Ok(ExitCode::SUCCESS);
             }
             local_daemon(o, interval.unwrap_or(Duration::from_secs(60))).await
+        }
+        Command::Routing {
+            command: RoutingCommand::Run { file },
+        } => {
+            let o = options(g, None)?;
+            let env = reconcile::env_for(o.env_file.as_ref(), &o.desired_root)?;
+            let catalog = macula_gitops::desired::load_desired(&o.desired_root, &o.host, &env)
+                .map(|d| d.catalog())
+                .unwrap_or_default();
+            let file = file
+                .clone()
+                .unwrap_or_else(|| o.desired_root.join("routing.yaml"));
+            let env_file = o
+                .env_file
+                .clone()
+                .or_else(|| Some(o.desired_root.join(".env")));
+            let opts = macula_gitops::routing::RunOptions {
+                file,
+                env_file,
+                catalog,
+                forwarder: None,
+                dns: true,
+            };
+            macula_gitops::routing::run_file(opts).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Daemon(d) => {
             cli_daemon::dispatch(d).await?;

@@ -15,6 +15,7 @@ use crate::desired::{interpolate::Env, load_desired, spec::DesiredState};
 use crate::diag::Diagnostic;
 use crate::engine::{DockerEngine, Engine, EngineError};
 use crate::plan::{self, Plan, PlanOptions};
+use crate::routing::{self, validate::Resolved, Forwarder};
 use crate::state::{self, Applied};
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,30 @@ pub struct ReconcileOptions {
     pub prune_clusters: bool,
     /// The agent's git source URL: Flux's default `git_url` when clusters.yaml sets none.
     pub source_url: Option<String>,
+    /// The daemon's running forwarders; `None` (one-shot `apply`): DNS only, no listeners.
+    pub forwarder: Option<SharedForwarder>,
+}
+
+/// The forwarders outlive reconcile passes; passes hand them the new forwards.
+#[derive(Clone)]
+pub struct SharedForwarder(pub std::sync::Arc<Forwarder>);
+
+impl std::fmt::Debug for SharedForwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedForwarder")
+    }
+}
+
+impl SharedForwarder {
+    /// Forwarders resolving container targets through the engine (re-resolved on its events).
+    pub async fn start() -> Result<Self, routing::RoutingError> {
+        let resolver = std::sync::Arc::new(routing::DockerResolver::connect().await?);
+        resolver.spawn_invalidation();
+        Ok(Self(std::sync::Arc::new(Forwarder::new(
+            resolver,
+            Default::default(),
+        ))))
+    }
 }
 
 impl Default for ReconcileOptions {
@@ -53,6 +78,7 @@ impl Default for ReconcileOptions {
             health_timeout: Duration::from_secs(120),
             prune_clusters: false,
             source_url: None,
+            forwarder: None,
         }
     }
 }
@@ -106,6 +132,8 @@ pub struct HostDesired {
     pub state: DesiredState,
     pub env: Env,
     pub clusters: Option<ClustersFile>,
+    /// `routing.yaml`, resolved against the host's services, when the host selects routing.
+    pub routing: Option<Resolved>,
 }
 
 /// Load and validate every file the host uses; nothing touches the host.
@@ -114,10 +142,17 @@ pub fn desired(opts: &ReconcileOptions) -> Result<HostDesired, ReconcileError> {
     let state =
         load_desired(&opts.desired_root, &opts.host, &env).map_err(ReconcileError::Invalid)?;
     let clusters = cluster::run::load_for_host(&state, &env).map_err(ReconcileError::Invalid)?;
+    let routing = if state.selection.routing {
+        let path = opts.desired_root.join("routing.yaml");
+        Some(routing::check(&path, &env, &state.catalog()).map_err(ReconcileError::Invalid)?)
+    } else {
+        None
+    };
     Ok(HostDesired {
         state,
         env,
         clusters,
+        routing,
     })
 }
 
@@ -225,6 +260,13 @@ pub async fn reconcile_with<E: Engine>(
                 }
             }
         }
+        if let Some(r) = &hd.routing {
+            let (t, f, d, e) = apply_routing(r, opts).await;
+            tried += t;
+            failed += f;
+            done.extend(d);
+            errors.extend(e);
+        }
         for e in &errors {
             warn!(error = %e, "step failed");
         }
@@ -253,4 +295,52 @@ pub async fn reconcile_with<E: Engine>(
     }
     .instrument(span)
     .await
+}
+
+/// Forwards (when a daemon holds the listeners) and DNS names. Returns tried, failed, done, errors.
+async fn apply_routing(
+    r: &Resolved,
+    opts: &ReconcileOptions,
+) -> (usize, usize, Vec<String>, Vec<String>) {
+    let (mut tried, mut failed, mut done, mut errors) = (0, 0, Vec::new(), Vec::new());
+    for (address, name) in &r.loopback {
+        if let Err(e) = routing::bind::ensure_loopback_alias((*address).into()).await {
+            tried += 1;
+            failed += 1;
+            errors.push(format!("loopback {address} ({name}): {e}"));
+        }
+    }
+    match &opts.forwarder {
+        Some(fwd) => {
+            let rep = fwd.0.apply(&r.forwards).await;
+            tried += rep.tried;
+            failed += rep.failed;
+            done.extend(rep.started.iter().map(|f| format!("+ forward {f}")));
+            done.extend(rep.retargeted.iter().map(|f| format!("~ forward {f}")));
+            done.extend(rep.stopped.iter().map(|f| format!("- forward {f}")));
+            errors.extend(rep.errors);
+        }
+        None if !r.forwards.is_empty() => {
+            info!(
+                forwards = r.forwards.len(),
+                "forwards are served by `macula-gitops run`, not by a one-shot apply"
+            );
+        }
+        None => {}
+    }
+    if let Some(spec) = &r.dns {
+        let backends = routing::dns::backends(spec);
+        let rep = routing::dns::reconcile(spec, &backends).await;
+        tried += rep.tried;
+        failed += rep.failed;
+        for backend in &rep.changed {
+            done.push(format!(
+                "~ dns {} via {backend} ({} names)",
+                spec.zone,
+                spec.names.len()
+            ));
+        }
+        errors.extend(rep.errors);
+    }
+    (tried, failed, done, errors)
 }

@@ -82,7 +82,8 @@ fn run_status_suspend_and_sigterm() {
             .expect("status runs");
         if out.status.success() {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-            if v["fetched_revision"].as_str() == Some(c1.as_str()) {
+            // The pass that follows the fetch sets last_result; wait for both.
+            if v["fetched_revision"].as_str() == Some(c1.as_str()) && v["last_result"].is_string() {
                 fetched = Some(v);
                 break;
             }

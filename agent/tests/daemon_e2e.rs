@@ -12,7 +12,7 @@ use common::daemon::install_github_hook;
 use common::{free_port, HttpGit, Repos};
 use support::{container_id, docker, wait_until, Fixture, BIN};
 
-const COMPOSE: &str = "services:\n  app:\n    image: {image}\n    container_name: t{id}-app\n    command: sleep 3600\n    environment: {MODE: MODE_VALUE}\n";
+const COMPOSE: &str = "name: t{id}-s\nservices:\n  app:\n    image: {image}\n    container_name: t{id}-app\n    command: sleep 3600\n    environment: {MODE: MODE_VALUE}\n";
 
 struct Daemon(Child);
 impl Drop for Daemon {

@@ -174,7 +174,7 @@ fn cold_apply_then_noop_then_targeted_recreate_then_prune_keeps_volume() {
 fn two_hosts_on_one_repo_manage_only_their_own_slice() {
     let f = Fixture::new();
     let one = |svc: &str| {
-        f.fill(&format!("services:\n  {svc}:\n    image: {{image}}\n    container_name: t{{id}}-{svc}\n    command: sleep 3600\n    restart: unless-stopped\n"))
+        f.fill(&format!("name: t{{id}}-{svc}\nservices:\n  {svc}:\n    image: {{image}}\n    container_name: t{{id}}-{svc}\n    command: sleep 3600\n    restart: unless-stopped\n"))
     };
     f.write("stacks/left/compose.yaml", &one("left"));
     f.write("stacks/right/compose.yaml", &one("right"));
@@ -213,9 +213,12 @@ fn two_hosts_on_one_repo_manage_only_their_own_slice() {
 fn empty_desired_state_does_not_prune_without_allow_empty() {
     let f = Fixture::new();
     f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
-    f.write("stacks/s/compose.yaml", &f.fill("services:\n  a:\n    image: {image}\n    container_name: t{id}-a\n    command: sleep 3600\n"));
+    f.write("stacks/s/compose.yaml", &f.fill("name: t{id}-s\nservices:\n  a:\n    image: {image}\n    container_name: t{id}-a\n    command: sleep 3600\n"));
     f.ok("h", &["apply"]);
-    f.write("stacks/s/compose.yaml", "services: {}\n");
+    f.write(
+        "stacks/s/compose.yaml",
+        &f.fill("name: t{id}-s\nservices: {}\n"),
+    );
     let o = f.run("h", &["apply"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -232,7 +235,7 @@ fn a_failing_service_does_not_stop_independent_ones() {
     f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
     f.write(
         "stacks/s/compose.yaml",
-        &f.fill("services:\n  good:\n    image: {image}\n    container_name: t{id}-good\n    command: sleep 3600\n  bad:\n    image: 127.0.0.1:1/t{id}-no-such-image:1\n    container_name: t{id}-bad\n  dependent:\n    image: {image}\n    container_name: t{id}-dep\n    command: sleep 3600\n    depends_on: [bad]\n"),
+        &f.fill("name: t{id}-s\nservices:\n  good:\n    image: {image}\n    container_name: t{id}-good\n    command: sleep 3600\n  bad:\n    image: 127.0.0.1:1/t{id}-no-such-image:1\n    container_name: t{id}-bad\n  dependent:\n    image: {image}\n    container_name: t{id}-dep\n    command: sleep 3600\n    depends_on: [bad]\n"),
     );
     let o = f.run("h", &["apply"]);
     assert_eq!(o.status.code(), Some(1));
@@ -262,7 +265,7 @@ fn run_restores_killed_and_removed_containers() {
     f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
     f.write(
         "stacks/s/compose.yaml",
-        &f.fill("services:\n  one:\n    image: {image}\n    container_name: t{id}-one\n    command: sleep 3600\n    restart: unless-stopped\n  two:\n    image: {image}\n    container_name: t{id}-two\n    command: sleep 3600\n    restart: unless-stopped\n"),
+        &f.fill("name: t{id}-s\nservices:\n  one:\n    image: {image}\n    container_name: t{id}-one\n    command: sleep 3600\n    restart: unless-stopped\n  two:\n    image: {image}\n    container_name: t{id}-two\n    command: sleep 3600\n    restart: unless-stopped\n"),
     );
     let mut child = f
         .command("d", &["run", "--interval", "1h"])
@@ -304,7 +307,7 @@ fn clear_errors_for_an_unreachable_engine_and_a_taken_port() {
     let port = holder.local_addr().unwrap().port();
     f.write(
         "stacks/s/compose.yaml",
-        &f.fill(&format!("services:\n  web:\n    image: {{image}}\n    container_name: t{{id}}-web\n    command: httpd -f -p 80\n    ports: [\"127.0.0.1:{port}:80\"]\n")),
+        &f.fill(&format!("name: t{{id}}-s\nservices:\n  web:\n    image: {{image}}\n    container_name: t{{id}}-web\n    command: httpd -f -p 80\n    ports: [\"127.0.0.1:{port}:80\"]\n")),
     );
 
     let o = f

@@ -4,7 +4,7 @@ mod support;
 
 use support::*;
 
-const GOOD: &str = "services:\n  keep:\n    image: {image}\n    container_name: t{id}-keep\n    command: sleep 3600\n    restart: unless-stopped\n";
+const GOOD: &str = "name: t{id}-good\nservices:\n  keep:\n    image: {image}\n    container_name: t{id}-keep\n    command: sleep 3600\n    restart: unless-stopped\n";
 
 const BROKEN: &str = r#"services:
   api:

@@ -37,6 +37,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::new_with(|_| {})
+    }
+
+    /// Also register families owned elsewhere (e.g. the forwarders' counters).
+    pub fn new_with(extra: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::with_prefix("macula_gitops");
         let m = Self {
             reconcile_duration: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
@@ -89,6 +94,7 @@ impl Metrics {
             "Webhook deliveries by provider and result",
             m.webhooks_total.clone(),
         );
+        extra(&mut registry);
         Self { registry, ..m }
     }
 

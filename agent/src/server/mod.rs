@@ -115,6 +115,8 @@ pub struct AppState {
     pub secret: Option<Arc<Vec<u8>>>,
     /// The configured `source.ref`: pushes to other branches/tags are acknowledged and ignored.
     pub watch_ref: Option<String>,
+    /// The running forwarders, for their live counters in `/status`.
+    pub forwarder: Option<crate::reconcile::SharedForwarder>,
 }
 
 /// Does a push to `pushed` (`refs/heads/x`, `refs/tags/y`, from the payload) concern `watched`?
@@ -202,6 +204,14 @@ async fn hook(
 async fn status(State(s): State<AppState>) -> Json<Status> {
     let mut st = s.status.read().expect("status lock").clone();
     st.suspended = s.control.suspended();
+    if let Some(f) = &s.forwarder {
+        st.forwards =
+            f.0.stats()
+                .await
+                .iter()
+                .filter_map(|f| serde_json::to_value(f).ok())
+                .collect();
+    }
     Json(st)
 }
 

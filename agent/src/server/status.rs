@@ -71,6 +71,9 @@ pub struct Status {
     pub services: Vec<ServiceState>,
     /// The last reconcile report (tried/failed/changed/errors).
     pub report: Option<serde_json::Value>,
+    /// Live forwarders: listen, target, state, connections active/total, bytes each way.
+    #[serde(default)]
+    pub forwards: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
