@@ -1,0 +1,81 @@
+//! Routing wired into the agent: `run` serves routing.yaml's forwards to a container service
+//! and publishes its names (hosts backend on a temp file), alongside the host stacks.
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::*;
+
+fn http_get(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn run_serves_forwards_to_a_service_and_publishes_names() {
+    let f = Fixture::new();
+    let v = u32::from_str_radix(&f.id, 16).unwrap_or(1);
+    let ip = format!("127.77.{}.{}", v % 250 + 1, (v / 250) % 250 + 1);
+    let hosts = f.state.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    f.write(
+        "hosts.yaml",
+        "hosts:\n  default: {stacks: [s], routing: true}\n",
+    );
+    f.write(
+        "stacks/s/compose.yaml",
+        &f.fill("name: t{id}-s\nservices:\n  web:\n    image: {image}\n    container_name: t{id}-web\n    command: sh -c \"mkdir -p /w && echo routed > /w/index.html && httpd -f -p 8080 -h /w\"\n    ports: [\"8080\"]\n    restart: unless-stopped\n"),
+    );
+    f.write(
+        "routing.yaml",
+        &format!(
+            "loopback:\n  - {{address: {ip}, name: web}}\nforwards:\n  - name: web\n    listen: {ip}:18080/tcp\n    target: {{service: s/web, port: 8080}}\ndns:\n  zone: t{id}.test\n  names:\n    web.t{id}.test: {ip}\n  backends:\n    hosts: {{path: {}}}\n",
+            hosts.display(),
+            id = f.id
+        ),
+    );
+    let out = f.ok("h", &["validate"]);
+    assert!(out.contains("1 forwards, 1 DNS names"), "{out}");
+
+    let child = f
+        .command("h", &["run", "--interval", "1h"])
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(child);
+    let addr = format!("{ip}:18080");
+    let limit = Duration::from_secs(60);
+    wait_until(limit, "the forward to answer", || {
+        http_get(&addr).is_some_and(|r| r.contains("routed"))
+    });
+    let block = read(&hosts);
+    assert!(block.starts_with("127.0.0.1 localhost\n"), "{block}");
+    let name = format!("web.t{}.test", f.id);
+    assert!(
+        block
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [ip.as_str(), name.as_str()]),
+        "{block}"
+    );
+
+    // The container is recreated by hand with a new IP: the forward follows it.
+    docker(&["rm", "-f", &f.name("web")]);
+    wait_until(limit, "the service to be back", || {
+        container_state(&f.name("web")) == "running"
+    });
+    wait_until(limit, "the forward to reach the new container", || {
+        http_get(&addr).is_some_and(|r| r.contains("routed"))
+    });
+}
