@@ -545,6 +545,7 @@ impl<R: Reconciler> Daemon<R> {
         match result {
             Ok(report) => {
                 let ok = report.failed == 0;
+                self.app.metrics.clusters.update(&report.clusters);
                 if pending.causes.contains(&Cause::Drift) && report.changed > 0 {
                     self.app.metrics.drift_repairs.inc_by(report.changed as u64);
                 }

@@ -92,6 +92,9 @@ pub struct Report {
     pub changed: usize,
     pub done: Vec<String>,
     pub errors: Vec<String>,
+    /// Per selected kind cluster: nodes up, Flux Kustomizations' Ready and revision.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<cluster::ClusterStatus>,
 }
 
 impl Report {
@@ -260,6 +263,10 @@ pub async fn reconcile_with<E: Engine>(
                 }
             }
         }
+        let clusters = match &hd.clusters {
+            Some(_) => cluster::run::status_host(desired).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
         if let Some(r) = &hd.routing {
             let (t, f, d, e) = apply_routing(r, opts).await;
             tried += t;
@@ -291,6 +298,7 @@ pub async fn reconcile_with<E: Engine>(
             changed: done.len(),
             done,
             errors,
+            clusters,
         })
     }
     .instrument(span)

@@ -76,14 +76,15 @@ pub struct ClusterMetrics {
 }
 
 impl ClusterMetrics {
+    /// Register into the agent's registry (prefixed `macula_gitops_`).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "macula_gitops_cluster_up",
+            "cluster_up",
             "kind cluster node containers exist",
             self.up.clone(),
         );
         registry.register(
-            "macula_gitops_flux_kustomization_ready",
+            "flux_kustomization_ready",
             "Flux Kustomization Ready condition (1 = True), with its applied revision",
             self.kustomization_ready.clone(),
         );

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub managed_containers: Family<Labels, Gauge>,
     /// `provider`, `result` = accepted | rejected.
     pub webhooks_total: Family<Labels, Counter>,
+    /// kind clusters up, Flux Kustomizations Ready (with revision), set after each pass.
+    pub clusters: crate::cluster::status::ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -52,6 +54,7 @@ impl Metrics {
             fetch_duration: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             managed_containers: Family::default(),
             webhooks_total: Family::default(),
+            clusters: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -94,6 +97,7 @@ impl Metrics {
             "Webhook deliveries by provider and result",
             m.webhooks_total.clone(),
         );
+        m.clusters.register(&mut registry);
         extra(&mut registry);
         Self { registry, ..m }
     }
@@ -142,6 +146,35 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_and_flux_gauges_are_served() {
+        use crate::cluster::kube_ops::KustomizationStatus;
+        let m = Metrics::new();
+        let k = KustomizationStatus {
+            namespace: "flux-system".into(),
+            name: "apps".into(),
+            ready: "True".into(),
+            reason: None,
+            message: None,
+            revision: Some("main@sha1:abc".into()),
+        };
+        m.clusters.update(&[crate::cluster::ClusterStatus {
+            name: "macula-dev".into(),
+            exists: true,
+            kustomizations: vec![k],
+            error: None,
+        }]);
+        let text = m.render();
+        assert!(
+            text.contains("macula_gitops_cluster_up{cluster=\"macula-dev\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("macula_gitops_flux_kustomization_ready{cluster=\"macula-dev\",namespace=\"flux-system\",name=\"apps\",revision=\"main@sha1:abc\"} 1"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn renders_prometheus_text() {
