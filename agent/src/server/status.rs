@@ -159,6 +159,54 @@ impl Status {
                 let _ = writeln!(o, "  {:<30} {}", s.name, s.state);
             }
         }
+        let field = |v: &serde_json::Value, k: &str| {
+            v.get(k)
+                .map(|x| x.to_string().trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        if !self.forwards.is_empty() {
+            let _ = writeln!(o, "forwards:");
+            for f in &self.forwards {
+                let _ = writeln!(
+                    o,
+                    "  {:<24} {} -> {} {} (active {}, total {}, bytes {}/{})",
+                    field(f, "name"),
+                    field(f, "listen"),
+                    field(f, "target"),
+                    field(f, "state"),
+                    field(f, "connections_active"),
+                    field(f, "connections_total"),
+                    field(f, "bytes_to_target"),
+                    field(f, "bytes_from_target")
+                );
+            }
+        }
+        let clusters = self
+            .report
+            .as_ref()
+            .and_then(|r| r.get("clusters"))
+            .and_then(|c| c.as_array());
+        for c in clusters.into_iter().flatten() {
+            let ks = c.get("kustomizations").and_then(|k| k.as_array()).map(|k| {
+                k.iter()
+                    .map(|k| {
+                        format!(
+                            "{}={} {}",
+                            field(k, "name"),
+                            field(k, "ready"),
+                            field(k, "revision")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
+            let _ = writeln!(
+                o,
+                "cluster:   {} {}",
+                field(c, "name"),
+                ks.unwrap_or_default()
+            );
+        }
         o
     }
 }
