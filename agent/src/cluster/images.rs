@@ -26,7 +26,6 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::tar;
 use super::ClusterError;
 use crate::desired::interpolate::Env;
 use crate::desired::load::{deserialize_at, read_yaml};
@@ -129,8 +128,8 @@ pub fn context_dir(repo_root: &Path, img: &ImageSpec) -> Result<PathBuf, String>
     Ok(dir)
 }
 
-/// Content tag of a context with its build settings.
-pub fn content_tag(entries: &[tar::Entry], img: &ImageSpec) -> String {
+/// Content tag of a context (its tree digest) with its build settings.
+pub fn content_tag(context_digest: &str, img: &ImageSpec) -> String {
     let mut h = Sha256::new();
     let mut field = |b: &[u8]| {
         h.update((b.len() as u64).to_be_bytes());
@@ -142,17 +141,7 @@ pub fn content_tag(entries: &[tar::Entry], img: &ImageSpec) -> String {
         field(k.as_bytes());
         field(v.as_bytes());
     }
-    for e in entries {
-        field(e.path().as_bytes());
-        match e {
-            tar::Entry::Dir { mode, .. } => field(&mode.to_be_bytes()),
-            tar::Entry::File { mode, data, .. } => {
-                field(&(mode & 0o111).to_be_bytes());
-                field(data);
-            }
-            tar::Entry::Symlink { target, .. } => field(target.as_bytes()),
-        }
-    }
+    field(context_digest.as_bytes());
     format!("src-{}", &hex::encode(h.finalize())[..12])
 }
 
@@ -216,17 +205,17 @@ async fn build_one(
         message,
     };
     let dir = context_dir(repo_root, img).map_err(err)?;
-    let entries = tar::collect(&dir).map_err(|source| ClusterError::Io {
+    let digest = crate::desired::paths::digest(&dir).map_err(|source| ClusterError::Io {
         path: dir.clone(),
         source,
     })?;
-    let tag = content_tag(&entries, img);
+    let tag = content_tag(&digest, img);
     let reference = format!("{repository}:{tag}");
     if engine.docker.inspect_image(&reference).await.is_ok() {
         progress(&format!("{name}: {reference} unchanged, not rebuilt"));
     } else {
         progress(&format!("{name}: building {reference}"));
-        let archive = tar::write(&entries).map_err(|source| ClusterError::Io {
+        let archive = crate::engine::pack_context(&dir).map_err(|source| ClusterError::Io {
             path: dir.clone(),
             source,
         })?;

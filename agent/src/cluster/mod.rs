@@ -14,7 +14,6 @@ pub mod registry;
 pub mod run;
 pub mod spec;
 pub mod status;
-pub mod tar;
 pub mod validate;
 
 pub use apply::{apply, ApplyOptions, Report};

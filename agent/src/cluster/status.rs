@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn metrics_text() {
         let m = ClusterMetrics::default();
-        let mut reg = Registry::default();
+        let mut reg = Registry::with_prefix("macula_gitops");
         m.register(&mut reg);
         let k = |name: &str, ready: &str| KustomizationStatus {
             namespace: "flux-system".into(),

@@ -262,15 +262,10 @@ impl Engine for DockerEngine {
             message,
         };
         let context = build.context.clone();
-        let tarball = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut t = tar::Builder::new(Vec::new());
-            t.follow_symlinks(false);
-            t.append_dir_all(".", &context)?;
-            t.into_inner()
-        })
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(|e| fail(format!("cannot pack build context: {e}")))?;
+        let tarball = tokio::task::spawn_blocking(move || super::pack_context(&context))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(format!("cannot pack build context: {e}")))?;
         let mut l = HashMap::new();
         l.insert(
             labels::CONTEXT_DIGEST.to_string(),

@@ -13,6 +13,26 @@ use crate::plan::Observed;
 
 pub use docker::DockerEngine;
 
+/// A build context as the tar stream the engine's build API takes (`.git` left out, symlinks
+/// kept as links). Shared by `build:` services and `images build`.
+pub fn pack_context(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut t = tar::Builder::new(Vec::new());
+    t.follow_symlinks(false);
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if e.file_name() == ".git" {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            t.append_dir_all(e.file_name(), e.path())?;
+        } else {
+            t.append_path_with_name(e.path(), e.file_name())?;
+        }
+    }
+    t.into_inner()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot reach the Docker engine at {endpoint}: is Docker running? ({source})")]

@@ -14,7 +14,6 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::StreamExt;
-use macula_gitops::cluster::tar::{self, Entry};
 
 pub const TEST_LABEL: &str = "io.macula.gitops.test";
 
@@ -58,16 +57,15 @@ impl Guard {
     /// A busybox image (FROM scratch + Debian's static busybox) tagged for this test.
     pub async fn busybox(&mut self) -> String {
         let tag = format!("{}-busybox:latest", self.id);
-        let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
-        let archive = tar::write(&[
-            Entry::File {
-                path: "Dockerfile".into(),
-                mode: 0o644,
-                data: b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n".to_vec(),
-            },
-            Entry::File { path: "busybox".into(), mode: 0o755, data: busybox },
-        ])
-        .unwrap();
+        let ctx = tempfile::tempdir().expect("temp dir");
+        std::fs::copy("/bin/busybox", ctx.path().join("busybox"))
+            .expect("busybox-static is installed");
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        )
+        .expect("write Dockerfile");
+        let archive = macula_gitops::engine::pack_context(ctx.path()).expect("pack context");
         let labels = HashMap::from([(TEST_LABEL, self.id.as_str())]);
         let opts = BuildImageOptionsBuilder::default()
             .t(&tag)
