@@ -119,7 +119,7 @@ fn push_deploys_and_a_broken_commit_keeps_the_last_good_revision() {
     assert_eq!(s["applied_revision"].as_str(), Some(c2.as_str()));
     let diags = s["diagnostics"].as_array().expect("diagnostics");
     assert!(
-        diags.iter().any(|d| d["line"].as_u64() == Some(7)
+        diags.iter().any(|d| d["line"].as_u64() == Some(8)
             && d["file"]
                 .as_str()
                 .is_some_and(|p| p.ends_with("compose.yaml"))),
