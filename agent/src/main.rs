@@ -268,7 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let o = options(g, Some(prune))?;
             let engine = DockerEngine::connect().await?;
             match reconcile::diff(&engine, &o).await {
-                Ok((hd, plan)) => {
+                Ok((hd, _, plan)) => {
                     let clusters = reconcile::diff_clusters(&hd, &o).await;
                     match output {
                         Output::Json => {

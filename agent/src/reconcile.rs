@@ -14,7 +14,7 @@ use crate::cluster::{self, spec::ClustersFile};
 use crate::desired::{interpolate::Env, load_desired, spec::DesiredState};
 use crate::diag::Diagnostic;
 use crate::engine::{DockerEngine, Engine, EngineError};
-use crate::plan::{self, Plan, PlanOptions};
+use crate::plan::{self, Observed, Plan, PlanOptions};
 use crate::routing::{self, validate::Resolved, Forwarder};
 use crate::state::{self, Applied};
 
@@ -198,15 +198,15 @@ pub fn plan_options(opts: &ReconcileOptions) -> PlanOptions {
     }
 }
 
-/// Validate, observe and plan: what `diff` shows.
+/// Validate, observe and plan: what `diff` shows (the observation is kept for `apply`).
 pub async fn diff<E: Engine>(
     engine: &E,
     opts: &ReconcileOptions,
-) -> Result<(HostDesired, Plan), ReconcileError> {
+) -> Result<(HostDesired, Observed, Plan), ReconcileError> {
     let d = desired(opts)?;
     let observed = engine.observe().await?;
     let p = plan::plan(&d.state, &observed, &plan_options(opts));
-    Ok((d, p))
+    Ok((d, observed, p))
 }
 
 /// One full pass with the Docker engine.
@@ -221,7 +221,7 @@ pub async fn reconcile_with<E: Engine>(
 ) -> Result<Report, ReconcileError> {
     let span = info_span!("reconcile", host = %opts.host, revision = opts.revision.as_deref().unwrap_or("local"));
     async move {
-        let (hd, plan) = diff(engine, opts).await?;
+        let (hd, observed, plan) = diff(engine, opts).await?;
         let desired = &hd.state;
         let ctx = ApplyContext {
             revision: opts.revision.clone(),
@@ -233,7 +233,7 @@ pub async fn reconcile_with<E: Engine>(
             mut failed,
             mut done,
             mut errors,
-        } = apply::apply(engine, desired, &plan, &ctx).await;
+        } = apply::apply(engine, desired, &observed, &plan, &ctx).await;
         // Clusters after the host stacks: the registry container they wire in must exist.
         if let Some(file) = &hd.clusters {
             let copts = cluster_options(opts);

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::desired::compose::Condition;
 use crate::desired::spec::{DesiredState, MountSource, ServiceSpec};
 use crate::engine::{CreateContext, Engine, EngineError};
-use crate::plan::{Plan, Step};
+use crate::plan::{Observed, Plan, Step};
 use crate::state;
 
 #[derive(Debug, Clone)]
@@ -54,9 +54,11 @@ enum Outcome {
     Failed,
 }
 
+/// `observed` is what `plan` was computed from: it says which containers already run.
 pub async fn apply<E: Engine>(
     engine: &E,
     desired: &DesiredState,
+    observed: &Observed,
     plan: &Plan,
     ctx: &ApplyContext,
 ) -> ApplyReport {
@@ -149,7 +151,7 @@ pub async fn apply<E: Engine>(
 
     // Containers that are already fine, by service, so dependents can wait on them.
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
-    let observed_ids = current_ids(engine, desired).await;
+    let observed_ids = current_ids(observed, desired);
     for level in levels(desired) {
         let runs = level.iter().map(|spec| {
             let key = spec.key();
@@ -251,10 +253,7 @@ pub async fn apply<E: Engine>(
 }
 
 /// Ids of the desired services' current containers (for dependents of converged services).
-async fn current_ids<E: Engine>(engine: &E, desired: &DesiredState) -> BTreeMap<String, String> {
-    let Ok(observed) = engine.observe().await else {
-        return BTreeMap::new();
-    };
+fn current_ids(observed: &Observed, desired: &DesiredState) -> BTreeMap<String, String> {
     let host = desired.host();
     observed
         .containers
