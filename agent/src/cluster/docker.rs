@@ -64,12 +64,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Connect and negotiate the API version (the engine may be older than bollard's default).
     pub async fn connect() -> Result<Self, ClusterError> {
-        let docker =
-            Docker::connect_with_defaults().map_err(|source| ClusterError::Engine { source })?;
-        let docker = docker
-            .negotiate_version()
+        let docker = crate::engine::docker::client()
             .await
             .map_err(|source| ClusterError::Engine { source })?;
         Ok(Self { docker })

@@ -40,15 +40,18 @@ fn api(op: &'static str, subject: impl Into<String>) -> impl FnOnce(BErr) -> Eng
     }
 }
 
+/// A bollard client at `DOCKER_HOST` or the default socket, on an agreed API version
+/// (engines as old as 20.10 speak 1.41 at most). Every part of the agent connects through here.
+pub async fn client() -> Result<Docker, BErr> {
+    Docker::connect_with_defaults()?.negotiate_version().await
+}
+
 impl DockerEngine {
-    /// Connect and agree on an API version (engines as old as 20.10 speak 1.41 at most).
     pub async fn connect() -> Result<Self, EngineError> {
-        let unreachable = |source| EngineError::Unreachable {
+        let docker = client().await.map_err(|source| EngineError::Unreachable {
             endpoint: endpoint_name(),
             source,
-        };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        })?;
         Ok(Self { docker })
     }
 

@@ -81,11 +81,8 @@ impl DockerResolver {
         }
     }
 
-    /// Connect with the defaults and negotiate the API version (the engine here is 20.10).
     pub async fn connect() -> Result<Self, RoutingError> {
-        let docker = Docker::connect_with_defaults()
-            .map_err(|source| RoutingError::Docker { source })?
-            .negotiate_version()
+        let docker = crate::engine::docker::client()
             .await
             .map_err(|source| RoutingError::Docker { source })?;
         Ok(Self::new(docker))
