@@ -1,7 +1,7 @@
 //! The labels that mark what this agent owns and what it last applied.
 //! Ownership is (managed, host): two hosts sharing one engine never touch each other's objects.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub const MANAGED: &str = "io.macula.gitops.managed";
 pub const HOST: &str = "io.macula.gitops.host";
@@ -22,15 +22,7 @@ pub fn ownership(host: &str, stack: &str) -> BTreeMap<String, String> {
 }
 
 /// Does `labels` say this agent, on `host`, owns the object?
-pub fn owned_by<S: std::hash::BuildHasher>(
-    labels: &HashMap<String, String, S>,
-    host: &str,
-) -> bool {
-    labels.get(MANAGED).map(String::as_str) == Some("true")
-        && labels.get(HOST).map(String::as_str) == Some(host)
-}
-
-pub fn owned_by_btree(labels: &BTreeMap<String, String>, host: &str) -> bool {
+pub fn owned_by(labels: &BTreeMap<String, String>, host: &str) -> bool {
     labels.get(MANAGED).map(String::as_str) == Some("true")
         && labels.get(HOST).map(String::as_str) == Some(host)
 }

@@ -251,7 +251,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
                 });
             }
             for (name, n) in &observed.networks {
-                if labels::owned_by_btree(&n.labels, host) && !desired.networks.contains_key(name) {
+                if labels::owned_by(&n.labels, host) && !desired.networks.contains_key(name) {
                     steps.push(Step::RemoveNetwork {
                         network: name.clone(),
                     });
@@ -261,7 +261,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
     }
     if opts.prune_volumes && (opts.allow_empty || !desired.services.is_empty()) {
         for (name, v) in &observed.volumes {
-            if labels::owned_by_btree(&v.labels, host) && !desired.volumes.contains_key(name) {
+            if labels::owned_by(&v.labels, host) && !desired.volumes.contains_key(name) {
                 steps.push(Step::RemoveVolume {
                     volume: name.clone(),
                 });

@@ -41,7 +41,7 @@ pub struct ObservedContainer {
 
 impl ObservedContainer {
     pub fn owned_by(&self, host: &str) -> bool {
-        labels::owned_by_btree(&self.labels, host)
+        labels::owned_by(&self.labels, host)
     }
 
     /// `stack/service` from the ownership labels.
