@@ -22,7 +22,7 @@ fn run_serves_forwards_to_a_service_and_publishes_names() {
     let f = Fixture::new();
     let v = u32::from_str_radix(&f.id, 16).unwrap_or(1);
     let ip = format!("127.77.{}.{}", v % 250 + 1, (v / 250) % 250 + 1);
-    let hosts = f.state.path().join("hosts");
+    let hosts = f.repo.path().join("etc-hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     f.write(
         "hosts.yaml",
@@ -30,7 +30,7 @@ fn run_serves_forwards_to_a_service_and_publishes_names() {
     );
     f.write(
         "stacks/s/compose.yaml",
-        &f.fill("name: t{id}-s\nservices:\n  web:\n    image: {image}\n    container_name: t{id}-web\n    command: sh -c \"mkdir -p /w && echo routed > /w/index.html && httpd -f -p 8080 -h /w\"\n    ports: [\"8080\"]\n    restart: unless-stopped\n"),
+        &f.fill("name: t{id}-s\nservices:\n  web:\n    image: {image}\n    container_name: t{id}-web\n    command: sh -c \"mkdir -p /w && echo routed > /w/index.html && httpd -f -p 8080 -h /w\"\n    expose: [\"8080\"]\n    restart: unless-stopped\n"),
     );
     f.write(
         "routing.yaml",

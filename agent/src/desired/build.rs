@@ -264,6 +264,16 @@ fn build_service(
         })
         .collect();
 
+    let mut expose = std::collections::BTreeSet::new();
+    for (i, e) in svc.expose.iter().enumerate() {
+        match super::compose::parse_expose(e.0.as_deref().unwrap_or_default()) {
+            Ok(p) => {
+                expose.insert(p);
+            }
+            Err(msg) => err(d, lines::index(&format!("{base}.expose"), i), msg),
+        }
+    }
+
     let mut mounts = Vec::new();
     for (i, m) in svc.volumes.iter().enumerate() {
         let path = lines::index(&format!("{base}.volumes"), i);
@@ -424,6 +434,7 @@ fn build_service(
         environment,
         env_files,
         ports,
+        expose,
         mounts,
         networks,
         healthcheck,

@@ -52,6 +52,10 @@ pub struct Service {
     pub cap_add: Vec<String>,
     #[serde(default)]
     pub extra_hosts: ExtraHosts,
+    /// Container ports reachable on the service's networks without publishing them
+    /// (`"9090"`, `9090`, `"4433/udp"`): what routing forwards may target.
+    #[serde(default)]
+    pub expose: Vec<Scalar>,
     /// Agent-specific settings, in an extension key so Compose still loads the file.
     #[serde(rename = "x-macula", default)]
     pub x_macula: XMacula,
@@ -77,6 +81,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "hostname",
     "cap_add",
     "extra_hosts",
+    "expose",
     "x-macula",
     "x-*",
 ];
@@ -329,6 +334,15 @@ fn parse_port_number(p: &str) -> Result<u16, String> {
     }
     p.parse::<u16>()
         .map_err(|_| format!("{p:?} is not a port number (1-65535)"))
+}
+
+/// `expose:` entry: `9090` or `9090/udp`.
+pub fn parse_expose(s: &str) -> Result<(u16, Protocol), String> {
+    let (port, protocol) = match s.rsplit_once('/') {
+        Some((p, proto)) => (p, parse_protocol(proto)?),
+        None => (s, Protocol::Tcp),
+    };
+    Ok((parse_port_number(port)?, protocol))
 }
 
 pub fn parse_short_port(s: &str) -> Result<Port, String> {
@@ -710,6 +724,7 @@ services:
     depends_on: [web]
     networks: [infra]
     environment: {N: 3, T: true}
+    expose: [9090, "4433/udp"]
 "#;
         let f: ComposeFile = serde_yaml::from_str(text).unwrap();
         let web = &f.services["web"];
@@ -733,5 +748,12 @@ services:
         assert_eq!(db.depends_on.0["web"], Condition::ServiceStarted);
         assert_eq!(db.environment.0["N"].as_deref(), Some("3"));
         assert_eq!(db.environment.0["T"].as_deref(), Some("true"));
+        let exposed: Vec<_> = db
+            .expose
+            .iter()
+            .map(|s| parse_expose(s.0.as_deref().unwrap()).unwrap())
+            .collect();
+        assert_eq!(exposed, [(9090, Protocol::Tcp), (4433, Protocol::Udp)]);
+        assert!(parse_expose("99999").is_err());
     }
 }

@@ -53,6 +53,7 @@ impl DesiredState {
                         .ports
                         .iter()
                         .map(|p| (p.container_port, p.protocol))
+                        .chain(s.expose.iter().copied())
                         .collect(),
                     published: s
                         .ports

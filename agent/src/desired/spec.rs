@@ -119,6 +119,10 @@ pub struct ServiceSpec {
     pub environment: BTreeMap<String, String>,
     pub env_files: BTreeMap<String, String>,
     pub ports: Vec<PortSpec>,
+    /// `expose:` container ports (not published on the host). Left out of the hash when empty,
+    /// so services without it keep the hash they had before the field existed.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub expose: BTreeSet<(u16, Protocol)>,
     pub mounts: Vec<MountSpec>,
     pub networks: BTreeMap<String, AttachSpec>,
     pub healthcheck: Option<HealthSpec>,

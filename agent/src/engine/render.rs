@@ -40,6 +40,11 @@ pub fn container_body(spec: &ServiceSpec, ctx: &CreateContext) -> ContainerCreat
             .get_or_insert_with(Vec::new)
             .push(b);
     }
+    exposed.extend(
+        spec.expose
+            .iter()
+            .map(|(port, proto)| format!("{port}/{proto}")),
+    );
     exposed.sort();
     exposed.dedup();
 
