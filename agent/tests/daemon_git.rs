@@ -16,18 +16,29 @@ fn secret_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBu
     (good, bad)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn push_with_signed_webhook_recreates_the_service_and_bad_hooks_do_nothing() {
+/// A daemon whose source is a bare repo served over smart HTTP — not a local repo, so no ref
+/// watcher, and polling is off: only webhooks wake it — past its first apply of `MESSAGE=msg`.
+struct OverHttp {
+    r: Repos,
+    c1: String,
+    state: tempfile::TempDir,
+    good: std::path::PathBuf,
+    bad: std::path::PathBuf,
+    name: String,
+    d: common::daemon::Running,
+    _http: HttpGit,
+    _guard: common::docker::ContainerGuard,
+}
+
+async fn over_http(msg: &str) -> OverHttp {
     let id = test_id();
     let r = Repos::new();
-    r.write("desired-state/app.env", "MESSAGE=v1\n");
-    let c1 = r.commit_push("v1");
+    r.write("desired-state/app.env", &format!("MESSAGE={msg}\n"));
+    let c1 = r.commit_push(msg);
     let state = tempfile::tempdir().expect("tmp");
     let (good, bad) = secret_files(state.path());
-    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let (rec, guard) = BusyboxReconciler::new(&id);
     let name = rec.container();
-    // Served over smart HTTP: not a local repo, so no ref watcher; only the hook can wake the
-    // daemon (polling is off).
     let http = HttpGit::start(r.bare.parent().expect("parent"), None);
     let cfg = config(
         &http.url("lab.git"),
@@ -35,12 +46,37 @@ async fn push_with_signed_webhook_recreates_the_service_and_bad_hooks_do_nothing
         Some(&good),
     );
     let d = start(cfg, rec).await;
-
-    // First clone and apply, at startup.
     wait_status(d.addr, "first apply", |s| {
         s.applied_revision.as_deref() == Some(&c1)
     })
     .await;
+    OverHttp {
+        r,
+        c1,
+        state,
+        good,
+        bad,
+        name,
+        d,
+        _http: http,
+        _guard: guard,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_with_signed_webhook_recreates_the_service_and_bad_hooks_do_nothing() {
+    // Bind every field: with `..` the server and the container guard would drop right here.
+    let OverHttp {
+        r,
+        c1,
+        state,
+        good,
+        bad,
+        name,
+        d,
+        _http,
+        _guard,
+    } = over_http("v1").await;
     let (msg, rev, running, first_id) = inspect(&name).expect("container created");
     assert_eq!(
         (msg.as_str(), rev.as_str(), running),
@@ -382,26 +418,17 @@ fn metric(text: &str, series: &str) -> f64 {
 /// one push: one reconcile, not one per hook.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_providers_and_a_burst_of_hooks_coalesces() {
-    let id = test_id();
-    let r = Repos::new();
-    r.write("desired-state/app.env", "MESSAGE=b1\n");
-    let c1 = r.commit_push("b1");
-    let state = tempfile::tempdir().expect("tmp");
-    let (good, _) = secret_files(state.path());
+    let OverHttp {
+        r,
+        c1,
+        name,
+        d,
+        state: _state,
+        _http,
+        _guard,
+        ..
+    } = over_http("b1").await;
     let secret = b"correct horse battery staple";
-    let (rec, _guard) = BusyboxReconciler::new(&id);
-    let name = rec.container();
-    let http = HttpGit::start(r.bare.parent().expect("parent"), None);
-    let cfg = config(
-        &http.url("lab.git"),
-        &state.path().join("state"),
-        Some(&good),
-    );
-    let d = start(cfg, rec).await;
-    wait_status(d.addr, "first apply", |s| {
-        s.applied_revision.as_deref() == Some(&c1)
-    })
-    .await;
 
     let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
     let sig = macula_gitops::server::webhook::sign(&body, secret);
