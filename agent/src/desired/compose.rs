@@ -151,11 +151,15 @@ impl<'de> Deserialize<'de> for KeyValues {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OneOrMany(pub Vec<String>);
+/// A string, or a list of scalars read as strings: the shape of `env_file`, `command`,
+/// `entrypoint` and `healthcheck.test`. Each caller decides what a lone string means.
+enum StrOrList {
+    One(String),
+    Many(Vec<String>),
+}
 
-impl<'de> Deserialize<'de> for OneOrMany {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+impl StrOrList {
+    fn read<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -163,12 +167,24 @@ impl<'de> Deserialize<'de> for OneOrMany {
             Many(Vec<Scalar>),
         }
         match Raw::deserialize(d) {
-            Ok(Raw::One(s)) => Ok(OneOrMany(vec![s])),
-            Ok(Raw::Many(v)) => Ok(OneOrMany(
+            Ok(Raw::One(s)) => Ok(StrOrList::One(s)),
+            Ok(Raw::Many(v)) => Ok(StrOrList::Many(
                 v.into_iter().map(|s| s.0.unwrap_or_default()).collect(),
             )),
             Err(_) => Err(de::Error::custom("expected a string or a list of strings")),
         }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(OneOrMany(match StrOrList::read(d)? {
+            StrOrList::One(s) => vec![s],
+            StrOrList::Many(v) => v,
+        }))
     }
 }
 
@@ -178,20 +194,11 @@ pub struct CommandLine(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for CommandLine {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<Scalar>),
-        }
-        match Raw::deserialize(d) {
-            Ok(Raw::One(s)) => shell_words::split(&s)
+        match StrOrList::read(d)? {
+            StrOrList::One(s) => shell_words::split(&s)
                 .map(CommandLine)
                 .map_err(|e| de::Error::custom(format!("cannot split command {s:?}: {e}"))),
-            Ok(Raw::Many(v)) => Ok(CommandLine(
-                v.into_iter().map(|s| s.0.unwrap_or_default()).collect(),
-            )),
-            Err(_) => Err(de::Error::custom("expected a string or a list of strings")),
+            StrOrList::Many(v) => Ok(CommandLine(v)),
         }
     }
 }
