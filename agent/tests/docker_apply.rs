@@ -267,21 +267,7 @@ fn run_restores_killed_and_removed_containers() {
         "stacks/s/compose.yaml",
         &f.fill("name: t{id}-s\nservices:\n  one:\n    image: {image}\n    container_name: t{id}-one\n    command: sleep 3600\n    restart: unless-stopped\n  two:\n    image: {image}\n    container_name: t{id}-two\n    command: sleep 3600\n    restart: unless-stopped\n"),
     );
-    let mut child = f
-        .command("d", &["run", "--interval", "1h"])
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(std::mem::replace(
-        &mut child,
-        std::process::Command::new("true").spawn().unwrap(),
-    ));
+    let _daemon = f.spawn("d", &["run", "--interval", "1h"]);
     let limit = Duration::from_secs(60);
     wait_until(limit, "first apply", || {
         container_state(&f.name("one")) == "running" && container_state(&f.name("two")) == "running"

@@ -43,18 +43,7 @@ fn run_serves_forwards_to_a_service_and_publishes_names() {
     let out = f.ok("h", &["validate"]);
     assert!(out.contains("1 forwards, 1 DNS names"), "{out}");
 
-    let child = f
-        .command("h", &["run", "--interval", "1h"])
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(child);
+    let _daemon = f.spawn("h", &["run", "--interval", "1h"]);
     let addr = format!("{ip}:18080");
     let limit = Duration::from_secs(60);
     wait_until(limit, "the forward to answer", || {

@@ -122,6 +122,11 @@ impl Fixture {
         self.command(host, args).output().unwrap()
     }
 
+    /// Start a long-running command (e.g. `run`); it is killed when the guard drops.
+    pub fn spawn(&self, host: &str, args: &[&str]) -> KillOnDrop {
+        KillOnDrop(self.command(host, args).spawn().unwrap())
+    }
+
     /// Run and require success, returning stdout.
     pub fn ok(&self, host: &str, args: &[&str]) -> String {
         let o = self.run(host, args);
@@ -133,6 +138,15 @@ impl Fixture {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
