@@ -179,12 +179,13 @@ fn options(g: &Global, p: Option<&PruneArgs>) -> anyhow::Result<ReconcileOptions
 
 fn print_invalid(diags: &[Diagnostic]) {
     for d in diags {
-        eprintln!("error: {d}");
+        eprintln!("{}: {d}", d.severity);
     }
+    let errors = diags.iter().filter(|d| d.is_error()).count();
     eprintln!(
         "{} problem(s) in {}",
-        diags.len(),
-        if diags.len() == 1 {
+        errors,
+        if errors == 1 {
             "the desired state"
         } else {
             "the desired state; nothing was changed"
@@ -234,6 +235,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let o = options(g, None)?;
             match reconcile::desired(&o) {
                 Ok(hd) => {
+                    for w in hd.warnings() {
+                        eprintln!("warning: {w}");
+                    }
                     let d = &hd.state;
                     let (forwards, names) = hd
                         .routing
@@ -269,6 +273,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let engine = DockerEngine::connect().await?;
             match reconcile::diff(&engine, &o).await {
                 Ok((hd, _, plan)) => {
+                    for w in hd.warnings() {
+                        eprintln!("warning: {w}");
+                    }
                     let clusters = reconcile::diff_clusters(&hd, &o).await;
                     match output {
                         Output::Json => {

@@ -159,6 +159,21 @@ pub fn desired(opts: &ReconcileOptions) -> Result<HostDesired, ReconcileError> {
     })
 }
 
+impl HostDesired {
+    /// Every warning of every file the host uses, in print order.
+    pub fn warnings(&self) -> Vec<&Diagnostic> {
+        let mut all: Vec<&Diagnostic> = self
+            .state
+            .warnings
+            .iter()
+            .chain(self.clusters.iter().flat_map(|c| &c.warnings))
+            .chain(self.routing.iter().flat_map(|r| &r.warnings))
+            .collect();
+        all.sort();
+        all
+    }
+}
+
 fn cluster_options(opts: &ReconcileOptions) -> cluster::apply::ApplyOptions {
     cluster::apply::ApplyOptions {
         state_dir: opts.state_dir.clone(),
@@ -222,6 +237,9 @@ pub async fn reconcile_with<E: Engine>(
     let span = info_span!("reconcile", host = %opts.host, revision = opts.revision.as_deref().unwrap_or("local"));
     async move {
         let (hd, observed, plan) = diff(engine, opts).await?;
+        for w in hd.warnings() {
+            tracing::warn!(warning = %w, "desired state");
+        }
         let desired = &hd.state;
         let ctx = ApplyContext {
             revision: opts.revision.clone(),

@@ -45,7 +45,10 @@ pub fn load_for_host(
         diags.extend(validate(f, &state.catalog(), &state.selection.clusters));
     }
     match file {
-        Some(f) if diags.is_empty() => Ok(Some(f)),
+        Some(mut f) if !diags.has_errors() => {
+            f.warnings = diags.into_sorted();
+            Ok(Some(f))
+        }
         _ => Err(diags.into_sorted()),
     }
 }
@@ -129,7 +132,7 @@ pub async fn images_host(
     let path = state.root.join("images.yaml");
     let root = repo_root(state);
     let (file, diags) = images::load(&path, env, &root);
-    let Some(file) = file.filter(|_| diags.is_empty()) else {
+    let Some(file) = file.filter(|_| !diags.has_errors()) else {
         return Err(diags.into_sorted());
     };
     let registry = match file.registry.clone() {
@@ -137,7 +140,7 @@ pub async fn images_host(
         None => {
             let (clusters, d) = spec::load(&clusters_path(state), env, &root);
             match clusters.and_then(|c| c.registry).map(|r| r.host) {
-                Some(h) if d.is_empty() => h,
+                Some(h) if !d.has_errors() => h,
                 _ => {
                     let mut d = d;
                     d.error(

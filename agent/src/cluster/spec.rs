@@ -25,6 +25,9 @@ pub struct ClustersFile {
     pub flux: FluxSpec,
     #[serde(default)]
     pub clusters: IndexMap<String, ClusterSpec>,
+    /// What loading noted without refusing the file.
+    #[serde(skip)]
+    pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -292,7 +295,7 @@ pub fn load(path: &Path, env: &Env, repo_root: &Path) -> (Option<ClustersFile>, 
     let Some((value, source)) = read_yaml(dir, rel, env, &mut diags) else {
         return (None, diags);
     };
-    let interpolation_failed = !diags.is_empty();
+    let interpolation_failed = diags.has_errors();
     let parsed = if value.is_null() {
         Some(ClustersFile::default())
     } else {

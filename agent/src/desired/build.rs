@@ -25,6 +25,7 @@ pub fn build(loaded: &Loaded, env: &Env) -> (DesiredState, Diagnostics) {
         volumes: BTreeMap::new(),
         services: Vec::new(),
         sources: BTreeMap::new(),
+        warnings: Vec::new(),
     };
     for stack in &loaded.stacks {
         build_stack(&loaded.root, stack, env, &mut state, &mut d);

@@ -72,12 +72,12 @@ pub fn read_yaml(
     let mut value: Value = match serde_yaml::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
-            diags.push(crate::diag::Diagnostic {
-                file: rel.to_path_buf(),
-                line: e.location().map(|l| l.line()),
-                path: String::new(),
-                message: format!("YAML syntax: {e}"),
-            });
+            diags.push(crate::diag::Diagnostic::error(
+                rel,
+                e.location().map(|l| l.line()),
+                "",
+                format!("YAML syntax: {e}"),
+            ));
             return None;
         }
     };

@@ -20,21 +20,19 @@ use crate::diag::Diagnostic;
 use interpolate::Env;
 use spec::DesiredState;
 
-/// Load, build and validate the desired state for `host`. Either everything is valid, or the
-/// complete list of problems comes back and nothing should be changed on the host.
+/// Load, build and validate the desired state for `host`. Either everything is valid (the
+/// warnings found on the way are in `DesiredState::warnings`), or the complete list of
+/// problems, warnings included, comes back and nothing should be changed on the host.
 pub fn load_desired(root: &Path, host: &str, env: &Env) -> Result<DesiredState, Vec<Diagnostic>> {
     let (loaded, mut diags) = load::load(root, host, env);
     let Some(loaded) = loaded else {
         return Err(diags.into_sorted());
     };
-    let (state, build_diags) = build::build(&loaded, env);
+    let (mut state, build_diags) = build::build(&loaded, env);
     diags.extend(build_diags);
     diags.extend(validate::validate(&state));
-    if diags.is_empty() {
-        Ok(state)
-    } else {
-        Err(diags.into_sorted())
-    }
+    state.warnings = diags.into_result()?;
+    Ok(state)
 }
 
 impl DesiredState {

@@ -199,6 +199,8 @@ pub struct DesiredState {
     pub services: Vec<ServiceSpec>,
     /// Parsed files by stack, for diagnostics.
     pub sources: BTreeMap<String, SourceFile>,
+    /// What loading noted without refusing (printed by `validate`, logged by `apply`).
+    pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
 impl DesiredState {

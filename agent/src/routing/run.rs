@@ -52,8 +52,10 @@ pub fn check(path: &Path, env: &Env, catalog: &Catalog) -> Result<Resolved, Vec<
         return Err(diags.into_sorted());
     };
     match super::validate::resolve(&file, catalog) {
-        Ok(r) if diags.is_empty() => Ok(r),
-        Ok(_) => Err(diags.into_sorted()),
+        Ok(mut r) => {
+            r.warnings = diags.into_result()?;
+            Ok(r)
+        }
         Err(d) => {
             diags.extend(d);
             Err(diags.into_sorted())

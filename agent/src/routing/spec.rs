@@ -177,12 +177,12 @@ pub fn parse(path: &Path, text: &str, env: &Env) -> (Option<RoutingFile>, Diagno
         Ok(Value::Null) => Value::Mapping(Default::default()),
         Ok(v) => v,
         Err(e) => {
-            diags.push(crate::diag::Diagnostic {
-                file: path.to_path_buf(),
-                line: e.location().map(|l| l.line()),
-                path: String::new(),
-                message: format!("not valid YAML: {e}"),
-            });
+            diags.push(crate::diag::Diagnostic::error(
+                path,
+                e.location().map(|l| l.line()),
+                "",
+                format!("not valid YAML: {e}"),
+            ));
             return (None, diags);
         }
     };

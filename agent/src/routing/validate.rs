@@ -64,6 +64,8 @@ pub struct Resolved {
     pub loopback: Vec<(Ipv4Addr, String)>,
     pub forwards: Vec<ForwardSpec>,
     pub dns: Option<DnsSpec>,
+    /// What loading `routing.yaml` noted without refusing it.
+    pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
 /// All problems of `f` at once (an empty result means `resolve` succeeds).
@@ -74,10 +76,10 @@ pub fn validate(f: &RoutingFile, catalog: &Catalog, file: &Path) -> Diagnostics 
 /// The specs to run, or every problem found.
 pub fn resolve(f: &RoutingFile, catalog: &Catalog) -> Result<Resolved, Diagnostics> {
     let (r, d) = check(f, catalog, &f.file);
-    if d.is_empty() {
-        Ok(r)
-    } else {
+    if d.has_errors() {
         Err(d)
+    } else {
+        Ok(r)
     }
 }
 
@@ -95,6 +97,7 @@ fn check(f: &RoutingFile, catalog: &Catalog, file: &Path) -> (Resolved, Diagnost
             loopback,
             forwards,
             dns,
+            warnings: Vec::new(),
         },
         c.d,
     )

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Severity};
 
 /// A `Diagnostic` as it travels over the API (the core type is serialise-only).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -14,6 +14,8 @@ pub struct DiagnosticView {
     pub line: Option<usize>,
     pub path: String,
     pub message: String,
+    #[serde(default)]
+    pub severity: Severity,
 }
 
 impl From<&Diagnostic> for DiagnosticView {
@@ -23,6 +25,7 @@ impl From<&Diagnostic> for DiagnosticView {
             line: d.line,
             path: d.path.clone(),
             message: d.message.clone(),
+            severity: d.severity,
         }
     }
 }
@@ -34,6 +37,7 @@ impl std::fmt::Display for DiagnosticView {
             line: self.line,
             path: self.path.clone(),
             message: self.message.clone(),
+            severity: self.severity,
         };
         write!(f, "{d}")
     }

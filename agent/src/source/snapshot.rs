@@ -153,12 +153,8 @@ struct Writer<'r> {
 
 impl Writer<'_> {
     fn problem(&mut self, rel: &Path, message: String) {
-        self.problems.push(Diagnostic {
-            file: rel.to_path_buf(),
-            line: None,
-            path: String::new(),
-            message,
-        });
+        self.problems
+            .push(Diagnostic::error(rel, None, "", message));
     }
 
     fn write_tree(&mut self, id: gix::ObjectId, rel: &mut Vec<Vec<u8>>) -> Result<(), SourceError> {

@@ -96,14 +96,8 @@ pub fn inspect(name: &str) -> Option<(String, String, bool, String)> {
 }
 
 fn parse(file: &std::path::Path) -> Result<String, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        vec![Diagnostic {
-            file: file.into(),
-            line: None,
-            path: String::new(),
-            message: e.to_string(),
-        }]
-    })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| vec![Diagnostic::error(file, None, "", e.to_string())])?;
     let mut problems = Vec::new();
     let mut message = None;
     for (i, line) in text.lines().enumerate() {
@@ -111,22 +105,22 @@ fn parse(file: &std::path::Path) -> Result<String, Vec<Diagnostic>> {
             Some(("MESSAGE", v)) => message = Some(v.to_string()),
             Some(_) => {}
             None if line.trim().is_empty() => {}
-            None => problems.push(Diagnostic {
-                file: "desired-state/app.env".into(),
-                line: Some(i + 1),
-                path: String::new(),
-                message: format!("not KEY=VALUE: {line:?}"),
-            }),
+            None => problems.push(Diagnostic::error(
+                "desired-state/app.env",
+                Some(i + 1),
+                "",
+                format!("not KEY=VALUE: {line:?}"),
+            )),
         }
     }
     match (message, problems.is_empty()) {
         (Some(m), true) => Ok(m),
-        (None, true) => Err(vec![Diagnostic {
-            file: "desired-state/app.env".into(),
-            line: None,
-            path: "MESSAGE".into(),
-            message: "MESSAGE is required".into(),
-        }]),
+        (None, true) => Err(vec![Diagnostic::error(
+            "desired-state/app.env",
+            None,
+            "MESSAGE",
+            "MESSAGE is required",
+        )]),
         _ => Err(problems),
     }
 }
