@@ -3,7 +3,7 @@
 //! snapshot) with the real Docker core (a one-service compose stack), and, for comparison, with
 //! the tests' minimal reconciler (docker CLI rm + run). Run via `tests/bench/push-latency.sh`.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/support/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Every validation rule on one broken fixture: all problems reported at once, each with file,
 //! path and line, exit non-zero — and nothing already running is torn down.
-mod support;
+use crate::support::fixture as support;
 
 use support::*;
 

@@ -1,8 +1,7 @@
 //! Flux bootstrap through kube-rs against the stand-in API server: what the agent sends, in
 //! which order, and that a converged cluster gets nothing.
 
-mod cluster_support;
-use cluster_support as support;
+use crate::support::cluster as support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Routing wired into the agent: `run` serves routing.yaml's forwards to a container service
 //! and publishes its names (hosts backend on a temp file), alongside the host stacks.
-mod support;
+use crate::support::fixture as support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,8 +1,7 @@
 //! App images: built by the real engine from a context directory, tagged by content, pushed
 //! to a real registry (Debian's docker-registry) on 127.0.0.1; unchanged sources not rebuilt.
 
-mod cluster_support;
-use cluster_support as support;
+use crate::support::cluster as support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! Signed-revision verification with real keys: SSH (ssh-keygen) and OpenPGP (gpg), commits
 //! and annotated tags, signed right, signed by a stranger, and unsigned.
 
-mod common;
+use crate::support::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,8 +3,7 @@
 //! engine can pull kind's node image and Flux's controller images); prints `skipped: <reason>`
 //! elsewhere.
 
-mod cluster_support;
-use cluster_support as support;
+use crate::support::cluster as support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Source against real git repositories: file://, smart HTTP with basic auth, refs, depth,
 //! and refusal of unsafe trees.
 
-mod common;
+use crate::support::common;
 
 use common::{git, HttpGit, Repos};
 use macula_gitops::config::{AuthConfig, SourceConfig};

@@ -2,8 +2,7 @@
 //! container as kind would), node containers on the real engine, and one stand-in API server
 //! per cluster. Checks the first pass, that a second pass changes nothing, and status.
 
-mod cluster_support;
-use cluster_support as support;
+use crate::support::cluster as support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The daemon end to end: real bare repos, real `git push`, post-receive hooks posting signed
 //! webhooks, a local repository watched for commits, and real containers as the applied state.
 
-mod common;
+use crate::support::common;
 
 use common::daemon::{config, install_github_hook, start, test_id, wait_status};
 use common::docker::{inspect, BusyboxReconciler};

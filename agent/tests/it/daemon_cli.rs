@@ -1,7 +1,7 @@
 //! The `macula-gitops` binary's daemon commands: run, status (text and JSON), suspend,
 //! install-service, and clean exit on SIGTERM.
 
-mod common;
+use crate::support::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! The `kind` CLI step, through a recording `kind` executable found on a PATH value.
 
-mod cluster_support;
-use cluster_support as support;
+use crate::support::cluster as support;
 
 use std::time::Duration;
 

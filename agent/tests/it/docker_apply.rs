@@ -1,5 +1,5 @@
 //! Apply against the real Docker engine: cold start, no-op, targeted recreate, prune.
-mod support;
+use crate::support::fixture as support;
 
 use std::time::Duration;
 

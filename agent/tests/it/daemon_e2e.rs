@@ -2,8 +2,8 @@
 //! served over smart HTTP, a post-receive hook posting a signed GitHub webhook, and real
 //! containers.
 
-mod common;
-mod support;
+use crate::support::common;
+use crate::support::fixture as support;
 
 use std::process::{Child, Stdio};
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! Registry wiring and image build/push against the real Docker engine. Containers labelled
 //! as kind nodes on a test network stand in for a kind cluster's nodes.
 
-mod cluster_support;
-use cluster_support as support;
+use crate::support::cluster as support;
 
 use macula_gitops::cluster::docker::{Engine, NodeOps, CLUSTER_LABEL, ROLE_LABEL};
 use macula_gitops::cluster::registry::Wiring;

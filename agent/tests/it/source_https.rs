@@ -2,7 +2,7 @@
 //! front of `git http-backend`, which demands basic auth. Its own test binary, because it sets
 //! SSL_CERT_FILE for the process so the system verifier trusts the test CA.
 
-mod common;
+use crate::support::common;
 
 use std::path::Path;
 use std::process::{Child, Command};
