@@ -3,17 +3,19 @@
 //! snapshot) with the real Docker core (a one-service compose stack), and, for comparison, with
 //! the tests' minimal reconciler (docker CLI rm + run). Run via `tests/bench/push-latency.sh`.
 
-#[path = "../tests/it/support/common/mod.rs"]
-mod common;
+#[path = "../tests/it/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon::{config, install_github_hook, test_id};
-use common::docker::{inspect, BusyboxReconciler};
-use common::{git, HttpGit, Repos};
 use macula_gitops::daemon::{CoreReconciler, Daemon, Reconciler};
 use macula_gitops::server::metrics::Metrics;
+use support::daemon::{config, install_github_hook};
+use support::git::{git, HttpGit, Repos};
+use support::image;
+use support::reconciler::{inspect, BusyboxReconciler};
+use support::unique_id;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -58,7 +60,7 @@ fn write_state(r: &Repos, id: &str, msg: &str, core: bool) {
             "desired-state/stacks/s/compose.yaml",
             &format!(
                 "services:\n  app:\n    image: {}\n    container_name: mgsrc-{id}-core\n    command: sleep 3600\n    environment: {{MODE: {msg}}}\n",
-                common::docker::IMAGE
+                image::busybox()
             ),
         );
     } else {
@@ -67,7 +69,7 @@ fn write_state(r: &Repos, id: &str, msg: &str, core: bool) {
 }
 
 async fn measure<R: Reconciler>(label: &str, pushes: usize, local: bool, core: Option<R>) {
-    let id = test_id();
+    let id = unique_id();
     let (rec, _guard) = BusyboxReconciler::new(&id);
     let is_core = core.is_some();
     let name = if is_core {

@@ -6,6 +6,8 @@ use crate::support::cluster as support;
 
 use std::time::Duration;
 
+use crate::support::docker::Sandbox;
+use crate::support::image;
 use macula_gitops::cluster::apply::{self, ApplyOptions};
 use macula_gitops::cluster::docker::{Engine, CLUSTER_LABEL, ROLE_LABEL};
 use macula_gitops::cluster::kind::Kind;
@@ -15,14 +17,13 @@ use macula_gitops::cluster::status;
 use macula_gitops::desired::catalog::{Catalog, Protocol, ServiceRef};
 use macula_gitops::desired::interpolate::Env;
 use serde_json::json;
-use support::docker::Guard;
 use support::recording_kind::RecordingKind;
 use support::standin_apiserver::StandIn;
 
 #[tokio::test]
 async fn apply_creates_wires_bootstraps_and_converges() {
-    let mut g = Guard::new().await;
-    let image = g.busybox().await;
+    let mut g = Sandbox::new().await;
+    let image = image::busybox().to_string();
     let net = g.network("kind").await;
     let registry = g
         .container(
@@ -44,7 +45,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
             &[(CLUSTER_LABEL, &dev), (ROLE_LABEL, "control-plane")],
         )
         .await;
-    g.containers.push(format!("{new}-control-plane"));
+    g.cleanup.container(&format!("{new}-control-plane"));
 
     let (fixture, sha) = support::flux_fixture();
     let text = format!(
@@ -130,26 +131,14 @@ async fn apply_creates_wires_bootstraps_and_converges() {
         (&api_new, &new, format!("{new}-control-plane")),
     ] {
         let cm = api
-            .object(
-                "",
-                "v1",
-                "configmaps",
-                "kube-public",
-                "local-registry-hosting",
-            )
+            .object("/v1/configmaps/kube-public/local-registry-hosting")
             .expect("ConfigMap applied");
         assert_eq!(
             cm["data"]["localRegistryHosting.v1"],
             "host: \"localhost:5001\"\nhostFromContainerRuntime: \"kind-registry:5000\"\nhostFromClusterNetwork: \"kind-registry:5000\"\nhelp: \"https://kind.sigs.k8s.io/docs/user/local-registry/\"\n"
         );
         let ks = api
-            .object(
-                "kustomize.toolkit.fluxcd.io",
-                "v1",
-                "kustomizations",
-                "flux-system",
-                "flux-system",
-            )
+            .object("kustomize.toolkit.fluxcd.io/v1/kustomizations/flux-system/flux-system")
             .unwrap();
         assert_eq!(
             ks["spec"]["path"],
@@ -221,11 +210,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
 
     // Status: Ready and revision of the Kustomizations, per cluster.
     api_dev.set_status(
-        "kustomize.toolkit.fluxcd.io",
-        "v1",
-        "kustomizations",
-        "flux-system",
-        "flux-system",
+        "kustomize.toolkit.fluxcd.io/v1/kustomizations/flux-system/flux-system",
         json!({"lastAppliedRevision": "main@sha1:abc", "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded"}]}),
     );
     let st = status(

@@ -1,17 +1,16 @@
 //! Registry wiring and image build/push against the real Docker engine. Containers labelled
 //! as kind nodes on a test network stand in for a kind cluster's nodes.
 
-use crate::support::cluster as support;
-
+use crate::support::docker::Sandbox;
+use crate::support::image;
 use macula_gitops::cluster::docker::{Engine, NodeOps, CLUSTER_LABEL, ROLE_LABEL};
 use macula_gitops::cluster::registry::Wiring;
 use macula_gitops::cluster::spec::{RegistrySpec, Role};
-use support::docker::Guard;
 
 #[tokio::test]
 async fn registry_wiring_on_fake_nodes() {
-    let mut g = Guard::new().await;
-    let image = g.busybox().await;
+    let mut g = Sandbox::new().await;
+    let image = image::busybox().to_string();
     let net = g.network("kind").await;
     let cluster = format!("{}-c", g.id);
     let cp = g

@@ -42,7 +42,7 @@ async fn kind_cluster_with_flux() {
         println!("skipped: no container engine");
         return;
     };
-    let name = support::docker::random_id();
+    let name = crate::support::unique_id();
     let _cleanup = DeleteCluster(kind.clone(), name.clone());
     let (fixture, sha) = support::flux_fixture();
     let text = format!(

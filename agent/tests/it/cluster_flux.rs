@@ -100,7 +100,7 @@ async fn install_applies_crds_first_then_waits_then_marks() {
             r.query
         );
     }
-    let ns = s.object("", "v1", "namespaces", "", "flux-system").unwrap();
+    let ns = s.object("/v1/namespaces//flux-system").unwrap();
     assert_eq!(
         ns["metadata"]["annotations"][INSTALL_ANNOTATION],
         sha.as_str()
@@ -191,11 +191,7 @@ async fn sync_objects_as_flux_bootstrap_creates_them() {
 
     // Status: the Ready condition and revision Flux's controller would report.
     s.set_status(
-        "kustomize.toolkit.fluxcd.io",
-        "v1",
-        "kustomizations",
-        "flux-system",
-        "flux-system",
+        "kustomize.toolkit.fluxcd.io/v1/kustomizations/flux-system/flux-system",
         json!({"lastAppliedRevision": "main@sha1:0123abcd", "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded", "message": "Applied revision: main@sha1:0123abcd"}]}),
     );
     let ks = c.kustomizations().await.unwrap();

@@ -1,19 +1,18 @@
 //! App images: built by the real engine from a context directory, tagged by content, pushed
 //! to a real registry (Debian's docker-registry) on 127.0.0.1; unchanged sources not rebuilt.
 
-use crate::support::cluster as support;
-
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use crate::support::docker::Sandbox;
+use crate::support::{free_port, image, KillOnDrop};
 use macula_gitops::cluster::docker::Engine;
 use macula_gitops::cluster::images;
 use macula_gitops::desired::interpolate::Env;
-use support::docker::Guard;
 
 /// docker-registry on a free 127.0.0.1 port, killed on drop.
 struct Registry {
-    child: Child,
+    _server: KillOnDrop,
     addr: String,
     _dir: tempfile::TempDir,
 }
@@ -24,12 +23,7 @@ impl Registry {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{}", free_port());
         let cfg = dir.path().join("config.yml");
         std::fs::write(
             &cfg,
@@ -54,17 +48,10 @@ impl Registry {
         }
         std::thread::spawn(move || for _ in lines {});
         Some(Self {
-            child,
+            _server: KillOnDrop(child),
             addr,
             _dir: dir,
         })
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -88,8 +75,8 @@ async fn build_push_and_skip_unchanged() {
         println!("skipped: /usr/bin/docker-registry not installed");
         return;
     };
-    let mut g = Guard::new().await;
-    let base = g.busybox().await;
+    let mut g = Sandbox::new().await;
+    let base = image::busybox().to_string();
     let repo = tempfile::tempdir().unwrap();
     let ctx = repo.path().join("apps/hello");
     std::fs::create_dir_all(&ctx).unwrap();
@@ -124,7 +111,7 @@ async fn build_push_and_skip_unchanged() {
     .await;
     assert_eq!((r.tried, r.failed), (1, 0), "{r:?} {lines:#?}");
     let first = r.images[0].clone();
-    g.images.push(first.clone());
+    g.cleanup.image(&first);
     let tag = first.rsplit(':').next().unwrap().to_string();
     assert!(tag.starts_with("src-") && tag.len() == 16, "{first}");
     assert!(
@@ -170,7 +157,7 @@ async fn build_push_and_skip_unchanged() {
     )
     .await;
     let second = r.images[0].clone();
-    g.images.push(second.clone());
+    g.cleanup.image(&second);
     assert_ne!(second, first);
     let listed = tags(&reg.addr, &name);
     assert!(

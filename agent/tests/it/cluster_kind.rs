@@ -107,7 +107,7 @@ async fn taken_host_port_is_reported_before_kind_runs() {
 
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
-    let name = format!("{}-ports", support::docker::random_id());
+    let name = format!("{}-ports", crate::support::unique_id());
     let text = format!(
         "flux: {{version: v2.4.0, install_url: 'file:///nonexistent', sha256: '{}', git_url: 'https://example.org/r.git'}}\n\
          clusters:\n  {name}:\n    image: kindest/node:v1.31.0\n    nodes:\n      - role: control-plane\n        extraPortMappings: [{{containerPort: 80, hostPort: {port}, listenAddress: 127.0.0.1}}]\n",

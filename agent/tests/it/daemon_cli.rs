@@ -1,15 +1,14 @@
 //! The `macula-gitops` binary's daemon commands: run, status (text and JSON), suspend,
 //! install-service, and clean exit on SIGTERM.
 
-use crate::support::common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, Repos};
+use crate::support::git::Repos;
+use crate::support::{free_port, KillOnDrop, BIN};
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_macula-gitops"))
+    Command::new(BIN)
 }
 
 fn run_ok(args: &[&str]) -> String {
@@ -67,13 +66,6 @@ fn run_status_suspend_and_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .expect("daemon starts");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut fetched = None;
     for _ in 0..300 {
         let out = bin()
@@ -113,7 +105,7 @@ fn run_status_suspend_and_sigterm() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _guard = Kill(child);
+    let _guard = KillOnDrop(child);
     let status = status.expect("daemon exits after SIGTERM");
     assert!(status.success(), "clean exit: {status:?}");
 }

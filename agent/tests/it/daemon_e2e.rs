@@ -2,25 +2,16 @@
 //! served over smart HTTP, a post-receive hook posting a signed GitHub webhook, and real
 //! containers.
 
-use crate::support::common;
-use crate::support::fixture as support;
-
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::daemon::install_github_hook;
-use common::{free_port, HttpGit, Repos};
-use support::{container_id, docker, wait_until, Fixture, BIN};
+use crate::support::daemon::install_github_hook;
+use crate::support::docker::{container_id, docker};
+use crate::support::fixture::Fixture;
+use crate::support::git::{HttpGit, Repos};
+use crate::support::{free_port, wait_until, KillOnDrop, BIN};
 
 const COMPOSE: &str = "name: t{id}-s\nservices:\n  app:\n    image: {image}\n    container_name: t{id}-app\n    command: sleep 3600\n    environment: {MODE: MODE_VALUE}\n";
-
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn status(listen: &str) -> serde_json::Value {
     let out = std::process::Command::new(BIN)
@@ -61,7 +52,7 @@ fn push_deploys_and_a_broken_commit_keeps_the_last_good_revision() {
     std::fs::write(&secret, "e2e-secret\n").expect("write");
     let listen = format!("127.0.0.1:{}", free_port());
     let state_dir = f.state.path().join("agent");
-    let _d = Daemon(
+    let _d = KillOnDrop(
         std::process::Command::new(BIN)
             .args(["--host", &host, "--state-dir"])
             .arg(&state_dir)

@@ -1,11 +1,11 @@
 //! The daemon end to end: real bare repos, real `git push`, post-receive hooks posting signed
 //! webhooks, a local repository watched for commits, and real containers as the applied state.
 
-use crate::support::common;
-
-use common::daemon::{config, install_github_hook, start, test_id, wait_status};
-use common::docker::{inspect, BusyboxReconciler};
-use common::{git, HttpGit, Repos};
+use crate::support::daemon::{config, install_github_hook, start, wait_status, Running};
+use crate::support::docker::Cleanup;
+use crate::support::git::{git, HttpGit, Repos};
+use crate::support::reconciler::{inspect, BusyboxReconciler};
+use crate::support::{free_port, unique_id};
 use macula_gitops::server::client;
 
 fn secret_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -25,13 +25,13 @@ struct OverHttp {
     good: std::path::PathBuf,
     bad: std::path::PathBuf,
     name: String,
-    d: common::daemon::Running,
+    d: Running,
     _http: HttpGit,
-    _guard: common::docker::ContainerGuard,
+    _guard: Cleanup,
 }
 
 async fn over_http(msg: &str) -> OverHttp {
-    let id = test_id();
+    let id = unique_id();
     let r = Repos::new();
     r.write("desired-state/app.env", &format!("MESSAGE={msg}\n"));
     let c1 = r.commit_push(msg);
@@ -161,7 +161,7 @@ async fn push_with_signed_webhook_recreates_the_service_and_bad_hooks_do_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
-    let id = test_id();
+    let id = unique_id();
     let r = Repos::new();
     r.write("desired-state/app.env", "MESSAGE=good\n");
     let c1 = r.commit_push("good");
@@ -232,7 +232,7 @@ async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_commit_in_watched_repo_is_applied_without_polling() {
-    let id = test_id();
+    let id = unique_id();
     let r = Repos::new();
     r.write("desired-state/app.env", "MESSAGE=local1\n");
     git(&r.work, &["add", "-A"]);
@@ -267,7 +267,7 @@ async fn local_commit_in_watched_repo_is_applied_without_polling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_holds_changes_across_restart_until_resume() {
-    let id = test_id();
+    let id = unique_id();
     let r = Repos::new();
     r.write("desired-state/app.env", "MESSAGE=s1\n");
     let c1 = r.commit_push("s1");
@@ -340,14 +340,14 @@ async fn control_endpoints_refuse_remote_peers() {
         eprintln!("no non-loopback address; skipping");
         return;
     }
-    let id = test_id();
+    let id = unique_id();
     let r = Repos::new();
     r.write("desired-state/app.env", "MESSAGE=x\n");
     r.commit_push("x");
     let state = tempfile::tempdir().expect("tmp");
     let (rec, _guard) = BusyboxReconciler::new(&id);
     let mut cfg = config(&r.file_url(), state.path(), None);
-    let port = common::free_port();
+    let port = free_port();
     cfg.listen = Some(format!("0.0.0.0:{port}").parse().expect("addr"));
     let d = start(cfg, rec).await;
     let http = client::http_client();
@@ -376,7 +376,7 @@ async fn control_endpoints_refuse_remote_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_the_apply_window_changes_are_fetched_and_pending() {
     use chrono::Timelike;
-    let id = test_id();
+    let id = unique_id();
     let r = Repos::new();
     r.write("desired-state/app.env", "MESSAGE=w1\n");
     let c1 = r.commit_push("w1");

@@ -1,9 +1,9 @@
 //! Apply against the real Docker engine: cold start, no-op, targeted recreate, prune.
-use crate::support::fixture as support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::docker::{container_id, container_state, docker};
+use crate::support::fixture::Fixture;
+use crate::support::wait_until;
 
 const DATA: &str = r#"
 services:

@@ -2,14 +2,10 @@
 //!
 //! Run one area: `cargo test -p macula-gitops --test it routing_dns::`.
 //!
-//! Adding an area: create `tests/it/<area>.rs`, add `mod <area>;` below, and take helpers from
-//! `crate::support` (never a copy of your own):
-//! - `support::fixture`: a throw-away desired-state repo driven through the CLI binary, unique
-//!   names/subnets, the busybox test image, cleanup of everything a test's hosts created.
-//! - `support::common`: real git repos (bare + work clone), `git http-backend` over HTTP, sshd,
-//!   free ports; `common::daemon` runs the daemon in-process with a busybox reconciler.
-//! - `support::cluster`: a bollard `Guard` (image, networks, containers removed on drop), the
-//!   recording `kind`, the stand-in API server, the Flux fixture.
+//! Adding an area: create `tests/it/<area>.rs` (the file's `//!` says what it proves against
+//! which real component), add `mod <area>;` below, and take every helper from `support` (its
+//! module doc lists them: unique names, the one test image, the one cleanup guard, starting the
+//! agent, git servers). A helper two areas need goes into `support`, not into a copy.
 
 mod support;
 

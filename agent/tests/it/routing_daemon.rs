@@ -1,12 +1,12 @@
 //! Routing wired into the agent: `run` serves routing.yaml's forwards to a container service
 //! and publishes its names (hosts backend on a temp file), alongside the host stacks.
-use crate::support::fixture as support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::*;
+use crate::support::docker::{container_state, docker};
+use crate::support::fixture::{read, Fixture};
+use crate::support::wait_until;
 
 fn http_get(addr: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;

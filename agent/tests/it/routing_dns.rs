@@ -3,9 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{free_port, KillOnDrop};
 use macula_gitops::desired::catalog::Catalog;
 use macula_gitops::desired::interpolate::Env;
 use macula_gitops::routing::dns::{self, hosts};
@@ -20,17 +21,6 @@ fn dns_spec(dir: &Path, yaml: &str, env: &Env) -> DnsSpec {
     let r =
         routing::resolve_specs(&f.unwrap(), &Catalog::default()).unwrap_or_else(|d| panic!("{d}"));
     r.dns.expect("dns section")
-}
-
-fn free_port() -> u16 {
-    // A port free for both UDP and TCP on 127.0.0.1 (DNS servers bind both).
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 fn dig(port: u16, name: &str) -> String {
@@ -199,17 +189,8 @@ async fn dnsmasq_reload_failure_is_reported_and_retried_next_time() {
     assert!(conf.contains("address=/a.z.test/127.0.0.5"), "{conf}");
 }
 
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// pdns_server with a fresh gsqlite3 database, API on `web`, DNS on `dns`.
-fn start_pdns(dir: &Path, key: &str) -> (ChildGuard, u16, u16) {
+fn start_pdns(dir: &Path, key: &str) -> (KillOnDrop, u16, u16) {
     let db = dir.join("pdns.sqlite3");
     let schema = std::fs::read("/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql")
         .expect("pdns-backend-sqlite3 is installed");
@@ -251,7 +232,7 @@ fn start_pdns(dir: &Path, key: &str) -> (ChildGuard, u16, u16) {
         .stderr(log)
         .spawn()
         .expect("pdns-server is installed");
-    (ChildGuard(child), dns_port, web_port)
+    (KillOnDrop(child), dns_port, web_port)
 }
 
 async fn wait_api(client: &reqwest::Client, url: &str, key: &str, dir: &Path) {

@@ -1,204 +1,27 @@
-//! Forwarding to a container on the real Docker engine: a busybox httpd image built by the
-//! test, reached by container name on a test network; when the container is recreated with a
+//! Forwarding to a container on the real Docker engine: busybox httpd and `udpecho` in the test
+//! image, reached by container name on a test network; when the container is recreated with a
 //! new IP, new connections reach the new one.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    NetworkCreateRequest, NetworkingConfig,
-};
-use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder,
-};
-use bollard::Docker;
-use futures::StreamExt;
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use macula_gitops::desired::catalog::Protocol;
 use macula_gitops::routing::forward::ForwarderOptions;
 use macula_gitops::routing::{DockerResolver, ForwardSpec, Forwarder, TargetSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const LABEL: &str = "macula-gitops.test";
+use crate::support::docker::Sandbox;
+use crate::support::image;
 
-fn unique_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("rt{:x}{:x}", std::process::id(), nanos)
-}
-
-/// Removes everything the test created, even when it fails.
-struct Cleanup {
-    docker: Docker,
-    containers: Vec<String>,
-    network: Option<String>,
-    image: Option<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let docker = self.docker.clone();
-        let containers = std::mem::take(&mut self.containers);
-        let network = self.network.take();
-        let image = self.image.take();
-        // Drop runs inside the test's runtime; do the async cleanup on a thread of its own.
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                for c in containers {
-                    let opts = RemoveContainerOptionsBuilder::new().force(true).build();
-                    let _ = docker.remove_container(&c, Some(opts)).await;
-                }
-                if let Some(n) = network {
-                    let _ = docker.remove_network(&n).await;
-                }
-                if let Some(i) = image {
-                    let opts = RemoveImageOptionsBuilder::new().force(true).build();
-                    let _ = docker.remove_image(&i, Some(opts), None).await;
-                }
-            });
-        })
-        .join()
-        .ok();
-    }
-}
-
-/// `udpecho ADDR TAG`: answers every datagram with `TAG:` + the datagram.
-const UDP_ECHO_SRC: &str = r#"
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let s = std::net::UdpSocket::bind(&args[1]).unwrap();
-    let mut buf = [0u8; 2048];
-    loop {
-        let (n, from) = s.recv_from(&mut buf).unwrap();
-        let mut out = format!("{}:", args[2]).into_bytes();
-        out.extend_from_slice(&buf[..n]);
-        let _ = s.send_to(&out, from);
-    }
-}
-"#;
-
-async fn build_busybox(docker: &Docker, tag: &str) {
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        format!("FROM scratch\nCOPY busybox /bin/busybox\nCOPY udpecho /bin/udpecho\nLABEL {LABEL}=routing\n"),
-    )
-    .unwrap();
-    std::fs::copy("/bin/busybox", ctx.path().join("busybox")).expect("busybox-static is installed");
-    // busybox has no UDP server applet: a 20-line echo server, linked statically for scratch.
-    std::fs::write(ctx.path().join("udpecho.rs"), UDP_ECHO_SRC).unwrap();
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let out = std::process::Command::new(rustc)
-        .args(["-O", "-C", "target-feature=+crt-static", "-o"])
-        .arg(ctx.path().join("udpecho"))
-        .arg(ctx.path().join("udpecho.rs"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tar = std::process::Command::new("tar")
-        .args(["-C", ctx.path().to_str().unwrap(), "-cf", "-", "."])
-        .output()
-        .unwrap();
-    assert!(tar.status.success());
-    let opts = BuildImageOptionsBuilder::new().t(tag).rm(true).build();
-    let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.stdout.into())));
-    while let Some(item) = stream.next().await {
-        let info = item.expect("image build");
-        assert!(
-            info.error_detail.is_none(),
-            "build failed: {:?}",
-            info.error_detail
-        );
-    }
-}
-
-async fn create_network(docker: &Docker, name: &str) -> String {
-    // A /24 in 172.31.0.0/16 unlikely to be taken; retry another one if it is.
-    let seed = std::process::id() as usize;
-    for i in 0..20 {
-        let third = 100 + (seed + i * 7) % 150;
-        let subnet = format!("172.31.{third}.0/24");
-        let req = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".into()),
-            ipam: Some(Ipam {
-                config: Some(vec![IpamConfig {
-                    subnet: Some(subnet),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            labels: Some(HashMap::from([(LABEL.to_string(), "routing".to_string())])),
-            ..Default::default()
-        };
-        if docker.create_network(req).await.is_ok() {
-            return format!("172.31.{third}");
-        }
-    }
-    panic!("no free test subnet in 172.31.100-249.0/24");
-}
-
-/// Start `name` on `network` at `ip`, serving `body` on :8080.
-async fn start_httpd(
-    docker: &Docker,
-    image: &str,
-    name: &str,
-    network: &str,
-    ip: &str,
-    body: &str,
-) {
+/// Start `web` on `network` at `ip`: `body` over HTTP on :8080 and as the UDP echo's tag on :9000.
+async fn start_web(g: &mut Sandbox, network: &str, ip: &str, body: &str) -> String {
     let script = format!(
-        "/bin/udpecho 0.0.0.0:9000 {body} & /bin/busybox mkdir -p /www && echo {body} > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"
+        "udpecho 0.0.0.0:9000 {body} & mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www"
     );
-    let config = ContainerCreateBody {
-        image: Some(image.to_string()),
-        cmd: Some(vec![
-            "/bin/busybox".into(),
-            "sh".into(),
-            "-c".into(),
-            script,
-        ]),
-        labels: Some(HashMap::from([(LABEL.to_string(), "routing".to_string())])),
-        host_config: Some(HostConfig {
-            network_mode: Some(network.to_string()),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                network.to_string(),
-                EndpointSettings {
-                    ipam_config: Some(EndpointIpamConfig {
-                        ipv4_address: Some(ip.to_string()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    };
-    let opts = CreateContainerOptionsBuilder::new().name(name).build();
-    docker
-        .create_container(Some(opts), config)
+    g.container_at("web", image::busybox(), &["sh", "-c", &script], network, ip)
         .await
-        .expect("create container");
-    docker
-        .start_container(name, None)
-        .await
-        .expect("start container");
 }
 
 async fn http_get(addr: SocketAddr) -> Result<String, std::io::Error> {
@@ -251,27 +74,9 @@ async fn get_until(addr: SocketAddr, want: &str) -> String {
 
 #[tokio::test]
 async fn forwards_to_a_container_and_follows_it_to_a_new_ip() {
-    let docker = Docker::connect_with_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
-    let id = unique_id();
-    let (image, net, name) = (
-        format!("{id}-busybox:test"),
-        format!("{id}-net"),
-        format!("{id}-web"),
-    );
-    let mut cleanup = Cleanup {
-        docker: docker.clone(),
-        containers: vec![name.clone()],
-        network: None,
-        image: Some(image.clone()),
-    };
-    build_busybox(&docker, &image).await;
-    let prefix = create_network(&docker, &net).await;
-    cleanup.network = Some(net.clone());
-    start_httpd(&docker, &image, &name, &net, &format!("{prefix}.10"), "one").await;
+    let mut g = Sandbox::new().await;
+    let (net, prefix) = g.subnet_network("net").await;
+    let name = start_web(&mut g, &net, &format!("{prefix}.10"), "one").await;
 
     let listen: SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -311,8 +116,8 @@ async fn forwards_to_a_container_and_follows_it_to_a_new_ip() {
 
     // Recreate the container under the same name with another IP and content.
     let rm = RemoveContainerOptionsBuilder::new().force(true).build();
-    docker.remove_container(&name, Some(rm)).await.unwrap();
-    start_httpd(&docker, &image, &name, &net, &format!("{prefix}.20"), "two").await;
+    g.docker.remove_container(&name, Some(rm)).await.unwrap();
+    start_web(&mut g, &net, &format!("{prefix}.20"), "two").await;
     let body = get_until(listen, "two").await;
     assert!(!body.contains("one"));
     udp_until(udp_listen, "two").await;
@@ -322,5 +127,4 @@ async fn forwards_to_a_container_and_follows_it_to_a_new_ip() {
     assert!(st.connections_total >= 2, "{st:?}");
     assert!(st.bytes_from_target > 0);
     fwd.shutdown().await;
-    drop(cleanup);
 }

@@ -1,9 +1,7 @@
 //! Source against real git repositories: file://, smart HTTP with basic auth, refs, depth,
 //! and refusal of unsafe trees.
 
-use crate::support::common;
-
-use common::{git, HttpGit, Repos};
+use crate::support::git::{git, HttpGit, Repos, SshServer};
 use macula_gitops::config::{AuthConfig, SourceConfig};
 use macula_gitops::source::{Source, SourceError, SourceSpec};
 
@@ -294,7 +292,7 @@ fn ssh_with_key_and_known_hosts() {
     let r = Repos::new();
     r.write("desired-state/app.txt", "ssh\n");
     let c = r.commit_push("over ssh");
-    let (server, key, known_hosts) = common::SshServer::start();
+    let (server, key, known_hosts) = SshServer::start();
     let url = server.url(&r.bare);
     let with = |key: &std::path::Path, kh: &std::path::Path| {
         let state = tempfile::tempdir().expect("tmp");

@@ -1,38 +1,21 @@
 //! HTTPS with token auth: nginx terminates TLS (certificate from a CA made by the test) in
-//! front of `git http-backend`, which demands basic auth. Its own test binary, because it sets
-//! SSL_CERT_FILE for the process so the system verifier trusts the test CA.
-
-use crate::support::common;
+//! front of `git http-backend`, which demands basic auth. The fetches run in a child process of
+//! this test binary started with SSL_CERT_FILE (and the token variables) in its environment:
+//! only that process trusts the test CA, and no test mutates the shared process environment.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 
-use common::{free_port, HttpGit, Repos};
+use crate::support::git::{HttpGit, Repos};
+use crate::support::{free_port, run, wait_for_listener, KillOnDrop};
 use macula_gitops::config::{AuthConfig, SourceConfig};
 use macula_gitops::source::{Source, SourceError, SourceSpec};
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(Command::new("openssl").current_dir(dir).args(args));
 }
 
-struct Nginx(Child);
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tls_proxy(dir: &Path, backend: u16) -> (Nginx, u16) {
+fn tls_proxy(dir: &Path, backend: u16) -> (KillOnDrop, u16) {
     openssl(
         dir,
         &[
@@ -120,33 +103,62 @@ fn tls_proxy(dir: &Path, backend: u16) -> (Nginx, u16) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("nginx starts");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    (Nginx(child), port)
+    wait_for_listener(port);
+    (KillOnDrop(child), port)
 }
+
+/// Set in the child process: the URL to fetch, the token file and the expected commit.
+const CHILD_ENV: &str = "MACULA_TEST_HTTPS_CHILD";
 
 #[test]
 fn https_with_token_from_file_and_env() {
+    if let Ok(args) = std::env::var(CHILD_ENV) {
+        let mut args = args.split('\n');
+        let mut next = || args.next().expect("child args").to_string();
+        let (url, token, commit) = (next(), next(), next());
+        fetch_with_tokens(&url, Path::new(&token), &commit);
+        return;
+    }
     let r = Repos::new();
     r.write("desired-state/app.txt", "tls\n");
     let c = r.commit_push("over https");
     let backend = HttpGit::start(r.bare.parent().expect("parent"), Some(("git", "t0ken-123")));
     let pki = tempfile::tempdir().expect("tmp");
     let (_nginx, port) = tls_proxy(pki.path(), backend.port);
-    // Only this test binary's process trusts the test CA.
-    std::env::set_var("SSL_CERT_FILE", pki.path().join("ca.pem"));
     let url = format!("https://127.0.0.1:{port}/cgi-bin/git/lab.git");
-
     let token = pki.path().join("token");
     std::fs::write(&token, "t0ken-123\n").expect("write");
+
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "source_https::https_with_token_from_file_and_env",
+        ])
+        .args(["--nocapture", "--test-threads", "1"])
+        .env(CHILD_ENV, format!("{url}\n{}\n{c}", token.display()))
+        .env("SSL_CERT_FILE", pki.path().join("ca.pem"))
+        .env("MACULA_TEST_GIT_TOKEN", "t0ken-123")
+        .env("MACULA_TEST_WRONG_TOKEN", "nope")
+        .output()
+        .expect("test binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "child: {text}"
+    );
+}
+
+/// In the child: a token from a file and from the environment fetch `commit`; a wrong token
+/// fails without showing up in the error.
+fn fetch_with_tokens(url: &str, token: &Path, commit: &str) {
     let sync = |auth: AuthConfig| {
         let state = tempfile::tempdir().expect("tmp");
         let cfg = SourceConfig {
-            url: url.clone(),
+            url: url.into(),
             reference: Some("main".into()),
             auth,
             ..Default::default()
@@ -157,22 +169,20 @@ fn https_with_token_from_file_and_env() {
     };
     assert_eq!(
         sync(AuthConfig {
-            token_file: Some(token),
+            token_file: Some(token.into()),
             ..Default::default()
         })
         .expect("token from file"),
-        c
+        commit
     );
-    std::env::set_var("MACULA_TEST_GIT_TOKEN", "t0ken-123");
     assert_eq!(
         sync(AuthConfig {
             token_env: Some("MACULA_TEST_GIT_TOKEN".into()),
             ..Default::default()
         })
         .expect("token from env"),
-        c
+        commit
     );
-    std::env::set_var("MACULA_TEST_WRONG_TOKEN", "nope");
     match sync(AuthConfig {
         token_env: Some("MACULA_TEST_WRONG_TOKEN".into()),
         ..Default::default()

@@ -1,34 +1,19 @@
 //! Signed-revision verification with real keys: SSH (ssh-keygen) and OpenPGP (gpg), commits
 //! and annotated tags, signed right, signed by a stranger, and unsigned.
 
-use crate::support::common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{git, Repos};
+use crate::support::git::{git, in_repo, Repos};
+use crate::support::run;
 use macula_gitops::config::SourceConfig;
 use macula_gitops::source::verify::{VerifyConfig, VerifyMode};
 use macula_gitops::source::{Source, SourceError, SourceSpec};
 
 fn sh(dir: &Path, envs: &[(&str, &Path)], cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .current_dir(dir)
+    run(in_repo(dir, cmd)
         .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, *v)))
-        .env("GIT_AUTHOR_NAME", "test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-        .env("GIT_COMMITTER_NAME", "test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-        .env("HOME", dir)
-        .output()
-        .expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+        .envs(envs.iter().map(|(k, v)| (*k, *v))))
 }
 
 fn ssh_key(dir: &Path, name: &str) -> std::path::PathBuf {

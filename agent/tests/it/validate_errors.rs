@@ -1,8 +1,7 @@
 //! Every validation rule on one broken fixture: all problems reported at once, each with file,
 //! path and line, exit non-zero — and nothing already running is torn down.
-use crate::support::fixture as support;
-
-use support::*;
+use crate::support::docker::{container_id, container_state};
+use crate::support::fixture::Fixture;
 
 const GOOD: &str = "name: t{id}-good\nservices:\n  keep:\n    image: {image}\n    container_name: t{id}-keep\n    command: sleep 3600\n    restart: unless-stopped\n";
 

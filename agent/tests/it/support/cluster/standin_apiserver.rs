@@ -163,37 +163,15 @@ impl StandIn {
             .collect()
     }
 
-    pub fn object(
-        &self,
-        group: &str,
-        version: &str,
-        plural: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Option<Value> {
-        self.state
-            .lock()
-            .unwrap()
-            .objects
-            .get(&format!("{group}/{version}/{plural}/{namespace}/{name}"))
-            .cloned()
+    /// The stored object under `key` = `group/version/plural/namespace/name` (the core group
+    /// and cluster-scoped objects leave their part empty: `/v1/namespaces//flux-system`).
+    pub fn object(&self, key: &str) -> Option<Value> {
+        self.state.lock().unwrap().objects.get(key).cloned()
     }
 
-    /// Set an object's status, as a controller would.
-    pub fn set_status(
-        &self,
-        group: &str,
-        version: &str,
-        plural: &str,
-        namespace: &str,
-        name: &str,
-        status: Value,
-    ) {
-        let mut st = self.state.lock().unwrap();
-        if let Some(o) = st
-            .objects
-            .get_mut(&format!("{group}/{version}/{plural}/{namespace}/{name}"))
-        {
+    /// Set the status of the object under `key` (as in [`Self::object`]), as a controller would.
+    pub fn set_status(&self, key: &str, status: Value) {
+        if let Some(o) = self.state.lock().unwrap().objects.get_mut(key) {
             o["status"] = status;
         }
     }

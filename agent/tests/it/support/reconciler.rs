@@ -1,7 +1,6 @@
 //! A small real reconciler for daemon tests: runs one busybox container per test from
 //! `desired-state/app.env` (`MESSAGE=...`), recreating it when the message changes. It stands in
 //! for the Docker reconcile core so the daemon's behaviour shows up as real containers.
-#![allow(dead_code)]
 
 use std::process::Command;
 
@@ -10,7 +9,11 @@ use macula_gitops::diag::Diagnostic;
 use macula_gitops::engine::EngineError;
 use macula_gitops::reconcile::{ReconcileError, Report};
 
-pub const IMAGE: &str = "macula-src-test-busybox:1";
+use super::docker::Cleanup;
+use super::image;
+
+/// Label on the reconciler's container; its value is the reconciler's id.
+const ID_LABEL: &str = "macula.test/id";
 
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
@@ -19,59 +22,17 @@ fn docker(args: &[&str]) -> std::process::Output {
         .expect("docker CLI runs")
 }
 
-/// Build the test image from Debian's static busybox if it is not there yet.
-pub fn ensure_image() {
-    if docker(&["image", "inspect", IMAGE]).status.success() {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tmp");
-    std::fs::copy("/bin/busybox", dir.path().join("busybox")).expect("busybox-static present");
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
-    )
-    .expect("write");
-    let out = docker(&[
-        "build",
-        "-q",
-        "-t",
-        IMAGE,
-        dir.path().to_str().expect("utf8"),
-    ]);
-    assert!(
-        out.status.success() || docker(&["image", "inspect", IMAGE]).status.success(),
-        "image build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 pub struct BusyboxReconciler {
     pub id: String,
 }
 
-/// Removes the test's containers even when the test fails.
-pub struct ContainerGuard {
-    pub id: String,
-}
-
-impl Drop for ContainerGuard {
-    fn drop(&mut self) {
-        let out = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=macula.test/id={}", self.id),
-        ]);
-        for c in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = docker(&["rm", "-f", c]);
-        }
-    }
-}
-
 impl BusyboxReconciler {
-    pub fn new(id: &str) -> (Self, ContainerGuard) {
-        ensure_image();
-        (Self { id: id.into() }, ContainerGuard { id: id.into() })
+    /// The reconciler and the guard that removes its container.
+    pub fn new(id: &str) -> (Self, Cleanup) {
+        image::busybox(); // built before the daemon's first pass, not inside it
+        let mut cleanup = Cleanup::default();
+        cleanup.label(ID_LABEL, id);
+        (Self { id: id.into() }, cleanup)
     }
 
     pub fn container(&self) -> String {
@@ -150,14 +111,14 @@ impl Reconciler for BusyboxReconciler {
                 "--name",
                 &name,
                 "--label",
-                &format!("macula.test/id={id}"),
+                &format!("{ID_LABEL}={id}"),
                 "--label",
                 &format!("macula.test/message={msg}"),
                 "--label",
                 &format!("macula.test/revision={rev}"),
                 "-e",
                 &format!("MESSAGE={msg}"),
-                IMAGE,
+                image::busybox(),
                 "sleep",
                 "3600",
             ]);

@@ -1,29 +1,28 @@
 //! Real git repositories for source and daemon tests: a bare "server" repo, a working clone
 //! that pushes to it, and optional smart-HTTP serving through `git http-backend`.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
+use super::{free_port, run, wait_for_listener, KillOnDrop};
+
+/// `program` run in `dir` with a fixed commit identity and `dir` as HOME, so no user or
+/// system git config leaks into a test.
+pub fn in_repo(dir: &Path, program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(dir)
         .env("GIT_AUTHOR_NAME", "test")
         .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
         .env("GIT_COMMITTER_NAME", "test")
         .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+        .env("HOME", dir);
+    c
+}
+
+/// `git args` in `dir`; must succeed. Returns trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    run(in_repo(dir, "git").args(args))
 }
 
 /// A bare repo plus a work clone pushing to it, in one temp dir.
@@ -75,17 +74,9 @@ impl Repos {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// `busybox httpd` running `git http-backend` as CGI for everything under `root`.
 pub struct HttpGit {
-    child: Child,
+    _server: KillOnDrop,
     pub port: u16,
     _dir: tempfile::TempDir,
 }
@@ -121,14 +112,9 @@ impl HttpGit {
             .arg(dir.path().join("httpd.conf"))
             .spawn()
             .expect("busybox httpd starts");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_for_listener(port);
         Self {
-            child,
+            _server: KillOnDrop(child),
             port,
             _dir: dir,
         }
@@ -139,19 +125,9 @@ impl HttpGit {
     }
 }
 
-impl Drop for HttpGit {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub mod daemon;
-pub mod docker;
-
 /// A throwaway OpenSSH server on 127.0.0.1 that accepts one client key, for ssh:// fetches.
 pub struct SshServer {
-    child: Child,
+    _server: KillOnDrop,
     pub port: u16,
     pub dir: tempfile::TempDir,
 }
@@ -201,26 +177,22 @@ impl SshServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("sshd starts");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_for_listener(port);
         let key = d.join("client");
         let kh = d.join("known_hosts");
-        (Self { child, port, dir }, key, kh)
+        (
+            Self {
+                _server: KillOnDrop(child),
+                port,
+                dir,
+            },
+            key,
+            kh,
+        )
     }
 
     pub fn url(&self, repo: &Path) -> String {
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         format!("ssh://{user}@127.0.0.1:{}{}", self.port, repo.display())
-    }
-}
-
-impl Drop for SshServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -1,5 +1,4 @@
 //! Run the daemon in-process against real repos and a real container reconciler.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,7 +11,7 @@ use macula_gitops::server::client;
 use macula_gitops::server::metrics::Metrics;
 use macula_gitops::server::status::Status;
 
-use super::docker::BusyboxReconciler;
+use super::reconciler::BusyboxReconciler;
 
 pub struct Running {
     pub addr: SocketAddr,
@@ -29,18 +28,6 @@ impl Running {
             h.await.expect("daemon task");
         }
     }
-}
-
-pub fn test_id() -> String {
-    format!("{:08x}", rand_u32())
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .subsec_nanos();
-    t ^ (std::process::id() << 8)
 }
 
 /// Config for a daemon on a free port, no polling (triggers must do the work).
