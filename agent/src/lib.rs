@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: source → desired → observe → plan → apply → report.
 //! See ARCHITECTURE.md for the map.
+#![forbid(unsafe_code)]
 
 pub mod apply;
 pub mod cluster;

@@ -1,4 +1,5 @@
 //! The `macula-gitops` command line. Thin: parses flags, calls the library, prints, exits.
+#![forbid(unsafe_code)]
 
 mod cli_daemon;
 

@@ -9,6 +9,8 @@
 //! Tools needed on PATH / in /usr: kubectl, docker-compose, nginx, promtool,
 //! pdns_server, pdnsutil (+ pdns-backend-pgsql), PostgreSQL server binaries
 //! (/usr/lib/postgresql/<v>/bin), psql, /usr/bin/python3 with yaml.
+// Test code: unwrap() is fine here, a panic is the failure report.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

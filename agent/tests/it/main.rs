@@ -6,6 +6,8 @@
 //! which real component), add `mod <area>;` below, and take every helper from `support` (its
 //! module doc lists them: unique names, the one test image, the one cleanup guard, starting the
 //! agent, git servers). A helper two areas need goes into `support`, not into a copy.
+// Test code: unwrap() is fine here, a panic is the failure report.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
