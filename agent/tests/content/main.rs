@@ -87,194 +87,56 @@ impl Drop for TempDir {
 
 // ------------------------------------------------------------------- JSON ---
 
-#[derive(Debug, Clone, PartialEq)]
-enum J {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<J>),
-    Obj(Vec<(String, J)>),
+/// Documents are serde_json values. A lookup that misses gives `Null` (serde_json's indexing),
+/// so a chain of lookups reads like the path it follows, and a missing piece fails the
+/// assertion that uses it, with the path in its message.
+type J = serde_json::Value;
+
+trait Json {
+    fn key(&self, key: &str) -> &J;
+    /// Dotted path, e.g. `spec.template.spec.containers`.
+    fn at(&self, path: &str) -> &J;
+    fn str(&self) -> Option<&str>;
+    /// Scalars as text (ports and booleans come in as numbers/bools).
+    fn text(&self) -> String;
+    fn arr(&self) -> &[J];
+    fn obj(&self) -> &serde_json::Map<String, J>;
 }
 
-static NULL: J = J::Null;
+static EMPTY: std::sync::LazyLock<serde_json::Map<String, J>> =
+    std::sync::LazyLock::new(serde_json::Map::new);
 
-impl J {
-    fn get(&self, key: &str) -> &J {
-        match self {
-            J::Obj(kv) => kv
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v)
-                .unwrap_or(&NULL),
-            _ => &NULL,
-        }
+impl Json for J {
+    fn key(&self, key: &str) -> &J {
+        &self[key]
     }
-    /// Dotted path, e.g. `spec.template.spec.containers`.
     fn at(&self, path: &str) -> &J {
-        path.split('.').fold(self, |v, k| v.get(k))
+        path.split('.').fold(self, |v, k| &v[k])
     }
     fn str(&self) -> Option<&str> {
-        match self {
-            J::Str(s) => Some(s),
-            _ => None,
-        }
+        self.as_str()
     }
-    /// Scalars as text (ports and booleans come in as numbers/bools).
     fn text(&self) -> String {
         match self {
-            J::Str(s) => s.clone(),
-            J::Num(n) if n.fract() == 0.0 => format!("{}", *n as i64),
-            J::Num(n) => n.to_string(),
-            J::Bool(b) => b.to_string(),
+            J::String(s) => s.clone(),
             J::Null => String::new(),
-            other => format!("{other:?}"),
+            // YAML `1.0` arrives as a float: show it as the integer it is.
+            J::Number(n) if n.as_f64().is_some_and(|f| n.is_f64() && f.fract() == 0.0) => {
+                format!("{}", n.as_f64().unwrap_or_default() as i64)
+            }
+            other => other.to_string(),
         }
     }
     fn arr(&self) -> &[J] {
-        match self {
-            J::Arr(a) => a,
-            _ => &[],
-        }
+        self.as_array().map_or(&[], Vec::as_slice)
     }
-    fn obj(&self) -> &[(String, J)] {
-        match self {
-            J::Obj(kv) => kv,
-            _ => &[],
-        }
-    }
-    fn is_null(&self) -> bool {
-        matches!(self, J::Null)
-    }
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-    fn eat(&mut self, lit: &str) -> bool {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            true
-        } else {
-            false
-        }
-    }
-    fn value(&mut self) -> J {
-        self.ws();
-        let c = self.s[self.i];
-        match c {
-            b'{' => {
-                self.i += 1;
-                let mut kv = Vec::new();
-                loop {
-                    self.ws();
-                    if self.eat("}") {
-                        return J::Obj(kv);
-                    }
-                    if !kv.is_empty() {
-                        assert!(self.eat(","), "json: expected , at {}", self.i);
-                        self.ws();
-                    }
-                    let k = self.string();
-                    self.ws();
-                    assert!(self.eat(":"), "json: expected : at {}", self.i);
-                    let v = self.value();
-                    kv.push((k, v));
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                let mut a = Vec::new();
-                loop {
-                    self.ws();
-                    if self.eat("]") {
-                        return J::Arr(a);
-                    }
-                    if !a.is_empty() {
-                        assert!(self.eat(","), "json: expected , at {}", self.i);
-                    }
-                    a.push(self.value());
-                }
-            }
-            b'"' => J::Str(self.string()),
-            b't' if self.eat("true") => J::Bool(true),
-            b'f' if self.eat("false") => J::Bool(false),
-            b'n' if self.eat("null") => J::Null,
-            _ => {
-                let start = self.i;
-                while self.i < self.s.len() && b"+-.0123456789eE".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                let t = std::str::from_utf8(&self.s[start..self.i]).unwrap();
-                J::Num(
-                    t.parse()
-                        .unwrap_or_else(|_| panic!("json: bad number {t:?}")),
-                )
-            }
-        }
-    }
-    fn string(&mut self) -> String {
-        assert!(self.eat("\""), "json: expected string at {}", self.i);
-        let mut out = String::new();
-        loop {
-            let c = self.s[self.i];
-            self.i += 1;
-            match c {
-                b'"' => return out,
-                b'\\' => {
-                    let e = self.s[self.i];
-                    self.i += 1;
-                    match e {
-                        b'n' => out.push('\n'),
-                        b't' => out.push('\t'),
-                        b'r' => out.push('\r'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'u' => {
-                            let hex = std::str::from_utf8(&self.s[self.i..self.i + 4]).unwrap();
-                            self.i += 4;
-                            let cp = u32::from_str_radix(hex, 16).unwrap();
-                            // python's json.dumps(ensure_ascii=False) leaves no
-                            // surrogate pairs for BMP text; others map to U+FFFD.
-                            out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
-                        }
-                        other => out.push(other as char),
-                    }
-                }
-                _ => {
-                    // Copy a whole UTF-8 sequence.
-                    let start = self.i - 1;
-                    let len = match c {
-                        0x00..=0x7f => 1,
-                        0xc0..=0xdf => 2,
-                        0xe0..=0xef => 3,
-                        _ => 4,
-                    };
-                    self.i = start + len;
-                    out.push_str(std::str::from_utf8(&self.s[start..start + len]).unwrap());
-                }
-            }
-        }
+    fn obj(&self) -> &serde_json::Map<String, J> {
+        self.as_object().unwrap_or(&EMPTY)
     }
 }
 
 fn parse_json(text: &str) -> J {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let v = p.value();
-    p.ws();
-    assert_eq!(p.i, text.len(), "json: trailing data");
-    v
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("json: {e}"))
 }
 
 /// All YAML documents in `text`, via python3-yaml's safe loader.
@@ -304,7 +166,7 @@ fn yaml_docs(text: &str) -> Vec<J> {
         String::from_utf8_lossy(&out.stderr)
     );
     match parse_json(&String::from_utf8(out.stdout).unwrap()) {
-        J::Arr(docs) => docs,
+        J::Array(docs) => docs,
         other => panic!("expected a list of documents, got {other:?}"),
     }
 }
@@ -331,11 +193,11 @@ fn kustomize(dir: &Path) -> Vec<J> {
 
 fn find<'a>(docs: &'a [J], kind: &str, name: &str) -> &'a J {
     docs.iter()
-        .find(|d| d.get("kind").str() == Some(kind) && d.at("metadata.name").str() == Some(name))
+        .find(|d| d.key("kind").str() == Some(kind) && d.at("metadata.name").str() == Some(name))
         .unwrap_or_else(|| {
             let have: Vec<String> = docs
                 .iter()
-                .map(|d| format!("{}/{}", d.get("kind").text(), d.at("metadata.name").text()))
+                .map(|d| format!("{}/{}", d.key("kind").text(), d.at("metadata.name").text()))
                 .collect();
             panic!("no {kind} {name} in rendered output; have {have:?}")
         })
@@ -348,36 +210,36 @@ fn containers(workload: &J) -> &[J] {
 fn container<'a>(workload: &'a J, name: &str) -> &'a J {
     containers(workload)
         .iter()
-        .find(|c| c.get("name").str() == Some(name))
+        .find(|c| c.key("name").str() == Some(name))
         .unwrap_or_else(|| panic!("no container {name} in {:?}", workload.at("metadata.name")))
 }
 
 /// Value of an env var: literal text, or `secret:<name>/<key>` / `configmap:<name>/<key>`.
 fn env(c: &J, var: &str) -> String {
     let e = c
-        .get("env")
+        .key("env")
         .arr()
         .iter()
-        .find(|e| e.get("name").str() == Some(var))
-        .unwrap_or_else(|| panic!("env {var} missing in container {}", c.get("name").text()));
-    if let J::Str(v) = e.get("value") {
+        .find(|e| e.key("name").str() == Some(var))
+        .unwrap_or_else(|| panic!("env {var} missing in container {}", c.key("name").text()));
+    if let J::String(v) = e.key("value") {
         return v.clone();
     }
     let s = e.at("valueFrom.secretKeyRef");
     if !s.is_null() {
-        return format!("secret:{}/{}", s.get("name").text(), s.get("key").text());
+        return format!("secret:{}/{}", s.key("name").text(), s.key("key").text());
     }
     let m = e.at("valueFrom.configMapKeyRef");
     if !m.is_null() {
-        return format!("configmap:{}/{}", m.get("name").text(), m.get("key").text());
+        return format!("configmap:{}/{}", m.key("name").text(), m.key("key").text());
     }
     String::new()
 }
 
 fn has_port(c: &J, port: u16, proto: &str) -> bool {
-    c.get("ports").arr().iter().any(|p| {
-        p.get("containerPort").text() == port.to_string()
-            && p.get("protocol").str().unwrap_or("TCP") == proto
+    c.key("ports").arr().iter().any(|p| {
+        p.key("containerPort").text() == port.to_string()
+            && p.key("protocol").str().unwrap_or("TCP") == proto
     })
 }
 
@@ -386,8 +248,8 @@ fn svc_port<'a>(svc: &'a J, port: u16, proto: &str) -> &'a J {
         .arr()
         .iter()
         .find(|p| {
-            p.get("port").text() == port.to_string()
-                && p.get("protocol").str().unwrap_or("TCP") == proto
+            p.key("port").text() == port.to_string()
+                && p.key("protocol").str().unwrap_or("TCP") == proto
         })
         .unwrap_or_else(|| {
             panic!(
@@ -442,7 +304,7 @@ const PUBLIC_CLUSTER_IMAGES: [&str; 3] = [
 fn workloads(docs: &[J]) -> impl Iterator<Item = &J> {
     docs.iter().filter(|d| {
         matches!(
-            d.get("kind").str(),
+            d.key("kind").str(),
             Some("Deployment" | "StatefulSet" | "DaemonSet")
         )
     })
@@ -468,7 +330,7 @@ fn kustomize_every_base_builds_with_probes_resources_labels() {
             let labels = w.at("metadata.labels");
             for l in ["app.kubernetes.io/name", "app.kubernetes.io/part-of"] {
                 assert!(
-                    labels.get(l).str().is_some(),
+                    labels.key(l).str().is_some(),
                     "{name}: {wname} lacks label {l}"
                 );
             }
@@ -476,15 +338,15 @@ fn kustomize_every_base_builds_with_probes_resources_labels() {
             let tpl = w.at("spec.template.metadata.labels");
             for (k, v) in sel.obj() {
                 assert_eq!(
-                    tpl.get(k),
+                    tpl.key(k),
                     v,
                     "{name}: selector {k} not on the pod template"
                 );
             }
             for c in containers(w) {
-                let cname = c.get("name").text();
+                let cname = c.key("name").text();
                 for probe in ["readinessProbe", "livenessProbe"] {
-                    assert!(!c.get(probe).is_null(), "{name}/{cname}: no {probe}");
+                    assert!(!c.key(probe).is_null(), "{name}/{cname}: no {probe}");
                 }
                 for k in [
                     "requests.cpu",
@@ -493,11 +355,11 @@ fn kustomize_every_base_builds_with_probes_resources_labels() {
                     "limits.memory",
                 ] {
                     assert!(
-                        !c.get("resources").at(k).is_null(),
+                        !c.key("resources").at(k).is_null(),
                         "{name}/{cname}: no resources.{k}"
                     );
                 }
-                let image = c.get("image").text();
+                let image = c.key("image").text();
                 assert!(
                     image.starts_with(&format!("localhost:5001/macula/{name}:"))
                         || PUBLIC_CLUSTER_IMAGES.contains(&image.as_str()),
@@ -534,7 +396,7 @@ fn kustomize_every_cluster_builds_in_flux_layout() {
             let docs = kustomize(&dir.join(sub));
             for w in workloads(&docs) {
                 for ct in containers(w) {
-                    let image = ct.get("image").text();
+                    let image = ct.key("image").text();
                     assert!(
                         image.starts_with("localhost:5001/macula/")
                             || PUBLIC_CLUSTER_IMAGES.contains(&image.as_str()),
@@ -563,7 +425,7 @@ fn kustomize_every_cluster_builds_in_flux_layout() {
             .at("spec.dependsOn")
             .arr()
             .iter()
-            .map(|d| d.get("name").text())
+            .map(|d| d.key("name").text())
             .collect();
         assert_eq!(
             deps,
@@ -586,23 +448,23 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
     let ctl = find(&infra, "Deployment", "ingress-nginx-controller");
     let c = container(ctl, "controller");
     assert_eq!(
-        c.get("image").text(),
+        c.key("image").text(),
         "registry.k8s.io/ingress-nginx/controller:v1.11.3"
     );
     for (port, host) in [(80, 80), (443, 443)] {
         assert!(
-            c.get("ports")
+            c.key("ports")
                 .arr()
                 .iter()
-                .any(|p| p.get("containerPort").text() == port.to_string()
-                    && p.get("hostPort").text() == host.to_string()),
+                .any(|p| p.key("containerPort").text() == port.to_string()
+                    && p.key("hostPort").text() == host.to_string()),
             "ingress-nginx must bind hostPort {host} (kind provider)"
         );
     }
     find(&infra, "IngressClass", "nginx");
     let edns = find(&infra, "Deployment", "external-dns");
     let e = container(edns, "external-dns");
-    let args: Vec<String> = e.get("args").arr().iter().map(J::text).collect();
+    let args: Vec<String> = e.key("args").arr().iter().map(J::text).collect();
     for a in [
         "--provider=pdns",
         "--pdns-server=$(PDNS_SERVER)",
@@ -629,8 +491,8 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
     );
     // The forward it relies on exists in routing.yaml.
     let routing = yaml_file(&ds().join("routing.yaml"));
-    assert!(routing.get("forwards").arr().iter().any(|f| {
-        f.get("listen").text().ends_with(":18081/tcp")
+    assert!(routing.key("forwards").arr().iter().any(|f| {
+        f.key("listen").text().ends_with(":18081/tcp")
             && f.at("target.service").text() == "infrastructure/pdns"
             && f.at("target.port").text() == "8081"
     }));
@@ -639,7 +501,7 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
     let boot = find(&apps, "StatefulSet", "macula-bootstrap");
     let b = container(boot, "bootstrap");
     assert_eq!(
-        b.get("image").text(),
+        b.key("image").text(),
         "localhost:5001/macula/macula-bootstrap:latest"
     );
     assert!(
@@ -651,14 +513,14 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
     let console = find(&apps, "Deployment", "macula-console");
     let cc = container(console, "macula-console");
     assert_eq!(
-        cc.get("image").text(),
+        cc.key("image").text(),
         "localhost:5001/macula/macula-console:latest"
     );
     assert!(env(cc, "DATABASE_URL").contains("@postgres:5432/"));
     svc_port(find(&apps, "Service", "macula-console"), 4000, "TCP");
     let pg = find(&apps, "StatefulSet", "postgres");
     assert_eq!(
-        container(pg, "postgres").get("image").text(),
+        container(pg, "postgres").key("image").text(),
         "postgres:16-alpine"
     );
     let secret = env(container(pg, "postgres"), "POSTGRES_DB");
@@ -674,20 +536,20 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
         let d = find(&apps, "Deployment", &format!("macula-arcade-{peer}"));
         let c = container(d, "macula-arcade");
         assert_eq!(
-            c.get("image").text(),
+            c.key("image").text(),
             "localhost:5001/macula/macula-arcade:latest"
         );
         assert_eq!(env(c, "PHX_HOST"), format!("{peer}.macula.local"));
         assert_eq!(
             d.at("spec.selector.matchLabels")
-                .get("app.kubernetes.io/instance")
+                .key("app.kubernetes.io/instance")
                 .text(),
             peer
         );
         let svc = find(&apps, "Service", &format!("macula-arcade-{peer}"));
         assert_eq!(
             svc.at("spec.selector")
-                .get("app.kubernetes.io/instance")
+                .key("app.kubernetes.io/instance")
                 .text(),
             peer
         );
@@ -696,13 +558,13 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
     let mut hosts = BTreeMap::new();
     for ing in apps
         .iter()
-        .filter(|d| d.get("kind").str() == Some("Ingress"))
+        .filter(|d| d.key("kind").str() == Some("Ingress"))
     {
         for rule in ing.at("spec.rules").arr() {
             let backend = rule.at("http.paths").arr()[0].at("backend.service");
-            hosts.insert(rule.get("host").text(), backend.get("name").text());
+            hosts.insert(rule.key("host").text(), backend.key("name").text());
             // The backend Service exists in the same render.
-            find(&apps, "Service", &backend.get("name").text());
+            find(&apps, "Service", &backend.key("name").text());
         }
     }
     for (host, svc) in [
@@ -725,7 +587,7 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
     let infra = kustomize(&dir.join("infrastructure"));
     let pg = find(&infra, "StatefulSet", "postgres");
     let p = container(pg, "postgres");
-    assert_eq!(p.get("image").text(), "postgres:16-alpine");
+    assert_eq!(p.key("image").text(), "postgres:16-alpine");
     for var in ["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"] {
         assert!(
             env(p, var).starts_with("secret:postgres-credentials"),
@@ -735,7 +597,7 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
     let secret = infra
         .iter()
         .find(|d| {
-            d.get("kind").str() == Some("Secret")
+            d.key("kind").str() == Some("Secret")
                 && d.at("metadata.name")
                     .text()
                     .starts_with("postgres-credentials")
@@ -747,14 +609,14 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
     let gw = find(&infra, "Deployment", "macula-gateway");
     let g = container(gw, "gateway");
     assert_eq!(
-        g.get("image").text(),
+        g.key("image").text(),
         "localhost:5001/macula/macula-gateway:latest"
     );
     assert!(has_port(g, 9443, "UDP"));
     let svc = find(&infra, "Service", "macula-gateway");
     assert_eq!(svc.at("spec.type").text(), "NodePort");
-    assert_eq!(svc_port(svc, 9443, "UDP").get("nodePort").text(), "30080");
-    assert_eq!(svc_port(svc, 8080, "TCP").get("nodePort").text(), "30081");
+    assert_eq!(svc_port(svc, 9443, "UDP").key("nodePort").text(), "30080");
+    assert_eq!(svc_port(svc, 8080, "TCP").key("nodePort").text(), "30081");
 
     let apps = kustomize(&dir.join("apps"));
     for app in [
@@ -765,7 +627,7 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
     ] {
         let c = container(find(&apps, "Deployment", app), app);
         assert_eq!(
-            c.get("image").text(),
+            c.key("image").text(),
             format!("localhost:5001/macula/{app}:latest")
         );
         assert!(env(c, "MACULA_URL").starts_with("https://macula-gateway."));
@@ -804,20 +666,20 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
     assert!(!env(d, "PHX_HOST").is_empty());
     let dsvc = find(&apps, "Service", "cortex-iq-dashboard");
     assert_eq!(dsvc.at("spec.type").text(), "NodePort");
-    assert_eq!(svc_port(dsvc, 4000, "TCP").get("nodePort").text(), "30000");
+    assert_eq!(svc_port(dsvc, 4000, "TCP").key("nodePort").text(), "30000");
     // Apps read the same database name the hub PostgreSQL creates.
     let app_secret = apps
         .iter()
         .find(|d| {
-            d.get("kind").str() == Some("Secret")
+            d.key("kind").str() == Some("Secret")
                 && d.at("metadata.name")
                     .text()
                     .starts_with("postgres-credentials")
         })
         .expect("postgres-credentials Secret for apps");
     assert_eq!(
-        app_secret.get("data"),
-        secret.get("data"),
+        app_secret.key("data"),
+        secret.key("data"),
         "apps and DB credentials differ"
     );
 }
@@ -844,11 +706,11 @@ fn edge_clusters_join_the_hub_with_region_overlays() {
             "cortex-iq-utilities",
         );
         assert_eq!(
-            homes.get("image").text(),
+            homes.key("image").text(),
             "localhost:5001/macula/cortex-iq-homes:latest"
         );
         assert_eq!(
-            utils.get("image").text(),
+            utils.key("image").text(),
             "localhost:5001/macula/cortex-iq-utilities:latest"
         );
         let sources = env(homes, "HOMES_SOURCES");
@@ -901,8 +763,8 @@ fn compose_config(stack: &str) -> J {
 /// (host ip, host port, proto) -> "stack/service"
 fn published(stack: &str, cfg: &J) -> Vec<((String, u16, String), String)> {
     let mut v = Vec::new();
-    for (svc, s) in cfg.get("services").obj() {
-        for p in s.get("ports").arr() {
+    for (svc, s) in cfg.key("services").obj() {
+        for p in s.key("ports").arr() {
             // docker-compose 1.29 normalises short syntax to "ip:host:container/proto".
             let t = p.text();
             let (addr, proto) = t.split_once('/').unwrap_or((&t, "tcp"));
@@ -942,20 +804,20 @@ fn compose_config_every_stack() {
     let mut images = BTreeSet::new();
     for stack in STACKS {
         let cfg = compose_config(stack);
-        let services = cfg.get("services").obj();
+        let services = cfg.key("services").obj();
         assert!(!services.is_empty(), "{stack}: no services");
         for (name, s) in services {
             let id = format!("{stack}/{name}");
             assert_eq!(
-                s.get("container_name").text(),
+                s.key("container_name").text(),
                 format!("macula-{name}"),
                 "{id}"
             );
-            assert_eq!(s.get("restart").text(), "unless-stopped", "{id}: restart");
-            let hc = s.get("healthcheck");
-            assert!(!hc.get("test").arr().is_empty(), "{id}: healthcheck test");
+            assert_eq!(s.key("restart").text(), "unless-stopped", "{id}: restart");
+            let hc = s.key("healthcheck");
+            assert!(!hc.key("test").arr().is_empty(), "{id}: healthcheck test");
             assert_ne!(
-                hc.get("disable"),
+                hc.key("disable"),
                 &J::Bool(true),
                 "{id}: healthcheck disabled"
             );
@@ -970,9 +832,9 @@ fn compose_config_every_stack() {
             if let Some(want) = expected_ips.get(id.as_str()) {
                 assert_eq!(&ip, want, "{id}: design IP");
             }
-            images.insert(s.get("image").text());
+            images.insert(s.key("image").text());
             // Bind mounts: files from this repo, never outside it.
-            for v in s.get("volumes").arr() {
+            for v in s.key("volumes").arr() {
                 let t = v.text();
                 let src = t.split(':').next().unwrap();
                 if src.starts_with('/') {
@@ -994,15 +856,15 @@ fn compose_config_every_stack() {
         }
         match stack {
             "infrastructure" => {
-                let nets = cfg.get("networks").get("macula-infra");
-                assert_eq!(nets.get("name").text(), "macula-infra");
+                let nets = cfg.key("networks").key("macula-infra");
+                assert_eq!(nets.key("name").text(), "macula-infra");
                 let ipam = &nets.at("ipam.config").arr()[0];
-                assert_eq!(ipam.get("subnet").text(), "172.23.0.0/16");
-                assert_eq!(ipam.get("gateway").text(), "172.23.0.1");
+                assert_eq!(ipam.key("subnet").text(), "172.23.0.0/16");
+                assert_eq!(ipam.key("gateway").text(), "172.23.0.1");
                 for v in ["registry-data", "dns-postgres-data"] {
-                    assert!(!cfg.get("volumes").get(v).is_null(), "volume {v}");
+                    assert!(!cfg.key("volumes").key(v).is_null(), "volume {v}");
                 }
-                let reg = cfg.get("services").get("registry");
+                let reg = cfg.key("services").key("registry");
                 let aliases: Vec<String> = reg
                     .at("networks.macula-infra.aliases")
                     .arr()
@@ -1010,8 +872,8 @@ fn compose_config_every_stack() {
                     .map(J::text)
                     .collect();
                 assert!(aliases.contains(&"kind-registry".to_string()));
-                let pdns = cfg.get("services").get("pdns");
-                let cmd: Vec<String> = pdns.get("command").arr().iter().map(J::text).collect();
+                let pdns = cfg.key("services").key("pdns");
+                let cmd: Vec<String> = pdns.key("command").arr().iter().map(J::text).collect();
                 assert!(
                     cmd.contains(&"--api-key=macula-local-pdns-api-key".to_string()),
                     "{cmd:?}"
@@ -1170,17 +1032,17 @@ fn promtool_accepts_prometheus_config_and_flags() {
     assert!(out.contains("SUCCESS"), "{out}");
     let prom = yaml_file(&cfg);
     let jobs: BTreeMap<String, Vec<String>> = prom
-        .get("scrape_configs")
+        .key("scrape_configs")
         .arr()
         .iter()
         .map(|j| {
             let targets = j
-                .get("static_configs")
+                .key("static_configs")
                 .arr()
                 .iter()
-                .flat_map(|s| s.get("targets").arr().iter().map(J::text))
+                .flat_map(|s| s.key("targets").arr().iter().map(J::text))
                 .collect();
-            (j.get("job_name").text(), targets)
+            (j.key("job_name").text(), targets)
         })
         .collect();
     for job in ["prometheus", "macula-gitops", "registry", "minio"] {
@@ -1229,10 +1091,10 @@ fn grafana_provisioning_references_defined_datasources() {
     let graf = ds().join("stacks/observability/grafana");
     let dsf = yaml_file(&graf.join("provisioning/datasources/datasources.yml"));
     let mut uids: BTreeMap<String, (String, String)> = BTreeMap::new(); // uid -> (name, type)
-    for d in dsf.get("datasources").arr() {
+    for d in dsf.key("datasources").arr() {
         uids.insert(
-            d.get("uid").text(),
-            (d.get("name").text(), d.get("type").text()),
+            d.key("uid").text(),
+            (d.key("name").text(), d.key("type").text()),
         );
     }
     for (uid, name, ty) in [
@@ -1249,15 +1111,15 @@ fn grafana_provisioning_references_defined_datasources() {
     // Every datasourceUid anywhere in jsonData points at a defined datasource.
     fn collect_uids(v: &J, out: &mut Vec<String>) {
         match v {
-            J::Obj(kv) => {
+            J::Object(kv) => {
                 for (k, x) in kv {
-                    if k == "datasourceUid" || (k == "uid" && matches!(x, J::Str(_))) {
+                    if k == "datasourceUid" || (k == "uid" && matches!(x, J::String(_))) {
                         out.push(x.text());
                     }
                     collect_uids(x, out);
                 }
             }
-            J::Arr(a) => a.iter().for_each(|x| collect_uids(x, out)),
+            J::Array(a) => a.iter().for_each(|x| collect_uids(x, out)),
             _ => {}
         }
     }
@@ -1270,10 +1132,10 @@ fn grafana_provisioning_references_defined_datasources() {
         );
     }
     let by_uid = |uid: &str| {
-        dsf.get("datasources")
+        dsf.key("datasources")
             .arr()
             .iter()
-            .find(|d| d.get("uid").text() == uid)
+            .find(|d| d.key("uid").text() == uid)
             .unwrap()
             .clone()
     };
@@ -1288,16 +1150,16 @@ fn grafana_provisioning_references_defined_datasources() {
         loki.at("jsonData.derivedFields")
             .arr()
             .iter()
-            .any(|f| f.get("datasourceUid").text() == "tempo"),
+            .any(|f| f.key("datasourceUid").text() == "tempo"),
         "log->trace link"
     );
     // Datasource URLs name services (and ports) the observability stack runs.
     let compose = compose_config("observability");
-    for d in dsf.get("datasources").arr() {
-        let url = d.get("url").text();
+    for d in dsf.key("datasources").arr() {
+        let url = d.key("url").text();
         let hostport = url.trim_start_matches("http://").trim_end_matches('/');
         let (host, port) = hostport.split_once(':').expect("url with port");
-        let svc = compose.get("services").get(host);
+        let svc = compose.key("services").key(host);
         assert!(
             !svc.is_null(),
             "{url}: no service {host} in the observability stack"
@@ -1316,7 +1178,7 @@ fn grafana_provisioning_references_defined_datasources() {
     }
     // Dashboards provider reads where compose mounts the dashboards.
     let prov = yaml_file(&graf.join("provisioning/dashboards/dashboards.yml"));
-    let path = prov.get("providers").arr()[0].at("options.path").text();
+    let path = prov.key("providers").arr()[0].at("options.path").text();
     let mounts: Vec<String> = compose
         .at("services.grafana.volumes")
         .arr()
@@ -1344,15 +1206,15 @@ fn grafana_provisioning_references_defined_datasources() {
         let mut used = Vec::new();
         fn ds_uids(v: &J, out: &mut Vec<String>) {
             match v {
-                J::Obj(kv) => {
+                J::Object(kv) => {
                     for (k, x) in kv {
                         if k == "datasource" {
-                            out.push(x.get("uid").text());
+                            out.push(x.key("uid").text());
                         }
                         ds_uids(x, out);
                     }
                 }
-                J::Arr(a) => a.iter().for_each(|x| ds_uids(x, out)),
+                J::Array(a) => a.iter().for_each(|x| ds_uids(x, out)),
                 _ => {}
             }
         }
@@ -1377,9 +1239,9 @@ fn grafana_provisioning_references_defined_datasources() {
     }
     assert!(n >= 1, "no dashboards");
     let env = compose.at("services.grafana.environment");
-    assert_eq!(env.get("GF_AUTH_ANONYMOUS_ORG_ROLE").text(), "Admin");
+    assert_eq!(env.key("GF_AUTH_ANONYMOUS_ORG_ROLE").text(), "Admin");
     assert_eq!(
-        env.get("GF_SECURITY_ADMIN_PASSWORD").text(),
+        env.key("GF_SECURITY_ADMIN_PASSWORD").text(),
         "macula-local-grafana"
     );
 }
@@ -1686,10 +1548,10 @@ fn powerdns_config_runs_with_gpgsql_backend_and_dnssec() {
 fn routing_hosts_and_clusters_follow_the_approved_plan() {
     let routing = yaml_file(&ds().join("routing.yaml"));
     let plan: Vec<(String, String)> = routing
-        .get("loopback")
+        .key("loopback")
         .arr()
         .iter()
-        .map(|l| (l.get("address").text(), l.get("name").text()))
+        .map(|l| (l.key("address").text(), l.key("name").text()))
         .collect();
     let want = [
         ("127.0.0.1", "host-nginx"),
@@ -1736,7 +1598,7 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
     }
     let be = routing.at("dns.backends");
     for b in ["hosts", "dnsmasq", "powerdns"] {
-        assert!(!be.get(b).is_null(), "DNS backend {b}");
+        assert!(!be.key(b).is_null(), "DNS backend {b}");
     }
     assert_eq!(be.at("powerdns.api_key").text(), "${PDNS_API_KEY}");
 
@@ -1758,9 +1620,9 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
         "routing's PowerDNS URL must be what compose publishes"
     );
     let mut wildcard_ports = BTreeSet::new();
-    for f in routing.get("forwards").arr() {
-        let name = f.get("name").text();
-        let listen = f.get("listen").text();
+    for f in routing.key("forwards").arr() {
+        let name = f.key("name").text();
+        let listen = f.key("listen").text();
         let (addr, proto) = listen.split_once('/').expect("listen ip:port/proto");
         let (ip, port) = addr.rsplit_once(':').unwrap();
         let key = (
@@ -1774,18 +1636,18 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
         if let Some(prev) = taken.insert(key.clone(), format!("forward {name}")) {
             panic!("forward {name} listens on {key:?}, already used by {prev}");
         }
-        let t = f.get("target");
-        if !t.get("service").is_null() {
+        let t = f.key("target");
+        if !t.key("service").is_null() {
             let (stack, svc) = t
-                .get("service")
+                .key("service")
                 .text()
                 .split_once('/')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .unwrap();
-            let s = stacks[stack.as_str()].get("services").get(&svc);
+            let s = stacks[stack.as_str()].key("services").key(&svc);
             assert!(!s.is_null(), "forward {name}: no service {stack}/{svc}");
-            let port = t.get("port").text();
-            let uses = s.get("ports").arr().iter().any(|p| {
+            let port = t.key("port").text();
+            let uses = s.key("ports").arr().iter().any(|p| {
                 let t = p.text();
                 let a = t.split('/').next().unwrap();
                 a.rsplit(':').next() == Some(port.as_str())
@@ -1815,10 +1677,10 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
         ),
     ] {
         let p = hosts.at(&format!("profiles.{profile}"));
-        let st: Vec<String> = p.get("stacks").arr().iter().map(J::text).collect();
+        let st: Vec<String> = p.key("stacks").arr().iter().map(J::text).collect();
         assert_eq!(st, all, "{profile} stacks");
-        assert_eq!(p.get("routing"), &J::Bool(true));
-        let cl: Vec<String> = p.get("clusters").arr().iter().map(J::text).collect();
+        assert_eq!(p.key("routing"), &J::Bool(true));
+        let cl: Vec<String> = p.key("clusters").arr().iter().map(J::text).collect();
         assert_eq!(cl, clusters, "{profile} clusters");
         assert_eq!(
             hosts.at(&format!("hosts.{profile}.profile")).text(),
@@ -1843,16 +1705,16 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
     );
     let published_ports: BTreeSet<u16> = taken.keys().map(|k| k.1).collect();
     let mut host_ports: BTreeMap<(u16, String), String> = BTreeMap::new();
-    for (name, c) in clusters.get("clusters").obj() {
+    for (name, c) in clusters.key("clusters").obj() {
         assert_eq!(c.at("flux.path").text(), format!("./clusters/{name}"));
         assert!(
             repo().join("clusters").join(name).is_dir(),
             "clusters/{name} missing"
         );
-        for node in c.get("nodes").arr() {
-            for m in node.get("extraPortMappings").arr() {
-                let hp: u16 = m.get("hostPort").text().parse().unwrap();
-                let proto = m.get("protocol").text();
+        for node in c.key("nodes").arr() {
+            for m in node.key("extraPortMappings").arr() {
+                let hp: u16 = m.key("hostPort").text().parse().unwrap();
+                let proto = m.key("protocol").text();
                 // kind binds 0.0.0.0: any publish on that port number clashes.
                 assert!(
                     !published_ports.contains(&hp),
@@ -1865,14 +1727,14 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
         }
     }
     let listed: BTreeSet<&str> = clusters
-        .get("clusters")
+        .key("clusters")
         .obj()
         .iter()
         .map(|(k, _)| k.as_str())
         .collect();
     assert_eq!(listed, CLUSTERS.iter().copied().collect());
     // The dev ingress forwards land on the kind host ports.
-    for f in routing.get("forwards").arr() {
+    for f in routing.key("forwards").arr() {
         if let Some(addr) = f.at("target.address").str() {
             let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
             assert!(
@@ -1890,12 +1752,12 @@ fn services_doc_lists_every_service_url_and_image() {
     let doc = read(&repo().join("README.md"));
     for stack in STACKS {
         let cfg = compose_config(stack);
-        for (name, s) in cfg.get("services").obj() {
+        for (name, s) in cfg.key("services").obj() {
             assert!(
                 doc.contains(&format!("macula-{name}")),
                 "README.md lacks macula-{name}"
             );
-            let image = s.get("image").text();
+            let image = s.key("image").text();
             assert!(doc.contains(&image), "README.md lacks image {image}");
         }
     }
