@@ -14,7 +14,7 @@ use super::flux;
 use super::kind::KindCli;
 use super::kube_ops::{FluxBootstrap, KubeCluster};
 use super::plan::{
-    plan, ClusterStep, Desired, DesiredCluster, Observed, ObservedCluster, RegistryObserved,
+    plan, ClusterStep, ClustersObserved, Desired, DesiredCluster, ObservedCluster, RegistryObserved,
 };
 use super::registry::Wiring;
 use super::spec::ClustersFile;
@@ -48,7 +48,7 @@ impl Default for ApplyOptions {
 
 /// What one pass did. `notices` are reports that changed nothing (needs recreate, unmanaged).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
+pub struct ClusterReport {
     pub tried: usize,
     pub failed: usize,
     pub changed: usize,
@@ -58,7 +58,7 @@ pub struct Report {
 }
 
 /// The selected clusters with their Flux settings resolved, and the registry wiring.
-pub fn desired(
+pub fn desired_clusters(
     file: &ClustersFile,
     catalog: &Catalog,
     selected: &[String],
@@ -155,10 +155,10 @@ impl<'a, K: KindCli, N: NodeOps> Session<'a, K, N> {
         &mut self,
         desired: &Desired,
         wiring: Option<&Wiring>,
-    ) -> Result<(Observed, Vec<String>), ClusterError> {
+    ) -> Result<(ClustersObserved, Vec<String>), ClusterError> {
         self.refresh_nodes().await?;
         let mut warnings = Vec::new();
-        let mut observed = Observed::default();
+        let mut observed = ClustersObserved::default();
         let nodes = self.nodes.clone();
         for (name, nodes) in &nodes {
             let mut o = ObservedCluster {
@@ -271,11 +271,11 @@ pub async fn apply<K: KindCli, N: NodeOps>(
     wiring: Option<&Wiring>,
     opts: &ApplyOptions,
     env: &Env,
-) -> Result<Report, ClusterError> {
+) -> Result<ClusterReport, ClusterError> {
     let mut s = Session::new(kind, engine, opts);
     let (observed, warnings) = s.observe(desired, wiring).await?;
     let steps = plan(desired, &observed);
-    let mut report = Report {
+    let mut report = ClusterReport {
         notices: warnings,
         ..Default::default()
     };

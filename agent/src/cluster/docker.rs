@@ -59,11 +59,11 @@ pub trait NodeOps {
 
 /// The real engine.
 #[derive(Clone)]
-pub struct Engine {
+pub struct ClusterEngine {
     pub docker: Docker,
 }
 
-impl Engine {
+impl ClusterEngine {
     pub async fn connect() -> Result<Self, ClusterError> {
         let docker = crate::engine::docker::client()
             .await
@@ -174,7 +174,7 @@ fn ports_of(
     ports
 }
 
-impl NodeOps for Engine {
+impl NodeOps for ClusterEngine {
     async fn kind_nodes(&self) -> Result<BTreeMap<String, Vec<NodeContainer>>, ClusterError> {
         let filters = HashMap::from([("label", vec![CLUSTER_LABEL])]);
         let list = self

@@ -156,7 +156,7 @@ pub struct ImagesReport {
 
 /// Build `names` (all when empty) and push them when `push`. Progress lines go to `progress`.
 pub async fn build(
-    engine: &super::docker::Engine,
+    engine: &super::docker::ClusterEngine,
     file: &ImagesFile,
     repo_root: &Path,
     registry: &str,
@@ -191,7 +191,7 @@ pub async fn build(
 }
 
 async fn build_one(
-    engine: &super::docker::Engine,
+    engine: &super::docker::ClusterEngine,
     name: &str,
     img: &ImageSpec,
     repo_root: &Path,

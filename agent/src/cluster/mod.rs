@@ -16,8 +16,8 @@ pub mod spec;
 pub mod status;
 pub mod validate;
 
-pub use apply::{apply, ApplyOptions, Report};
-pub use plan::{plan, ClusterStep, Desired, DesiredCluster, Observed, ObservedCluster};
+pub use apply::{apply, ApplyOptions, ClusterReport};
+pub use plan::{plan, ClusterStep, ClustersObserved, Desired, DesiredCluster, ObservedCluster};
 pub use spec::{load, ClustersFile};
 pub use status::{status, ClusterStatus};
 pub use validate::validate;

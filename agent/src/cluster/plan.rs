@@ -25,7 +25,7 @@ pub struct DesiredCluster {
 
 /// Every kind cluster on the engine, by name.
 #[derive(Debug, Clone, Default)]
-pub struct Observed {
+pub struct ClustersObserved {
     pub clusters: BTreeMap<String, ObservedCluster>,
 }
 
@@ -306,7 +306,7 @@ fn sync_changes(want: &SyncObserved, have: Option<&SyncObserved>) -> Vec<String>
 
 /// Steps in execution order: per desired cluster create/recreate, registry, flux install,
 /// flux sync; then clusters that are not desired.
-pub fn plan(desired: &Desired, observed: &Observed) -> Vec<ClusterStep> {
+pub fn plan(desired: &Desired, observed: &ClustersObserved) -> Vec<ClusterStep> {
     let mut steps = Vec::new();
     for c in &desired.clusters {
         let name = c.name.clone();

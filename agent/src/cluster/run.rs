@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::apply::{self, ApplyOptions, Report};
-use super::docker::Engine;
+use super::apply::{self, ApplyOptions, ClusterReport};
+use super::docker::ClusterEngine;
 use super::images::{self, ImagesReport};
 use super::kind::Kind;
 use super::plan::ClusterStep;
@@ -60,7 +60,7 @@ fn resolve(
     opts: &ApplyOptions,
     prune: bool,
 ) -> Result<(super::Desired, Option<Wiring>), ClusterError> {
-    apply::desired(
+    apply::desired_clusters(
         file,
         &state.catalog(),
         &state.selection.clusters,
@@ -83,12 +83,12 @@ pub async fn apply_host(
     prune: bool,
     opts: &ApplyOptions,
     env: &Env,
-) -> Result<Report, ClusterError> {
+) -> Result<ClusterReport, ClusterError> {
     if state.selection.clusters.is_empty() && !prune {
-        return Ok(Report::default());
+        return Ok(ClusterReport::default());
     }
     let (desired, wiring) = resolve(state, file, source_url, opts, prune)?;
-    let engine = Engine::connect().await?;
+    let engine = ClusterEngine::connect().await?;
     let kind = Kind::from_env()?;
     apply::apply(&kind, &engine, &desired, wiring.as_ref(), opts, env).await
 }
@@ -105,7 +105,7 @@ pub async fn diff_host(
         return Ok((Vec::new(), Vec::new()));
     }
     let (desired, wiring) = resolve(state, file, source_url, opts, prune)?;
-    let engine = Engine::connect().await?;
+    let engine = ClusterEngine::connect().await?;
     let kind = Kind::from_env()?;
     apply::diff(&kind, &engine, &desired, wiring.as_ref(), opts).await
 }
@@ -115,7 +115,7 @@ pub async fn status_host(state: &DesiredState) -> Result<Vec<ClusterStatus>, Clu
     if state.selection.clusters.is_empty() {
         return Ok(Vec::new());
     }
-    let engine = Engine::connect().await?;
+    let engine = ClusterEngine::connect().await?;
     let kind = Kind::from_env()?;
     Ok(super::status(&kind, &engine, &state.selection.clusters).await)
 }
@@ -154,7 +154,7 @@ pub async fn images_host(
             }
         }
     };
-    let engine = match Engine::connect().await {
+    let engine = match ClusterEngine::connect().await {
         Ok(e) => e,
         Err(e) => {
             return Ok(ImagesReport {

@@ -244,8 +244,8 @@ fn desired(text: &str, names: &[&str], prune: bool) -> Desired {
 }
 
 /// What a converged engine shows for `d`.
-fn converged(d: &Desired) -> Observed {
-    Observed {
+fn converged(d: &Desired) -> ClustersObserved {
+    ClustersObserved {
         clusters: d
             .clusters
             .iter()
@@ -287,14 +287,14 @@ fn plan_table() {
     let base = file_text();
     let d = desired(&base, &["macula-dev"], false);
     let conv = converged(&d);
-    type Case = (&'static str, Desired, Observed, Vec<&'static str>);
+    type Case = (&'static str, Desired, ClustersObserved, Vec<&'static str>);
     let mut cases: Vec<Case> = Vec::new();
 
     cases.push(("converged → empty plan", d.clone(), conv.clone(), vec![]));
     cases.push((
         "fresh machine",
         d.clone(),
-        Observed::default(),
+        ClustersObserved::default(),
         vec![
             "+ cluster macula-dev (1 node, kindest/node:v1.31.0)",
             "~ cluster macula-dev: wire registry (connect registry to kind network, containerd hosts.toml, ConfigMap kube-public/local-registry-hosting)",

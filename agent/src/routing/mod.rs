@@ -17,7 +17,7 @@ pub mod validate;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use forward::{ApplyReport, ForwardStatus, Forwarder};
+pub use forward::{ForwardReport, ForwardStatus, Forwarder};
 pub use resolve::{DockerResolver, Resolve};
 pub use run::{check, load_resolved, run_blocking, run_file, RunOptions};
 pub use spec::{load, RoutingFile};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::dns;
-use super::forward::{ApplyReport, Forwarder, ForwarderOptions};
+use super::forward::{ForwardReport, Forwarder, ForwarderOptions};
 use super::resolve::{DockerResolver, Resolve, StaticResolver};
 use super::validate::{Resolved, TargetSpec};
 use super::RoutingError;
@@ -77,7 +77,7 @@ async fn resolver_for(r: &Resolved) -> Result<Arc<dyn Resolve>, RoutingError> {
     })
 }
 
-async fn apply_all(fwd: &Forwarder, r: &Resolved, dns_on: bool) -> ApplyReport {
+async fn apply_all(fwd: &Forwarder, r: &Resolved, dns_on: bool) -> ForwardReport {
     // A no-op on Linux (all of 127.0.0.0/8 is on lo); `ifconfig lo0 alias` on macOS.
     for (address, name) in &r.loopback {
         if let Err(e) = super::bind::ensure_loopback_alias((*address).into()).await {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::support::docker::Sandbox;
 use crate::support::image;
 use macula_gitops::cluster::apply::{self, ApplyOptions};
-use macula_gitops::cluster::docker::{Engine, CLUSTER_LABEL, ROLE_LABEL};
+use macula_gitops::cluster::docker::{ClusterEngine, CLUSTER_LABEL, ROLE_LABEL};
 use macula_gitops::cluster::kind::Kind;
 use macula_gitops::cluster::plan::ClusterStep;
 use macula_gitops::cluster::spec::ClustersFile;
@@ -65,7 +65,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
             published: vec![(None, 5001, Protocol::Tcp)],
         }],
     };
-    let (desired, wiring) = apply::desired(
+    let (desired, wiring) = apply::desired_clusters(
         &file,
         &catalog,
         &[dev.clone(), new.clone()],
@@ -81,7 +81,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
     rec.set_kubeconfig(&new, &api_new.kubeconfig(&new));
     rec.create_nodes(&net, &image);
     let kind = Kind::from_path_var(&rec.path_var()).unwrap();
-    let engine = Engine::connect().await.unwrap();
+    let engine = ClusterEngine::connect().await.unwrap();
     let state = tempfile::tempdir().unwrap();
     let opts = ApplyOptions {
         state_dir: state.path().into(),

@@ -3,7 +3,7 @@
 
 use crate::support::docker::Sandbox;
 use crate::support::image;
-use macula_gitops::cluster::docker::{Engine, NodeOps, CLUSTER_LABEL, ROLE_LABEL};
+use macula_gitops::cluster::docker::{ClusterEngine, NodeOps, CLUSTER_LABEL, ROLE_LABEL};
 use macula_gitops::cluster::registry::Wiring;
 use macula_gitops::cluster::spec::{RegistrySpec, Role};
 
@@ -41,7 +41,7 @@ async fn registry_wiring_on_fake_nodes() {
         )
         .await;
 
-    let engine = Engine::connect().await.unwrap();
+    let engine = ClusterEngine::connect().await.unwrap();
     let all = engine.kind_nodes().await.unwrap();
     let nodes = all
         .get(&cluster)

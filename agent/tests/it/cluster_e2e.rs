@@ -8,7 +8,7 @@ use crate::support::cluster as support;
 use std::time::Duration;
 
 use macula_gitops::cluster::apply::{self, ApplyOptions};
-use macula_gitops::cluster::docker::Engine;
+use macula_gitops::cluster::docker::ClusterEngine;
 use macula_gitops::cluster::kind::{Kind, KindCli};
 use macula_gitops::cluster::kube_ops::{FluxBootstrap, KubeCluster};
 use macula_gitops::cluster::spec::ClustersFile;
@@ -38,7 +38,7 @@ async fn kind_cluster_with_flux() {
         println!("skipped: kind not on PATH");
         return;
     };
-    let Ok(engine) = Engine::connect().await else {
+    let Ok(engine) = ClusterEngine::connect().await else {
         println!("skipped: no container engine");
         return;
     };
@@ -51,7 +51,7 @@ async fn kind_cluster_with_flux() {
         fixture.display()
     );
     let file: ClustersFile = serde_yaml::from_str(&text).unwrap();
-    let (desired, wiring) = apply::desired(
+    let (desired, wiring) = apply::desired_clusters(
         &file,
         &Catalog::default(),
         std::slice::from_ref(&name),

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::docker::Sandbox;
 use crate::support::{free_port, image, KillOnDrop};
-use macula_gitops::cluster::docker::Engine;
+use macula_gitops::cluster::docker::ClusterEngine;
 use macula_gitops::cluster::images;
 use macula_gitops::desired::interpolate::Env;
 
@@ -96,7 +96,7 @@ async fn build_push_and_skip_unchanged() {
     let (file, d) = images::load(&yaml, &Env::default(), repo.path());
     assert!(d.is_empty(), "{d}");
     let file = file.unwrap();
-    let engine = Engine::connect().await.unwrap();
+    let engine = ClusterEngine::connect().await.unwrap();
 
     let mut lines = Vec::new();
     let r = images::build(

@@ -100,7 +100,7 @@ async fn clear_errors() {
 #[tokio::test]
 async fn taken_host_port_is_reported_before_kind_runs() {
     use macula_gitops::cluster::apply::{self, ApplyOptions};
-    use macula_gitops::cluster::docker::Engine;
+    use macula_gitops::cluster::docker::ClusterEngine;
     use macula_gitops::cluster::spec::ClustersFile;
     use macula_gitops::desired::catalog::Catalog;
     use macula_gitops::desired::interpolate::Env;
@@ -114,7 +114,7 @@ async fn taken_host_port_is_reported_before_kind_runs() {
         "0".repeat(64)
     );
     let file: ClustersFile = serde_yaml::from_str(&text).unwrap();
-    let (mut desired, wiring) = apply::desired(
+    let (mut desired, wiring) = apply::desired_clusters(
         &file,
         &Catalog::default(),
         std::slice::from_ref(&name),
@@ -126,7 +126,7 @@ async fn taken_host_port_is_reported_before_kind_runs() {
     desired.registry = None;
     let rec = RecordingKind::new();
     let kind = Kind::from_path_var(&rec.path_var()).unwrap();
-    let engine = Engine::connect().await.unwrap();
+    let engine = ClusterEngine::connect().await.unwrap();
     let state = tempfile::tempdir().unwrap();
     let opts = ApplyOptions {
         state_dir: state.path().into(),

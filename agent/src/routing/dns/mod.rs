@@ -30,7 +30,7 @@ pub trait DnsBackend: Send + Sync {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
+pub struct DnsReport {
     pub tried: usize,
     pub failed: usize,
     pub changed: Vec<&'static str>,
@@ -54,8 +54,8 @@ pub fn backends(spec: &DnsSpec) -> Vec<Box<dyn DnsBackend>> {
 }
 
 /// Publish `spec.names` through every backend; keep going past failures.
-pub async fn reconcile(spec: &DnsSpec, backends: &[Box<dyn DnsBackend>]) -> Report {
-    let mut report = Report::default();
+pub async fn reconcile(spec: &DnsSpec, backends: &[Box<dyn DnsBackend>]) -> DnsReport {
+    let mut report = DnsReport::default();
     for b in backends {
         report.tried += 1;
         match b.apply(&spec.zone, &spec.names).await {

@@ -121,7 +121,7 @@ struct Running {
 type Key = (SocketAddr, Protocol);
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ApplyReport {
+pub struct ForwardReport {
     pub tried: usize,
     pub failed: usize,
     pub started: Vec<String>,
@@ -208,10 +208,10 @@ impl Forwarder {
     }
 
     /// Make the running forwards match `specs`, touching only those that changed.
-    pub async fn apply(&self, specs: &[ForwardSpec]) -> ApplyReport {
+    pub async fn apply(&self, specs: &[ForwardSpec]) -> ForwardReport {
         let desired: BTreeMap<Key, &ForwardSpec> =
             specs.iter().map(|s| ((s.listen, s.protocol), s)).collect();
-        let mut report = ApplyReport::default();
+        let mut report = ForwardReport::default();
         let mut running = self.running.lock().await;
         let mut failed = self.failed.lock().await;
         failed.retain(|k, _| desired.contains_key(k));
