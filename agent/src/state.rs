@@ -131,3 +131,43 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         std::fs::copy(from, to).map(|_| ())
     }
 }
+
+/// Write a generated secret or config to `<state_dir>/files/<digest>/<name>` once; returns that
+/// path. The directory is 0700 (only root reaches it on the host); the file gets the mode (and
+/// numeric owner) the compose file asks for, since the container reads it through a bind.
+pub fn materialise_bytes(
+    state_dir: &Path,
+    digest: &str,
+    name: &str,
+    content: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<PathBuf, StateError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = state_dir.join("files").join(digest);
+    let dest = dir.join(name);
+    let io = |source| StateError::Io {
+        path: dest.clone(),
+        source,
+    };
+    let perms_match =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode);
+    if dest.exists() && perms_match(&dest) {
+        return Ok(dest);
+    }
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    std::fs::write(tmp.path(), content).map_err(io)?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::chown(
+            tmp.path(),
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(|e| io(std::io::Error::from(e)))?;
+    }
+    tmp.persist(&dest).map_err(|e| io(e.error))?;
+    Ok(dest)
+}

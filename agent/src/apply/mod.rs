@@ -312,15 +312,38 @@ fn create_context(
     ctx: &ApplyContext,
 ) -> Result<CreateContext, EngineError> {
     let mut mount_paths = BTreeMap::new();
+    let fail = |e: state::StateError| EngineError::Container {
+        container: spec.container_name.clone(),
+        message: e.to_string(),
+    };
     for m in &spec.mounts {
-        if let MountSource::Repo { digest, local, .. } = &m.source {
-            let p = state::materialise(&ctx.state_dir, digest, local).map_err(|e| {
-                EngineError::Container {
-                    container: spec.container_name.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-            mount_paths.insert(digest.clone(), p);
+        match &m.source {
+            MountSource::Repo { digest, local, .. } => {
+                let p = state::materialise(&ctx.state_dir, digest, local).map_err(fail)?;
+                mount_paths.insert(digest.clone(), p);
+            }
+            MountSource::Generated {
+                name,
+                digest,
+                content,
+            } => {
+                let owner = m
+                    .options
+                    .file_owner
+                    .as_ref()
+                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+                let p = state::materialise_bytes(
+                    &ctx.state_dir,
+                    digest,
+                    name,
+                    &content.0,
+                    m.options.file_mode.unwrap_or(0o444),
+                    owner,
+                )
+                .map_err(fail)?;
+                mount_paths.insert(digest.clone(), p);
+            }
+            _ => {}
         }
     }
     Ok(CreateContext {

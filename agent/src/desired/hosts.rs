@@ -19,6 +19,8 @@ pub struct HostsFile {
 #[serde(deny_unknown_fields)]
 pub struct Selection {
     pub stacks: Option<Vec<String>>,
+    /// Compose profiles enabled on the host (services without `profiles:` always run).
+    pub compose_profiles: Option<Vec<String>>,
     pub routing: Option<bool>,
     pub clusters: Option<Vec<String>>,
 }
@@ -28,6 +30,7 @@ pub struct Selection {
 pub struct HostEntry {
     pub profile: Option<String>,
     pub stacks: Option<Vec<String>>,
+    pub compose_profiles: Option<Vec<String>>,
     pub routing: Option<bool>,
     pub clusters: Option<Vec<String>>,
 }
@@ -41,6 +44,9 @@ pub struct HostSelection {
     pub stacks: Vec<String>,
     pub routing: bool,
     pub clusters: Vec<String>,
+    /// Compose profiles enabled for every stack of the host; `*` enables all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub compose_profiles: Vec<String>,
 }
 
 impl HostsFile {
@@ -77,6 +83,11 @@ impl HostsFile {
             host: host.to_string(),
             entry: key,
             stacks: entry.stacks.clone().or(profile.stacks).unwrap_or_default(),
+            compose_profiles: entry
+                .compose_profiles
+                .clone()
+                .or(profile.compose_profiles)
+                .unwrap_or_default(),
             routing: entry.routing.or(profile.routing).unwrap_or(false),
             clusters: entry
                 .clusters
@@ -93,10 +104,10 @@ mod tests {
 
     const FILE: &str = "
 profiles:
-  dev: {stacks: [a, b], routing: true, clusters: [c1]}
+  dev: {stacks: [a, b], routing: true, clusters: [c1], compose_profiles: [debug]}
 hosts:
   default: {profile: dev}
-  lab-1: {profile: dev, stacks: [b]}
+  lab-1: {profile: dev, stacks: [b], compose_profiles: [tools]}
   bare: {stacks: [z]}
 ";
 
@@ -109,7 +120,9 @@ hosts:
             ("lab-1", vec!["b".to_string()], true)
         );
         assert_eq!(s.clusters, ["c1"]);
+        assert_eq!(s.compose_profiles, ["tools"]);
         let s = f.select("laptop").unwrap();
+        assert_eq!(s.compose_profiles, ["debug"]);
         assert_eq!((s.entry.as_str(), s.stacks.len()), ("default", 2));
         let s = f.select("bare").unwrap();
         assert_eq!(

@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use super::compose::{self, NetworkDef, Service, VolumeDef};
+use super::compose::{self, FileDef, NetworkDef, Service, VolumeDef};
 use super::hosts::{HostSelection, HostsFile};
 use super::interpolate::Env;
 use super::lines::{self, LineIndex};
@@ -38,12 +38,16 @@ pub struct LoadedStack {
     pub name: String,
     /// Compose project name: the file's `name:` or the stack directory name.
     pub project: String,
+    /// Whether `project` came from `name:` (rather than the directory).
+    pub named: bool,
     /// Directory of the compose file (absolute); relative paths in the file resolve here.
     pub dir: PathBuf,
     pub source: SourceFile,
     pub services: IndexMap<String, Service>,
     pub networks: IndexMap<String, NetworkDef>,
     pub volumes: IndexMap<String, VolumeDef>,
+    pub secrets: IndexMap<String, FileDef>,
+    pub configs: IndexMap<String, FileDef>,
 }
 
 #[derive(Debug, Clone)]
@@ -223,16 +227,30 @@ fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Op
         return None;
     };
     let mut project = name.to_string();
+    let mut named = false;
     let mut services = IndexMap::new();
     let mut networks = IndexMap::new();
     let mut volumes = IndexMap::new();
+    let mut secrets = IndexMap::new();
+    let mut configs = IndexMap::new();
     for (k, v) in top {
         let key = k.as_str().unwrap_or_default().to_string();
         match key.as_str() {
             "name" => match v.as_str() {
-                Some(n) => project = n.to_string(),
+                Some(n) => {
+                    project = n.to_string();
+                    named = true;
+                }
                 None => diags.error(&rel, Some(&source.lines), "name", "expected a string"),
             },
+            "version" => diags.warn(
+                &rel,
+                Some(&source.lines),
+                "version",
+                "`version` is obsolete and ignored (as docker compose ignores it)",
+            ),
+            "secrets" => each_entry::<FileDef>(v, "secrets", &source, diags, &mut secrets),
+            "configs" => each_entry::<FileDef>(v, "configs", &source, diags, &mut configs),
             "services" => each_entry::<Service>(v, "services", &source, diags, &mut services),
             "networks" => each_entry::<NetworkDef>(v, "networks", &source, diags, &mut networks),
             "volumes" => each_entry::<VolumeDef>(v, "volumes", &source, diags, &mut volumes),
@@ -251,11 +269,14 @@ fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Op
     Some(LoadedStack {
         name: name.to_string(),
         project,
+        named,
         dir: root.join(rel.parent().expect("compose file path has a parent")),
         source,
         services,
         networks,
         volumes,
+        secrets,
+        configs,
     })
 }
 

@@ -6,6 +6,7 @@
 pub mod build;
 pub mod catalog;
 pub mod compose;
+pub mod dockerignore;
 pub mod hosts;
 pub mod interpolate;
 pub mod lines;

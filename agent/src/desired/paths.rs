@@ -6,6 +6,8 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::dockerignore::DockerIgnore;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PathError {
     #[error("{path:?} is absolute: use a path relative to the compose file, inside the repo")]
@@ -72,12 +74,27 @@ pub fn resolve_inside(root: &Path, base: &Path, raw: &str) -> Result<PathBuf, Pa
 /// sha256 of a file, or of a directory tree (relative names, modes and contents, sorted),
 /// as lowercase hex.
 pub fn digest(path: &Path) -> std::io::Result<String> {
+    digest_except(path, &DockerIgnore::default())
+}
+
+/// `digest` of a build context: the files its `.dockerignore` leaves out do not count, so
+/// editing them neither rebuilds nor recreates.
+pub fn context_digest(dir: &Path) -> std::io::Result<String> {
+    digest_except(dir, &DockerIgnore::load(dir)?)
+}
+
+fn digest_except(path: &Path, ignore: &DockerIgnore) -> std::io::Result<String> {
     let mut h = Sha256::new();
-    digest_into(path, Path::new(""), &mut h)?;
+    digest_into(path, Path::new(""), ignore, &mut h)?;
     Ok(hex::encode(h.finalize()))
 }
 
-fn digest_into(path: &Path, rel: &Path, h: &mut Sha256) -> std::io::Result<()> {
+fn digest_into(
+    path: &Path,
+    rel: &Path,
+    ignore: &DockerIgnore,
+    h: &mut Sha256,
+) -> std::io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
         let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
@@ -86,8 +103,17 @@ fn digest_into(path: &Path, rel: &Path, h: &mut Sha256) -> std::io::Result<()> {
             if e.file_name() == ".git" {
                 continue;
             }
-            digest_into(&e.path(), &rel.join(e.file_name()), h)?;
+            let child = rel.join(e.file_name());
+            if !ignore.is_empty()
+                && ignore.excluded(&child.to_string_lossy())
+                && !(ignore.has_exceptions() && e.file_type()?.is_dir())
+            {
+                continue;
+            }
+            digest_into(&e.path(), &child, ignore, h)?;
         }
+    } else if !ignore.is_empty() && ignore.excluded(&rel.to_string_lossy()) {
+        // Only reached inside an excluded directory an exception made us descend into.
     } else {
         use std::os::unix::fs::PermissionsExt;
         h.update(rel.to_string_lossy().as_bytes());

@@ -24,6 +24,9 @@ pub struct NetworkSpec {
     pub subnet: Option<IpNet>,
     pub gateway: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
+    /// Everything else `docker compose` passes to NetworkCreate.
+    #[serde(flatten)]
+    pub options: NetworkOptions,
     #[serde(skip)]
     pub stack: String,
     #[serde(skip)]
@@ -34,6 +37,10 @@ pub struct NetworkSpec {
 pub struct VolumeSpec {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
     #[serde(skip)]
     pub stack: String,
 }
@@ -43,6 +50,9 @@ pub struct PortSpec {
     /// Empty: all addresses.
     pub host_ip: String,
     pub host_port: Option<u16>,
+    /// End of a host port range the engine picks a free port from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port_end: Option<u16>,
     pub container_port: u16,
     pub protocol: Protocol,
 }
@@ -64,6 +74,26 @@ pub enum MountSource {
     Host { path: String },
     /// An anonymous volume.
     Anonymous,
+    /// A tmpfs (options in `MountSpec::options`).
+    Tmpfs,
+    /// A secret or config given inline or from the environment, written by apply into the
+    /// state directory under its digest. The content never leaves memory except into that file.
+    Generated {
+        name: String,
+        digest: String,
+        #[serde(skip)]
+        content: Sensitive,
+    },
+}
+
+/// Bytes that must not show up in logs, status or errors: `Debug` prints only the length.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Sensitive(pub Vec<u8>);
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,12 +101,49 @@ pub struct MountSpec {
     pub source: MountSource,
     pub target: String,
     pub read_only: bool,
+    #[serde(flatten)]
+    pub options: MountOptions,
+}
+
+/// Per-type mount options; each left out of the hash when unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MountOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nocopy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_mode: Option<u32>,
+    /// Owner and mode of a generated secret/config file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_mode: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_owner: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AttachSpec {
     pub ipv4_address: Option<IpAddr>,
     pub aliases: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gw_priority: Option<i64>,
+    /// Connection order only (highest first), not a property of the endpoint.
+    #[serde(skip)]
+    pub priority: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,7 +165,37 @@ pub struct BuildSpec {
     pub args: BTreeMap<String, String>,
     /// Digest of the build context: a changed source yields a rebuild and a recreate.
     pub context_digest: String,
+    #[serde(flatten)]
+    pub options: BuildOptions,
 }
+
+/// Long-form `build:` options passed to the engine's build API; unset ones stay out of the hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BuildOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile_inline: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache_from: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_cache: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pull: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+/// Where the inline Dockerfile goes in the context tar; a name no real context uses.
+pub const INLINE_DOCKERFILE: &str = ".macula-gitops.Dockerfile";
 
 /// Everything that defines one container. Field order here is the order reasons are listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -133,6 +230,147 @@ pub struct ServiceSpec {
     pub hostname: Option<String>,
     pub cap_add: BTreeSet<String>,
     pub extra_hosts: BTreeMap<String, String>,
+    /// Every other container setting, each left out of the hash when unset so services that
+    /// do not use it keep the hash they had before it existed.
+    #[serde(flatten)]
+    pub runtime: RuntimeSpec,
+    /// When to pull; it does not change the container, so it is not hashed.
+    #[serde(skip)]
+    pub pull_policy: PullPolicy,
+}
+
+/// `pull_policy`, as Compose reads it (`if_not_present` = `missing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    #[default]
+    Missing,
+    Always,
+    Never,
+    Build,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceSpec {
+    pub host: String,
+    pub container: String,
+    pub permissions: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogSpec {
+    pub driver: Option<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceRequestSpec {
+    pub driver: Option<String>,
+    pub count: Option<i64>,
+    pub device_ids: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+macro_rules! runtime_spec {
+    ($($(#[$doc:meta])* $name:ident : $ty:ty = $skip:expr,)*) => {
+        /// Container settings beyond the first subset, mapped as `docker compose` maps them.
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+        pub struct RuntimeSpec {
+            $($(#[$doc])* #[serde(skip_serializing_if = $skip)] pub $name: $ty,)*
+        }
+    };
+}
+
+runtime_spec! {
+    platform: Option<String> = "Option::is_none",
+    stop_signal: Option<String> = "Option::is_none",
+    /// Seconds, as Compose truncates `stop_grace_period`.
+    stop_timeout: Option<i64> = "Option::is_none",
+    shm_size: Option<i64> = "Option::is_none",
+    runtime: Option<String> = "Option::is_none",
+    /// name -> (soft, hard)
+    ulimits: BTreeMap<String, (i64, i64)> = "BTreeMap::is_empty",
+    sysctls: BTreeMap<String, String> = "BTreeMap::is_empty",
+    tmpfs: BTreeMap<String, String> = "BTreeMap::is_empty",
+    devices: Vec<DeviceSpec> = "Vec::is_empty",
+    device_cgroup_rules: Vec<String> = "Vec::is_empty",
+    device_requests: Vec<DeviceRequestSpec> = "Vec::is_empty",
+    privileged: bool = "std::ops::Not::not",
+    cap_drop: BTreeSet<String> = "BTreeSet::is_empty",
+    security_opt: Vec<String> = "Vec::is_empty",
+    read_only: bool = "std::ops::Not::not",
+    init: Option<bool> = "Option::is_none",
+    logging: Option<LogSpec> = "Option::is_none",
+    /// host, none, bridge, or `container:<name>` (a `service:` reference resolved).
+    network_mode: Option<String> = "Option::is_none",
+    pid: Option<String> = "Option::is_none",
+    ipc: Option<String> = "Option::is_none",
+    uts: Option<String> = "Option::is_none",
+    userns_mode: Option<String> = "Option::is_none",
+    cgroup: Option<String> = "Option::is_none",
+    cgroup_parent: Option<String> = "Option::is_none",
+    dns: Vec<String> = "Vec::is_empty",
+    dns_search: Vec<String> = "Vec::is_empty",
+    dns_opt: Vec<String> = "Vec::is_empty",
+    domainname: Option<String> = "Option::is_none",
+    mac_address: Option<String> = "Option::is_none",
+    group_add: Vec<String> = "Vec::is_empty",
+    stdin_open: bool = "std::ops::Not::not",
+    tty: bool = "std::ops::Not::not",
+    /// `container:alias`, with service references resolved to container names.
+    links: Vec<String> = "Vec::is_empty",
+    volumes_from: Vec<String> = "Vec::is_empty",
+    /// Addresses beyond the first for a host in `extra_hosts`.
+    extra_hosts_more: Vec<(String, String)> = "Vec::is_empty",
+    nano_cpus: Option<i64> = "Option::is_none",
+    cpu_shares: Option<i64> = "Option::is_none",
+    cpu_quota: Option<i64> = "Option::is_none",
+    cpu_period: Option<i64> = "Option::is_none",
+    cpu_rt_runtime: Option<i64> = "Option::is_none",
+    cpu_rt_period: Option<i64> = "Option::is_none",
+    cpu_count: Option<i64> = "Option::is_none",
+    cpu_percent: Option<i64> = "Option::is_none",
+    cpuset: Option<String> = "Option::is_none",
+    memory: Option<i64> = "Option::is_none",
+    memory_reservation: Option<i64> = "Option::is_none",
+    memory_swap: Option<i64> = "Option::is_none",
+    mem_swappiness: Option<i64> = "Option::is_none",
+    pids_limit: Option<i64> = "Option::is_none",
+    oom_kill_disable: Option<bool> = "Option::is_none",
+    oom_score_adj: Option<i64> = "Option::is_none",
+    storage_opt: BTreeMap<String, String> = "BTreeMap::is_empty",
+    annotations: BTreeMap<String, String> = "BTreeMap::is_empty",
+}
+
+/// Network options beyond driver, first subnet and labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkOptions {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub attachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_ipv6: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_ipv4: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipam_driver: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ipam_options: BTreeMap<String, String>,
+    /// Every `ipam.config` entry, the first included (`subnet`/`gateway` above repeat it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ipam_config: Vec<IpamConfigSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IpamConfigSpec {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 impl ServiceSpec {
@@ -164,11 +402,20 @@ impl ServiceSpec {
             out.insert(k, short(&v.to_string()));
         }
         for m in &self.mounts {
-            if let MountSource::Repo { path, digest, .. } = &m.source {
-                out.insert(
-                    format!("file:{path}"),
-                    digest[..12.min(digest.len())].to_string(),
-                );
+            match &m.source {
+                MountSource::Repo { path, digest, .. } => {
+                    out.insert(
+                        format!("file:{path}"),
+                        digest[..12.min(digest.len())].to_string(),
+                    );
+                }
+                MountSource::Generated { name, digest, .. } => {
+                    out.insert(
+                        format!("file:{name}"),
+                        digest[..12.min(digest.len())].to_string(),
+                    );
+                }
+                _ => {}
             }
         }
         for (path, digest) in &self.env_files {

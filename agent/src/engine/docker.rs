@@ -16,9 +16,9 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 
-use super::render::{container_body, endpoint};
+use super::render::{connect_order, container_body, endpoint};
 use super::{ContainerStatus, CreateContext, Engine, EngineError};
-use crate::desired::spec::{BuildSpec, NetworkSpec, ServiceSpec, VolumeSpec};
+use crate::desired::spec::{BuildSpec, NetworkSpec, ServiceSpec, VolumeSpec, INLINE_DOCKERFILE};
 use crate::labels;
 use crate::plan::{Observed, ObservedContainer, ObservedImage, ObservedNetwork, ObservedVolume};
 
@@ -178,20 +178,52 @@ impl Engine for DockerEngine {
     async fn create_network(&self, spec: &NetworkSpec, host: &str) -> Result<(), EngineError> {
         let mut l: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         l.extend(labels::ownership(host, &spec.stack));
-        let ipam = spec.subnet.map(|s| Ipam {
-            config: Some(vec![IpamConfig {
-                subnet: Some(s.to_string()),
-                gateway: spec.gateway.map(|g| g.to_string()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
+        let o = &spec.options;
+        let configs: Vec<IpamConfig> = if o.ipam_config.is_empty() {
+            spec.subnet
+                .map(|s| IpamConfig {
+                    subnet: Some(s.to_string()),
+                    gateway: spec.gateway.map(|g| g.to_string()),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect()
+        } else {
+            o.ipam_config
+                .iter()
+                .map(|c| IpamConfig {
+                    subnet: c.subnet.clone(),
+                    ip_range: c.ip_range.clone(),
+                    gateway: c.gateway.clone(),
+                    auxiliary_addresses: (!c.aux_addresses.is_empty())
+                        .then(|| c.aux_addresses.clone().into_iter().collect()),
+                })
+                .collect()
+        };
+        let ipam = (!configs.is_empty() || o.ipam_driver.is_some() || !o.ipam_options.is_empty())
+            .then(|| Ipam {
+                driver: o.ipam_driver.clone(),
+                config: (!configs.is_empty()).then_some(configs),
+                options: (!o.ipam_options.is_empty())
+                    .then(|| o.ipam_options.clone().into_iter().collect()),
+            });
+        let mut options: HashMap<String, String> = o.driver_opts.clone().into_iter().collect();
+        // The engine takes these two as options in the API versions engines here speak.
+        if let Some(v6) = o.enable_ipv6 {
+            options.insert("com.docker.network.enable_ipv6".into(), v6.to_string());
+        }
+        if let Some(v4) = o.enable_ipv4 {
+            options.insert("com.docker.network.enable_ipv4".into(), v4.to_string());
+        }
         self.docker
             .create_network(NetworkCreateRequest {
                 name: spec.name.clone(),
                 driver: Some(spec.driver.clone()),
                 ipam,
                 labels: Some(l),
+                internal: o.internal.then_some(true),
+                attachable: o.attachable.then_some(true),
+                options: (!options.is_empty()).then_some(options),
                 ..Default::default()
             })
             .await
@@ -213,6 +245,9 @@ impl Engine for DockerEngine {
             .create_volume(VolumeCreateRequest {
                 name: Some(spec.name.clone()),
                 labels: Some(l),
+                driver: spec.driver.clone(),
+                driver_opts: (!spec.driver_opts.is_empty())
+                    .then(|| spec.driver_opts.clone().into_iter().collect()),
                 ..Default::default()
             })
             .await
@@ -265,23 +300,54 @@ impl Engine for DockerEngine {
             message,
         };
         let context = build.context.clone();
-        let tarball = tokio::task::spawn_blocking(move || super::pack_context(&context))
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(|e| fail(format!("cannot pack build context: {e}")))?;
-        let mut l = HashMap::new();
+        let inline = build.options.dockerfile_inline.clone();
+        let tarball = tokio::task::spawn_blocking(move || {
+            let extra: Vec<(&str, &[u8])> = inline
+                .as_deref()
+                .map(|d| (INLINE_DOCKERFILE, d.as_bytes()))
+                .into_iter()
+                .collect();
+            super::pack_context_with(&context, &extra)
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(format!("cannot pack build context: {e}")))?;
+        let o = &build.options;
+        let mut l: HashMap<String, String> = o.labels.clone().into_iter().collect();
         l.insert(
             labels::CONTEXT_DIGEST.to_string(),
             build.context_digest.clone(),
         );
         let args: HashMap<String, String> = build.args.clone().into_iter().collect();
-        let opts = BuildImageOptionsBuilder::default()
+        let mut opts = BuildImageOptionsBuilder::default()
             .dockerfile(&build.dockerfile)
             .t(image)
             .rm(true)
             .labels(&l)
             .buildargs(&args)
-            .build();
+            .nocache(o.no_cache);
+        if o.pull {
+            opts = opts.pull("1");
+        }
+        if let Some(t) = &o.target {
+            opts = opts.target(t);
+        }
+        if let Some(n) = &o.network {
+            opts = opts.networkmode(n);
+        }
+        if let Some(s) = o.shm_size {
+            opts = opts.shmsize(i32::try_from(s).unwrap_or(i32::MAX));
+        }
+        if !o.extra_hosts.is_empty() {
+            opts = opts.extrahosts(&o.extra_hosts.join(","));
+        }
+        if !o.cache_from.is_empty() {
+            opts = opts.cachefrom(&o.cache_from);
+        }
+        if let Some(p) = &o.platform {
+            opts = opts.platform(p);
+        }
+        let opts = opts.build();
         let mut stream =
             self.docker
                 .build_image(opts, None, Some(bollard::body_full(tarball.into())));
@@ -308,16 +374,18 @@ impl Engine for DockerEngine {
         ctx: &CreateContext,
     ) -> Result<String, EngineError> {
         let body = container_body(spec, ctx);
-        let opts = CreateContainerOptionsBuilder::default()
-            .name(&spec.container_name)
-            .build();
+        let mut opts = CreateContainerOptionsBuilder::default().name(&spec.container_name);
+        if let Some(p) = &spec.runtime.platform {
+            opts = opts.platform(p);
+        }
+        let opts = opts.build();
         let created = self
             .docker
             .create_container(Some(opts), body)
             .await
             .map_err(api("create container", &spec.container_name))?;
         // Remaining networks are connected before start, so the container starts fully wired.
-        for (net, att) in spec.networks.iter().skip(1) {
+        for (net, att) in connect_order(spec).into_iter().skip(1) {
             let req = NetworkConnectRequest {
                 container: created.id.clone(),
                 endpoint_config: Some(endpoint(spec, att)),

@@ -13,24 +13,63 @@ use crate::plan::Observed;
 
 pub use docker::DockerEngine;
 
-/// A build context as the tar stream the engine's build API takes (`.git` left out, symlinks
-/// kept as links). Shared by `build:` services and `images build`.
+/// A build context as the tar stream the engine's build API takes (`.git` and what the
+/// context's `.dockerignore` excludes left out, symlinks kept as links). Shared by `build:`
+/// services and `images build`.
 pub fn pack_context(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    pack_context_with(dir, &[])
+}
+
+/// `pack_context` plus `extra` files at the root (an inline Dockerfile).
+pub fn pack_context_with(
+    dir: &std::path::Path,
+    extra: &[(&str, &[u8])],
+) -> std::io::Result<Vec<u8>> {
+    let ignore = crate::desired::dockerignore::DockerIgnore::load(dir)?;
     let mut t = tar::Builder::new(Vec::new());
     t.follow_symlinks(false);
+    pack_dir(&mut t, dir, "", &ignore)?;
+    for (name, data) in extra {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, name, *data)?;
+    }
+    t.into_inner()
+}
+
+fn pack_dir(
+    t: &mut tar::Builder<Vec<u8>>,
+    dir: &std::path::Path,
+    rel: &str,
+    ignore: &crate::desired::dockerignore::DockerIgnore,
+) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         if e.file_name() == ".git" {
             continue;
         }
-        if e.file_type()?.is_dir() {
-            t.append_dir_all(e.file_name(), e.path())?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let child = if rel.is_empty() {
+            name
         } else {
-            t.append_path_with_name(e.path(), e.file_name())?;
+            format!("{rel}/{name}")
+        };
+        let excluded = ignore.excluded(&child);
+        if e.file_type()?.is_dir() {
+            if !excluded {
+                t.append_dir(&child, e.path())?;
+            }
+            if !excluded || ignore.has_exceptions() {
+                pack_dir(t, &e.path(), &child, ignore)?;
+            }
+        } else if !excluded {
+            t.append_path_with_name(e.path(), &child)?;
         }
     }
-    t.into_inner()
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 pub use observed::*;
 
-use crate::desired::spec::{DesiredState, ServiceSpec};
+use crate::desired::spec::{DesiredState, PullPolicy, ServiceSpec};
 use crate::labels;
 
 #[derive(Debug, Clone, Default)]
@@ -214,13 +214,25 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
                     image: spec.image.clone(),
                 });
             }
-        } else if needs_create
-            && !observed.images.contains_key(&spec.image)
-            && images_seen.insert(spec.image.clone())
-        {
-            image_steps.push(Step::PullImage {
-                image: spec.image.clone(),
-            });
+        } else if needs_create {
+            let present = observed.images.contains_key(&spec.image);
+            match spec.pull_policy {
+                PullPolicy::Never if !present => image_steps.push(Step::Blocked {
+                    subject: format!("image {}", spec.image),
+                    reason: format!("pull_policy: never, and the image is not on the host (needed by {key}); load or build it there"),
+                }),
+                PullPolicy::Never => {}
+                // `always`: pulled whenever the container is (re)created, as `up` pulls it.
+                PullPolicy::Always | PullPolicy::Missing | PullPolicy::Build
+                    if (!present || spec.pull_policy == PullPolicy::Always)
+                        && images_seen.insert(spec.image.clone()) =>
+                {
+                    image_steps.push(Step::PullImage {
+                        image: spec.image.clone(),
+                    });
+                }
+                _ => {}
+            }
         }
     }
     steps.extend(image_steps);

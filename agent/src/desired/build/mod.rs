@@ -1,0 +1,353 @@
+//! From the parsed Compose files to `DesiredState`: Compose's defaults and naming rules applied,
+//! repo paths checked and digested, values with units checked. Problems are collected, never
+//! thrown.
+
+mod files;
+mod image;
+mod runtime;
+mod service;
+pub mod units;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::compose::{NetworkDef, Service};
+use super::interpolate::Env;
+use super::lines;
+use super::load::{Loaded, LoadedStack, SourceFile};
+use super::spec::*;
+use crate::diag::Diagnostics;
+
+pub use units::parse_duration;
+
+pub fn build(loaded: &Loaded, env: &Env) -> (DesiredState, Diagnostics) {
+    let mut d = Diagnostics::default();
+    let mut state = DesiredState {
+        root: loaded.root.clone(),
+        selection: loaded.selection.clone(),
+        networks: BTreeMap::new(),
+        external_networks: BTreeSet::new(),
+        volumes: BTreeMap::new(),
+        services: Vec::new(),
+        sources: BTreeMap::new(),
+        warnings: Vec::new(),
+    };
+    for stack in &loaded.stacks {
+        build_stack(&loaded.root, stack, env, &mut state, &mut d);
+        state
+            .sources
+            .insert(stack.name.clone(), stack.source.clone());
+    }
+    (state, d)
+}
+
+/// Diagnostics for one compose file.
+pub(super) struct Report<'a> {
+    file: &'a SourceFile,
+    d: &'a mut Diagnostics,
+}
+
+impl Report<'_> {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.d
+            .error(&self.file.rel, Some(&self.file.lines), path, msg)
+    }
+
+    fn warn(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.d
+            .warn(&self.file.rel, Some(&self.file.lines), path, msg)
+    }
+
+    /// The value, or `None` with the error reported at `path`.
+    fn check<T>(&mut self, path: String, v: Result<T, String>) -> Option<T> {
+        v.map_err(|e| self.err(path, e)).ok()
+    }
+}
+
+/// Names of the stack's resources as Docker will know them.
+pub(super) struct StackNames {
+    project: String,
+    /// service -> container name (the first container of the service).
+    containers: BTreeMap<String, String>,
+    networks: BTreeMap<String, String>,
+    volumes: BTreeMap<String, String>,
+}
+
+impl StackNames {
+    fn container(&self, service: &str) -> Option<&str> {
+        self.containers.get(service).map(String::as_str)
+    }
+}
+
+/// Compose's naming: `name:` wins, else `<project>_<key>`; external resources keep their key.
+fn full_name(project: &str, key: &str, name: Option<&str>, external: bool) -> String {
+    match (name, external) {
+        (Some(n), _) => n.to_string(),
+        (None, true) => key.to_string(),
+        (None, false) => format!("{project}_{key}"),
+    }
+}
+
+/// compose-go's rule for project names: lowercase letters, digits, `-` and `_`, starting with a
+/// letter or digit.
+pub fn valid_project_name(n: &str) -> bool {
+    n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_container_name(n: &str) -> bool {
+    n.len() >= 2
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn build_stack(
+    root: &Path,
+    stack: &LoadedStack,
+    env: &Env,
+    state: &mut DesiredState,
+    d: &mut Diagnostics,
+) {
+    let mut r = Report {
+        file: &stack.source,
+        d,
+    };
+    if !valid_project_name(&stack.project) {
+        let (path, hint) = if stack.named {
+            ("name", "")
+        } else {
+            (
+                "",
+                " (the stack directory name is the project name; set `name:` to choose another)",
+            )
+        };
+        r.err(
+            path,
+            format!(
+                "{:?} is not a valid project name: lowercase letters, digits, '-' and '_', starting with a letter or digit{hint}",
+                stack.project
+            ),
+        );
+    }
+
+    let mut names = StackNames {
+        project: stack.project.clone(),
+        containers: BTreeMap::new(),
+        networks: BTreeMap::new(),
+        volumes: BTreeMap::new(),
+    };
+    for (key, def) in &stack.networks {
+        let ext = &def.external;
+        let name = full_name(
+            &stack.project,
+            key,
+            def.name.as_deref().or(ext.name.as_deref()),
+            ext.external,
+        );
+        names.networks.insert(key.clone(), name.clone());
+        if ext.external {
+            state.external_networks.insert(name);
+            continue;
+        }
+        let spec = network_spec(name.clone(), key, def, &stack.name, &mut r);
+        state.networks.insert(name, spec);
+    }
+    for (key, def) in &stack.volumes {
+        let ext = &def.external;
+        let name = full_name(
+            &stack.project,
+            key,
+            def.name.as_deref().or(ext.name.as_deref()),
+            ext.external,
+        );
+        names.volumes.insert(key.clone(), name.clone());
+        if !ext.external {
+            state.volumes.insert(
+                name.clone(),
+                VolumeSpec {
+                    name,
+                    labels: def.labels.filled(),
+                    driver: def.driver.clone(),
+                    driver_opts: scalars(&def.driver_opts),
+                    stack: stack.name.clone(),
+                },
+            );
+        }
+    }
+
+    let profiles = &state.selection.compose_profiles;
+    let enabled: Vec<(&String, &Service)> = stack
+        .services
+        .iter()
+        .filter(|(_, s)| {
+            s.profiles.is_empty() || profiles.iter().any(|p| p == "*" || s.profiles.contains(p))
+        })
+        .collect();
+    for (svc_name, svc) in &enabled {
+        let container = svc
+            .container_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-1", stack.project, svc_name));
+        names.containers.insert(svc_name.to_string(), container);
+    }
+
+    let files = files::Defs::new(root, stack, env, &mut r);
+    for (svc_name, svc) in enabled {
+        let base = lines::join("services", svc_name);
+        // Compose attaches services without `networks:` (and without a network_mode) to the
+        // project's default network.
+        if svc.networks.0.is_empty()
+            && svc.network_mode.is_none()
+            && !names.networks.contains_key("default")
+        {
+            let name = format!("{}_default", stack.project);
+            names.networks.insert("default".into(), name.clone());
+            state.networks.insert(
+                name.clone(),
+                NetworkSpec {
+                    name,
+                    driver: "bridge".into(),
+                    subnet: None,
+                    gateway: None,
+                    labels: BTreeMap::new(),
+                    options: NetworkOptions::default(),
+                    stack: stack.name.clone(),
+                    key: "default".into(),
+                },
+            );
+        }
+        let ctx = service::Ctx {
+            root,
+            stack,
+            env,
+            names: &names,
+            files: &files,
+        };
+        let spec = service::build_service(&ctx, svc_name, svc, &base, &mut r);
+        state.services.push(spec);
+    }
+}
+
+fn scalars(m: &BTreeMap<String, crate::desired::compose::Scalar>) -> BTreeMap<String, String> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), v.text().to_string()))
+        .collect()
+}
+
+fn network_spec(
+    name: String,
+    key: &str,
+    def: &NetworkDef,
+    stack: &str,
+    r: &mut Report,
+) -> NetworkSpec {
+    let configs = def
+        .ipam
+        .as_ref()
+        .map(|i| i.config.as_slice())
+        .unwrap_or(&[]);
+    let mut subnet = None;
+    let mut gateway = None;
+    for (i, c) in configs.iter().enumerate() {
+        let path = format!("networks.{key}.ipam.config[{i}]");
+        if let Some(s) = &c.subnet {
+            let parsed = r.check(
+                format!("{path}.subnet"),
+                s.parse::<ipnet::IpNet>()
+                    .map_err(|_| format!("{s:?} is not a CIDR subnet (e.g. 172.23.0.0/16)")),
+            );
+            if i == 0 {
+                subnet = parsed;
+            }
+        }
+        if let Some(g) = &c.gateway {
+            let parsed = r.check(
+                format!("{path}.gateway"),
+                g.parse::<IpAddr>()
+                    .map_err(|_| format!("{g:?} is not an IP address")),
+            );
+            if i == 0 {
+                gateway = parsed;
+            }
+        }
+        if let Some(range) = &c.ip_range {
+            r.check(
+                format!("{path}.ip_range"),
+                range
+                    .parse::<ipnet::IpNet>()
+                    .map(|_| ())
+                    .map_err(|_| format!("{range:?} is not a CIDR range")),
+            );
+        }
+    }
+    // Only the options a user set: a plain network keeps the create request it always had.
+    let ipam_config = if configs.len() > 1
+        || configs
+            .iter()
+            .any(|c| c.ip_range.is_some() || !c.aux_addresses.is_empty())
+    {
+        configs
+            .iter()
+            .map(|c| IpamConfigSpec {
+                subnet: c.subnet.clone(),
+                ip_range: c.ip_range.clone(),
+                gateway: c.gateway.clone(),
+                aux_addresses: c.aux_addresses.clone(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    NetworkSpec {
+        name,
+        driver: def.driver.clone().unwrap_or_else(|| "bridge".into()),
+        subnet,
+        gateway,
+        labels: def.labels.filled(),
+        options: NetworkOptions {
+            driver_opts: scalars(&def.driver_opts),
+            internal: def.internal,
+            attachable: def.attachable,
+            enable_ipv6: def.enable_ipv6,
+            enable_ipv4: def.enable_ipv4,
+            ipam_driver: def.ipam.as_ref().and_then(|i| i.driver.clone()),
+            ipam_options: def
+                .ipam
+                .as_ref()
+                .map(|i| i.options.clone())
+                .unwrap_or_default(),
+            ipam_config,
+        },
+        stack: stack.to_string(),
+        key: key.to_string(),
+    }
+}
+
+fn rel_to(root: &Path, real: &Path) -> String {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    real.strip_prefix(&root)
+        .unwrap_or(real)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_as_compose_and_docker_check_them() {
+        assert!(valid_project_name("my-app_2"));
+        assert!(!valid_project_name("My_App"));
+        assert!(!valid_project_name("-x"));
+        assert!(!valid_project_name(""));
+        assert!(valid_container_name("web.1_a-b"));
+        assert!(!valid_container_name("x"));
+        assert!(!valid_container_name("-bad"));
+        assert!(!valid_container_name("a b"));
+    }
+}
