@@ -69,7 +69,26 @@ pub struct SourceConfig {
     pub auth: AuthConfig,
     /// Only apply revisions signed by one of these keys.
     #[serde(default)]
-    pub verify: Option<crate::source::verify::VerifyConfig>,
+    pub verify: Option<VerifyConfig>,
+}
+
+/// `source.verify`: revisions must be signed by one of `keys` (checked by `source::verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// The fetched commit itself must be signed.
+    Head,
+    /// `ref` must name an annotated tag, and the tag must be signed.
+    Tag,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    pub mode: VerifyMode,
+    /// Public keys: paths to files, or the key text itself (an `ssh-…` line or an armored
+    /// OpenPGP block).
+    pub keys: Vec<String>,
 }
 
 /// Credentials. Secrets come from files or environment variables, never inline.
@@ -149,7 +168,7 @@ impl AgentConfig {
             }
             s.interval()?;
             if let Some(p) = &s.path {
-                crate::source::safety::check_rel_path(p).map_err(|m| invalid("source.path", &m))?;
+                crate::repo_path::check_rel_path(p).map_err(|m| invalid("source.path", &m))?;
             }
         }
         self.schedule.cron_schedule()?;

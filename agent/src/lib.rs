@@ -15,6 +15,7 @@ pub mod engine;
 pub mod labels;
 pub mod plan;
 pub mod reconcile;
+pub mod repo_path;
 pub mod routing;
 pub mod server;
 pub mod source;

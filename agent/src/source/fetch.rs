@@ -7,6 +7,7 @@ use gix::remote::Direction;
 use sha2::Digest;
 
 use super::{SourceError, SourceSpec};
+use crate::config::VerifyMode;
 
 const HEADS: &str = "+refs/heads/*:refs/remotes/origin/*";
 const TAGS: &str = "+refs/tags/*:refs/tags/*";
@@ -193,10 +194,10 @@ pub fn verify(
     repo: &gix::Repository,
     spec: &SourceSpec,
     commit: gix::ObjectId,
-    mode: super::verify::VerifyMode,
+    mode: VerifyMode,
     keys: &super::verify::Keys,
 ) -> Result<(), String> {
-    use super::verify::{split_commit, split_tag, verify_signature, VerifyMode};
+    use super::verify::{split_commit, split_tag, verify_signature};
     let (payload, sig) = match mode {
         VerifyMode::Head => {
             let obj = repo.find_object(commit).map_err(|e| e.to_string())?;

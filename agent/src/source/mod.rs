@@ -17,7 +17,7 @@ pub mod verify;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
-use crate::config::{ConfigError, SourceConfig};
+use crate::config::{ConfigError, SourceConfig, VerifyMode};
 use crate::diag::Diagnostic;
 
 pub use snapshot::gc_snapshots;
@@ -62,7 +62,7 @@ pub struct SourceSpec {
     pub basic_auth: Option<(String, String)>,
     pub ssh_key: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
-    pub verify: Option<(verify::VerifyMode, verify::Keys)>,
+    pub verify: Option<(VerifyMode, verify::Keys)>,
 }
 
 impl std::fmt::Debug for SourceSpec {
@@ -81,7 +81,7 @@ impl std::fmt::Debug for SourceSpec {
 impl SourceSpec {
     pub fn from_config(cfg: &SourceConfig) -> Result<Self, SourceError> {
         let path = cfg.path.clone().unwrap_or_default();
-        safety::check_rel_path(&path).map_err(|message| ConfigError::Invalid {
+        crate::repo_path::check_rel_path(&path).map_err(|message| ConfigError::Invalid {
             field: "source.path".into(),
             message,
         })?;

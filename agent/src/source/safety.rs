@@ -2,42 +2,10 @@
 //!
 //! A hostile or broken repo must not write outside the snapshot (`..`, names with `/`), must not
 //! smuggle a nested `.git`, and must not point symlinks at the host's files (`/etc/shadow` bind-
-//! mounted into a container would be a leak the repo author never had the right to).
+//! mounted into a container would be a leak the repo author never had the right to). Entry
+//! names are checked by `crate::repo_path`, shared with the agent config.
 
 use std::path::{Component, Path, PathBuf};
-
-/// A single tree-entry name. Err = why it is refused.
-pub fn check_name(name: &[u8]) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("empty file name".into());
-    }
-    if name == b"." || name == b".." {
-        return Err(format!("entry named {:?}", String::from_utf8_lossy(name)));
-    }
-    if name.eq_ignore_ascii_case(b".git") {
-        return Err("entry named .git".into());
-    }
-    if name.contains(&b'/') || name.contains(&0) {
-        return Err(format!(
-            "entry name {:?} contains '/' or NUL",
-            String::from_utf8_lossy(name)
-        ));
-    }
-    Ok(())
-}
-
-/// A relative path given in configuration (`source.path`): no `..`, not absolute.
-pub fn check_rel_path(p: &str) -> Result<(), String> {
-    let path = Path::new(p);
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => check_name(n.as_encoded_bytes())?,
-            Component::CurDir => {}
-            _ => return Err(format!("{p:?} must be a relative path inside the repo")),
-        }
-    }
-    Ok(())
-}
 
 /// Lexical check of a symlink at `link` (relative to the snapshot root) pointing at `target`.
 /// Chains through other symlinks are checked afterwards on disk by [`resolves_inside`].
@@ -98,19 +66,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names() {
-        assert!(check_name(b"compose.yaml").is_ok());
-        assert!(check_name(b".gitignore").is_ok());
-        for bad in [&b".."[..], b".", b".git", b".GIT", b"a/b", b""] {
-            assert!(
-                check_name(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
     fn symlinks() {
         let ok = |l: &str, t: &str| symlink_target_inside(Path::new(l), t.as_bytes());
         assert!(ok("a/link", "../b/file").is_ok());
@@ -119,14 +74,5 @@ mod tests {
         assert!(ok("a/link", "../../x").is_err());
         assert!(ok("link", "/etc/passwd").is_err());
         assert!(ok("link", "a/../../x").is_err());
-    }
-
-    #[test]
-    fn config_paths() {
-        assert!(check_rel_path("infra/lab").is_ok());
-        assert!(check_rel_path(".").is_ok());
-        assert!(check_rel_path("../x").is_err());
-        assert!(check_rel_path("/abs").is_err());
-        assert!(check_rel_path("a/.git").is_err());
     }
 }

@@ -175,7 +175,7 @@ impl Writer<'_> {
         for (name, kind, oid) in entries {
             rel.push(name.clone());
             let rel_path = safety::display_path(&rel.iter().map(Vec::as_slice).collect::<Vec<_>>());
-            if let Err(m) = safety::check_name(&name) {
+            if let Err(m) = crate::repo_path::check_name(&name) {
                 self.problem(&rel_path, m);
                 rel.pop();
                 continue;

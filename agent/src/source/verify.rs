@@ -9,25 +9,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VerifyMode {
-    /// The fetched commit itself must be signed.
-    Head,
-    /// `ref` must name an annotated tag, and the tag must be signed.
-    Tag,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyConfig {
-    pub mode: VerifyMode,
-    /// Public keys: paths to files, or the key text itself (an `ssh-…` line or an armored
-    /// OpenPGP block).
-    pub keys: Vec<String>,
-}
+use crate::config::VerifyConfig;
 
 /// The trusted keys, split by kind.
 #[derive(Debug, Clone, Default)]

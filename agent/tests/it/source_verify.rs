@@ -6,8 +6,7 @@ use std::process::Command;
 
 use crate::support::git::{git, in_repo, Repos};
 use crate::support::run;
-use macula_gitops::config::SourceConfig;
-use macula_gitops::source::verify::{VerifyConfig, VerifyMode};
+use macula_gitops::config::{SourceConfig, VerifyConfig, VerifyMode};
 use macula_gitops::source::{Source, SourceError, SourceSpec};
 
 fn sh(dir: &Path, envs: &[(&str, &Path)], cmd: &str, args: &[&str]) -> String {

@@ -62,7 +62,7 @@ pub enum Change {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct Plan {
+pub struct RecordPlan {
     #[serde(default)]
     pub changes: Vec<Change>,
     /// Desired names held by records this agent does not own: left alone, reported.
@@ -75,8 +75,8 @@ fn fqdn(name: &str) -> String {
 }
 
 /// What to change so the zone's A records owned by this agent are exactly `desired`.
-pub fn plan(desired: &Names, observed: &[RrSet], ttl: u32) -> Plan {
-    let mut p = Plan::default();
+pub fn plan(desired: &Names, observed: &[RrSet], ttl: u32) -> RecordPlan {
+    let mut p = RecordPlan::default();
     let find = |name: &str, kind: &str| {
         observed
             .iter()
@@ -296,7 +296,7 @@ mod tests {
         desired: std::collections::BTreeMap<String, std::net::Ipv4Addr>,
         #[serde(default)]
         observed: Vec<RrSet>,
-        want: Plan,
+        want: RecordPlan,
     }
 
     #[test]
