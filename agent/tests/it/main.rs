@@ -18,6 +18,7 @@ mod cluster_flux;
 mod cluster_images;
 mod cluster_kind;
 mod cluster_repo_files;
+mod compose_parity;
 mod daemon_cli;
 mod daemon_e2e;
 mod daemon_git;
