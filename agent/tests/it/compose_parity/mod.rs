@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use crate::support::common::free_port;
-use crate::support::fixture::*;
+use crate::support::docker::{docker, Cleanup};
+use crate::support::fixture::{read, Fixture};
+use crate::support::free_port;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -162,15 +163,13 @@ fn run_case(case: &str) -> Result<Vec<Diff>, String> {
     let port = free_port().to_string();
     let fill = |text: &str| f.fill(text).replace("{port}", &port);
 
-    // docker-compose first, torn down before the agent creates the same names.
     let project = format!("t{}pc", f.id);
     let compose_dir = tempfile::tempdir().expect("tmp");
     copy_case(&src, compose_dir.path(), &fill);
     let compose = {
-        let _down = ComposeDown {
-            project: &project,
-            dir: compose_dir.path(),
-        };
+        // Removed (by compose's project label) before the agent creates the same names.
+        let mut cleanup = Cleanup::default();
+        cleanup.label("com.docker.compose.project", &project);
         let out = compose_cmd(&project, compose_dir.path())
             .args(["up", "-d"])
             .output()
@@ -226,20 +225,6 @@ fn compose_cmd(project: &str, dir: &Path) -> Command {
     c.current_dir(dir)
         .args(["--no-ansi", "-p", project, "-f", "compose.yaml"]);
     c
-}
-
-/// Takes the compose project down even when the case panics.
-struct ComposeDown<'a> {
-    project: &'a str,
-    dir: &'a Path,
-}
-
-impl Drop for ComposeDown<'_> {
-    fn drop(&mut self) {
-        let _ = compose_cmd(self.project, self.dir)
-            .args(["down", "-v", "--remove-orphans", "-t", "0"])
-            .output();
-    }
 }
 
 /// The case directory with placeholders filled in compose.yaml (other files are copied as-is).
