@@ -10,7 +10,7 @@ use serde::Serialize;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::apply::{self, ApplyContext, ApplyReport};
-use crate::cluster::{self, spec::ClustersFile};
+use crate::cluster::{self, ResolvedClusters};
 use crate::desired::{interpolate::Env, load_desired, spec::DesiredState};
 use crate::diag::Diagnostic;
 use crate::engine::{DockerEngine, Engine, EngineError};
@@ -134,7 +134,8 @@ pub fn env_for(opts_env: Option<&PathBuf>, root: &std::path::Path) -> Result<Env
 pub struct HostDesired {
     pub state: DesiredState,
     pub env: Env,
-    pub clusters: Option<ClustersFile>,
+    /// `clusters.yaml` resolved for the host, when it has one or selects clusters.
+    pub clusters: Option<ResolvedClusters>,
     /// `routing.yaml`, resolved against the host's services, when the host selects routing.
     pub routing: Option<Resolved>,
 }
@@ -144,7 +145,8 @@ pub fn desired(opts: &ReconcileOptions) -> Result<HostDesired, ReconcileError> {
     let env = env_for(opts.env_file.as_ref(), &opts.desired_root)?;
     let state =
         load_desired(&opts.desired_root, &opts.host, &env).map_err(ReconcileError::Invalid)?;
-    let clusters = cluster::run::load_for_host(&state, &env).map_err(ReconcileError::Invalid)?;
+    let clusters = cluster::run::load_for_host(&state, &env, opts.source_url.as_deref())
+        .map_err(ReconcileError::Invalid)?;
     let routing = if state.selection.routing {
         let path = opts.desired_root.join("routing.yaml");
         Some(routing::check(&path, &env, &state.catalog()).map_err(ReconcileError::Invalid)?)
@@ -184,13 +186,12 @@ fn cluster_options(opts: &ReconcileOptions) -> cluster::apply::ApplyOptions {
 /// The cluster half of `diff`: steps as text lines (`+ cluster …`), warnings, and an error line
 /// when clusters cannot be inspected (e.g. `kind` missing) — never fatal to the host diff.
 pub async fn diff_clusters(hd: &HostDesired, opts: &ReconcileOptions) -> Vec<String> {
-    let Some(file) = &hd.clusters else {
+    let Some(clusters) = &hd.clusters else {
         return Vec::new();
     };
     match cluster::run::diff_host(
         &hd.state,
-        file,
-        opts.source_url.as_deref(),
+        clusters,
         opts.prune_clusters,
         &cluster_options(opts),
     )
@@ -253,17 +254,10 @@ pub async fn reconcile_with<E: Engine>(
             mut errors,
         } = apply::apply(engine, desired, &observed, &plan, &ctx).await;
         // Clusters after the host stacks: the registry container they wire in must exist.
-        if let Some(file) = &hd.clusters {
+        if let Some(clusters) = &hd.clusters {
             let copts = cluster_options(opts);
-            match cluster::run::apply_host(
-                desired,
-                file,
-                opts.source_url.as_deref(),
-                opts.prune_clusters,
-                &copts,
-                &hd.env,
-            )
-            .await
+            match cluster::run::apply_host(desired, clusters, opts.prune_clusters, &copts, &hd.env)
+                .await
             {
                 Ok(r) => {
                     tried += r.tried;

@@ -14,12 +14,10 @@ use super::flux;
 use super::kind::KindCli;
 use super::kube_ops::{FluxBootstrap, KubeCluster};
 use super::plan::{
-    plan, ClusterStep, ClustersObserved, Desired, DesiredCluster, ObservedCluster, RegistryObserved,
+    plan, ClusterStep, ClustersObserved, Desired, ObservedCluster, RegistryObserved,
 };
 use super::registry::Wiring;
-use super::spec::ClustersFile;
 use super::{kindconfig, ClusterError};
-use crate::desired::catalog::Catalog;
 use crate::desired::interpolate::Env;
 
 #[derive(Debug, Clone)]
@@ -55,63 +53,6 @@ pub struct ClusterReport {
     pub done: Vec<String>,
     pub notices: Vec<String>,
     pub errors: Vec<String>,
-}
-
-/// The selected clusters with their Flux settings resolved, and the registry wiring.
-pub fn desired_clusters(
-    file: &ClustersFile,
-    catalog: &Catalog,
-    selected: &[String],
-    source_url: Option<&str>,
-    kind_network: &str,
-    prune: bool,
-) -> Result<(Desired, Option<Wiring>), Vec<String>> {
-    let mut errors = Vec::new();
-    let mut clusters = Vec::new();
-    for name in selected {
-        let Some(spec) = file.clusters.get(name) else {
-            errors.push(format!(
-                "cluster {name} is selected but not defined in clusters.yaml"
-            ));
-            continue;
-        };
-        match file.flux_for(name, source_url) {
-            Ok(flux) => clusters.push(DesiredCluster {
-                name: name.clone(),
-                spec: spec.clone(),
-                flux,
-            }),
-            Err(e) => errors.push(format!("cluster {name}: {e}")),
-        }
-    }
-    let wiring = match &file.registry {
-        Some(r) if !clusters.is_empty() => match catalog.get(&r.service) {
-            Some(svc) => Some(Wiring {
-                spec: r.clone(),
-                container: svc.container_name.clone(),
-                network: kind_network.to_string(),
-            }),
-            None => {
-                errors.push(format!(
-                    "registry service {} is not among this host's services",
-                    r.service
-                ));
-                None
-            }
-        },
-        _ => None,
-    };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok((
-        Desired {
-            clusters,
-            registry: wiring.as_ref().map(|w| w.spec.clone()),
-            prune,
-        },
-        wiring,
-    ))
 }
 
 /// Clients of the clusters reached so far in this pass.

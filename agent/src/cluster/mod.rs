@@ -20,7 +20,7 @@ pub use apply::{apply, ApplyOptions, ClusterReport};
 pub use plan::{plan, ClusterStep, ClustersObserved, Desired, DesiredCluster, ObservedCluster};
 pub use spec::{load, ClustersFile};
 pub use status::{status, ClusterStatus};
-pub use validate::validate;
+pub use validate::{resolve, ResolvedClusters};
 
 /// Field manager for every server-side apply, so `kubectl` shows who owns the fields.
 pub const FIELD_MANAGER: &str = "macula-gitops";

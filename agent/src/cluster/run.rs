@@ -1,6 +1,6 @@
 //! Entry points for the CLI and the daemon, on top of the host's validated `DesiredState`:
-//! load + validate `clusters.yaml`, then diff / apply / status / images with the real `kind`,
-//! engine and kube clients.
+//! load + resolve `clusters.yaml` in one pass, then diff / apply / status / images with the
+//! real `kind`, engine and kube clients on the resolved value.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +9,10 @@ use super::docker::ClusterEngine;
 use super::images::{self, ImagesReport};
 use super::kind::Kind;
 use super::plan::ClusterStep;
-use super::registry::Wiring;
-use super::spec::{self, ClustersFile};
+use super::spec;
 use super::status::ClusterStatus;
-use super::{validate, ClusterError};
+use super::validate::{resolve, ResolvedClusters};
+use super::ClusterError;
 use crate::desired::interpolate::Env;
 use crate::desired::spec::DesiredState;
 use crate::diag::Diagnostic;
@@ -30,56 +30,41 @@ pub fn repo_root(state: &DesiredState) -> PathBuf {
         .unwrap_or_else(|| state.root.clone())
 }
 
-/// `clusters.yaml` loaded and validated for this host; `None` when the file does not exist
-/// and the host selects no clusters.
+/// `clusters.yaml` loaded, validated and resolved for this host in one pass (every problem
+/// at once); `None` when the file does not exist and the host selects no clusters.
+/// `source_url` is the agent's source URL (Flux's default `git_url`).
 pub fn load_for_host(
     state: &DesiredState,
     env: &Env,
-) -> Result<Option<ClustersFile>, Vec<Diagnostic>> {
+    source_url: Option<&str>,
+) -> Result<Option<ResolvedClusters>, Vec<Diagnostic>> {
     let path = clusters_path(state);
     if !path.exists() && state.selection.clusters.is_empty() {
         return Ok(None);
     }
     let (file, mut diags) = spec::load(&path, env, &repo_root(state));
-    if let Some(f) = &file {
-        diags.extend(validate(f, &state.catalog(), &state.selection.clusters));
-    }
-    match file {
-        Some(mut f) if !diags.has_errors() => {
-            f.warnings = diags.into_sorted();
-            Ok(Some(f))
-        }
-        _ => Err(diags.into_sorted()),
-    }
-}
-
-fn resolve(
-    state: &DesiredState,
-    file: &ClustersFile,
-    source_url: Option<&str>,
-    opts: &ApplyOptions,
-    prune: bool,
-) -> Result<(super::Desired, Option<Wiring>), ClusterError> {
-    apply::desired_clusters(
-        file,
+    let Some(file) = file else {
+        return Err(diags.into_sorted());
+    };
+    let (mut resolved, d) = resolve(
+        &file,
         &state.catalog(),
         &state.selection.clusters,
         source_url,
-        &opts.kind_network,
-        prune,
-    )
-    .map_err(|e| ClusterError::Config {
-        cluster: state.selection.clusters.join(","),
-        message: e.join("; "),
-    })
+    );
+    diags.extend(d);
+    if diags.has_errors() {
+        return Err(diags.into_sorted());
+    }
+    resolved.warnings = diags.into_sorted();
+    Ok(Some(resolved))
 }
 
 /// `apply`: create missing clusters, wire the registry, bootstrap Flux. A host without
 /// clusters does nothing (and needs neither kind nor the engine) unless pruning.
 pub async fn apply_host(
     state: &DesiredState,
-    file: &ClustersFile,
-    source_url: Option<&str>,
+    clusters: &ResolvedClusters,
     prune: bool,
     opts: &ApplyOptions,
     env: &Env,
@@ -87,7 +72,7 @@ pub async fn apply_host(
     if state.selection.clusters.is_empty() && !prune {
         return Ok(ClusterReport::default());
     }
-    let (desired, wiring) = resolve(state, file, source_url, opts, prune)?;
+    let (desired, wiring) = clusters.desired(prune, &opts.kind_network);
     let engine = ClusterEngine::connect().await?;
     let kind = Kind::from_env()?;
     apply::apply(&kind, &engine, &desired, wiring.as_ref(), opts, env).await
@@ -96,15 +81,14 @@ pub async fn apply_host(
 /// `diff`: the cluster steps `apply` would run (print each with `Display`), plus warnings.
 pub async fn diff_host(
     state: &DesiredState,
-    file: &ClustersFile,
-    source_url: Option<&str>,
+    clusters: &ResolvedClusters,
     prune: bool,
     opts: &ApplyOptions,
 ) -> Result<(Vec<ClusterStep>, Vec<String>), ClusterError> {
     if state.selection.clusters.is_empty() && !prune {
         return Ok((Vec::new(), Vec::new()));
     }
-    let (desired, wiring) = resolve(state, file, source_url, opts, prune)?;
+    let (desired, wiring) = clusters.desired(prune, &opts.kind_network);
     let engine = ClusterEngine::connect().await?;
     let kind = Kind::from_env()?;
     apply::diff(&kind, &engine, &desired, wiring.as_ref(), opts).await
@@ -172,13 +156,13 @@ pub async fn images_host(
 #[allow(dead_code)]
 fn entry_points_are_send(
     state: &DesiredState,
-    file: &ClustersFile,
+    clusters: &ResolvedClusters,
     opts: &ApplyOptions,
     env: &Env,
 ) {
     fn send<T: Send>(_: T) {}
-    send(apply_host(state, file, None, false, opts, env));
-    send(diff_host(state, file, None, false, opts));
+    send(apply_host(state, clusters, false, opts, env));
+    send(diff_host(state, clusters, false, opts));
     send(status_host(state));
     send(images_host(state, env, &[], false, &mut |_| {}));
 }

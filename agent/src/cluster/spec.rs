@@ -25,9 +25,6 @@ pub struct ClustersFile {
     pub flux: FluxSpec,
     #[serde(default)]
     pub clusters: IndexMap<String, ClusterSpec>,
-    /// What loading noted without refusing the file.
-    #[serde(skip)]
-    pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -217,8 +214,13 @@ pub fn supported_keys_at(path: &str) -> &'static [&'static str] {
 
 impl ClustersFile {
     /// Effective Flux settings of `name`. `source_url` is the agent's own source URL, the
-    /// default `git_url` when it is reachable from inside a cluster.
-    pub fn flux_for(&self, name: &str, source_url: Option<&str>) -> Result<FluxResolved, String> {
+    /// default `git_url` when it is reachable from inside a cluster. Err = (the `flux` key that
+    /// is missing, why).
+    pub fn flux_for(
+        &self,
+        name: &str,
+        source_url: Option<&str>,
+    ) -> Result<FluxResolved, (&'static str, String)> {
         let own = self
             .clusters
             .get(name)
@@ -226,9 +228,12 @@ impl ClustersFile {
             .unwrap_or_default();
         let d = &self.flux;
         let pick = |a: &Option<String>, b: &Option<String>| a.clone().or_else(|| b.clone());
-        let missing = |key: &str| {
-            format!(
-                "flux.{key} is not set (neither for the cluster nor in the top-level flux block)"
+        let missing = |key: &'static str| {
+            (
+                key,
+                format!(
+                    "flux.{key} is not set (neither for the cluster nor in the top-level flux block)"
+                ),
             )
         };
         let git_url = match pick(&own.git_url, &d.git_url) {
@@ -236,8 +241,11 @@ impl ClustersFile {
             None => match source_url {
                 Some(u) if reachable_from_cluster(u) => u.to_string(),
                 Some(u) => {
-                    return Err(format!(
-                        "flux.git_url is not set and the agent's source URL {u} is not reachable from a cluster; set flux.git_url"
+                    return Err((
+                        "git_url",
+                        format!(
+                            "flux.git_url is not set and the agent's source URL {u} is not reachable from a cluster; set flux.git_url"
+                        ),
                     ))
                 }
                 None => return Err(missing("git_url")),
@@ -574,7 +582,8 @@ fn check_file(
                 );
             }
         }
-        // git_url may come from the agent's source URL at apply time; the rest must be here.
+        // git_url may come from the agent's source URL (checked by `validate::resolve`); the
+        // rest must be here.
         let required = [
             ("version", &c.flux.version, &f.flux.version),
             ("install_url", &c.flux.install_url, &f.flux.install_url),

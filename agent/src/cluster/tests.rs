@@ -5,9 +5,15 @@ use std::path::Path;
 use crate::desired::catalog::{Catalog, Protocol, ServiceRef};
 use crate::desired::interpolate::Env;
 
+use super::kindconfig;
 use super::plan::*;
 use super::spec::*;
-use super::{kindconfig, validate};
+use crate::diag::Diagnostics;
+
+/// The cross-file problems `resolve` reports for a host selecting `selected`.
+fn validate(f: &ClustersFile, catalog: &Catalog, selected: &[String]) -> Diagnostics {
+    super::resolve(f, catalog, selected, None).1
+}
 
 const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -445,13 +451,18 @@ fn type_errors_have_paths_and_lines() {
     );
 }
 
-#[test]
-fn git_url_defaults_to_a_reachable_source() {
+/// The binding file with no `flux.git_url` anywhere: the agent's source URL must stand in.
+fn without_git_url() -> ClustersFile {
     let r = repo();
     let text = file_text().replace("  git_url: ${GIT_URL}\n", "");
     let (f, errs) = load_text(r.path(), &text);
     assert!(errs.is_empty(), "{errs:?}");
-    let f = f.unwrap();
+    f.unwrap()
+}
+
+#[test]
+fn git_url_defaults_to_a_reachable_source() {
+    let f = without_git_url();
     assert_eq!(
         f.flux_for("macula-dev", Some("https://git.example/r.git"))
             .unwrap()
@@ -464,7 +475,49 @@ fn git_url_defaults_to_a_reachable_source() {
         "http://127.0.0.1:3000/r.git",
         "http://localhost/r",
     ] {
-        let e = f.flux_for("macula-dev", Some(local)).unwrap_err();
+        let (key, e) = f.flux_for("macula-dev", Some(local)).unwrap_err();
+        assert_eq!(key, "git_url");
         assert!(e.contains("not reachable from a cluster"), "{local}: {e}");
     }
+}
+
+/// Parse once: what apply needs is resolved in the pass that validates, so a missing Flux
+/// source is a diagnostic with file, path and line, and the resolved value carries it.
+#[test]
+fn resolve_reports_the_flux_source_and_yields_what_apply_uses() {
+    let f = without_git_url();
+    let selected = ["macula-dev".to_string(), "macula-hub".to_string()];
+
+    let (_, d) = super::resolve(&f, &catalog(), &selected, Some("file:///srv/repo"));
+    let msgs: Vec<String> = d
+        .into_sorted()
+        .iter()
+        .map(|d| format!("{}: {}", d.path, d.message))
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    for (m, name) in msgs.iter().zip(["macula-dev", "macula-hub"]) {
+        assert!(
+            m.starts_with(&format!("clusters.{name}.flux.git_url: "))
+                && m.contains("file:///srv/repo is not reachable from a cluster"),
+            "{m}"
+        );
+    }
+
+    let (resolved, d) =
+        super::resolve(&f, &catalog(), &selected, Some("https://git.example/r.git"));
+    assert!(d.is_empty(), "{d}");
+    let names: Vec<&str> = resolved.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, selected);
+    assert!(resolved
+        .clusters
+        .iter()
+        .all(|c| c.flux.git_url == "https://git.example/r.git"));
+    let (desired, wiring) = resolved.desired(true, "kind");
+    let wiring = wiring.expect("a selected cluster uses the registry");
+    assert_eq!(
+        (wiring.container.as_str(), wiring.network.as_str()),
+        ("kind-registry", "kind")
+    );
+    assert_eq!(desired.registry.as_ref(), Some(&wiring.spec));
+    assert!(desired.prune);
 }

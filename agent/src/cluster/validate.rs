@@ -1,13 +1,94 @@
-//! Checks of `clusters.yaml` against the rest of the host's desired state: the clusters the
-//! host selects, the registry service and the host ports the host stacks publish.
+//! Checks of `clusters.yaml` against the rest of the host's desired state — the clusters the
+//! host selects, the registry service, the host ports the host stacks publish, the Flux
+//! `git_url` the agent's source URL stands in for — and, in the same pass, the resolved value
+//! apply, diff and status work from (as `routing::validate::resolve` does for routing).
 
 use std::net::IpAddr;
 
+use super::plan::{Desired, DesiredCluster};
+use super::registry::Wiring;
 use crate::desired::catalog::{Catalog, Protocol};
 use crate::desired::lines;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostic, Diagnostics};
 
-use super::spec::{split_host_port, ClustersFile, PortProtocol};
+use super::spec::{split_host_port, ClustersFile, PortProtocol, RegistrySpec};
+
+/// `clusters.yaml` resolved for one host. Only [`resolve`] builds it, from a file it found no
+/// error in, so nothing downstream re-checks or fails on what validation could have seen.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedClusters {
+    /// The clusters the host selects, with their effective Flux settings.
+    pub clusters: Vec<DesiredCluster>,
+    /// The registry and the container (from the host stacks) that serves it, when a selected
+    /// cluster uses it.
+    pub registry: Option<(RegistrySpec, String)>,
+    /// What loading `clusters.yaml` noted without refusing it.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl ResolvedClusters {
+    /// The plan's input, and the registry wiring with the nodes on `kind_network`.
+    pub fn desired(&self, prune: bool, kind_network: &str) -> (Desired, Option<Wiring>) {
+        let wiring = self.registry.as_ref().map(|(spec, container)| Wiring {
+            spec: spec.clone(),
+            container: container.clone(),
+            network: kind_network.to_string(),
+        });
+        let desired = Desired {
+            clusters: self.clusters.clone(),
+            registry: self.registry.as_ref().map(|(spec, _)| spec.clone()),
+            prune,
+        };
+        (desired, wiring)
+    }
+}
+
+/// Every problem of `f` for a host that selects `selected` (all at once), and the resolved
+/// clusters; use the value only when the diagnostics hold no error. `source_url` is the
+/// agent's own source URL, Flux's `git_url` where the file sets none.
+pub fn resolve(
+    f: &ClustersFile,
+    catalog: &Catalog,
+    selected: &[String],
+    source_url: Option<&str>,
+) -> (ResolvedClusters, Diagnostics) {
+    let mut d = validate(f, catalog, selected);
+    let mut clusters = Vec::new();
+    for name in selected {
+        // An undefined cluster is reported by `validate`.
+        let Some(spec) = f.clusters.get(name) else {
+            continue;
+        };
+        match f.flux_for(name, source_url) {
+            Ok(flux) => clusters.push(DesiredCluster {
+                name: name.clone(),
+                spec: spec.clone(),
+                flux,
+            }),
+            Err(("git_url", message)) => d.error(
+                f.origin.file.as_path(),
+                Some(&f.origin.lines),
+                format!("clusters.{name}.flux.git_url"),
+                message,
+            ),
+            // The other keys are the file's own business: `spec::load` reports them.
+            Err(_) => {}
+        }
+    }
+    // An unknown registry service is reported by `validate`.
+    let registry = match &f.registry {
+        Some(r) if !clusters.is_empty() => catalog
+            .get(&r.service)
+            .map(|svc| (r.clone(), svc.container_name.clone())),
+        _ => None,
+    };
+    let resolved = ResolvedClusters {
+        clusters,
+        registry,
+        warnings: Vec::new(),
+    };
+    (resolved, d)
+}
 
 /// One claim on a host port, with where it was made (for the message).
 struct Claim {
@@ -24,7 +105,7 @@ fn overlaps(a: &Claim, b: &Claim) -> bool {
 }
 
 /// All cross-file problems at once. `selected` are the cluster names the host runs.
-pub fn validate(f: &ClustersFile, catalog: &Catalog, selected: &[String]) -> Diagnostics {
+fn validate(f: &ClustersFile, catalog: &Catalog, selected: &[String]) -> Diagnostics {
     let mut d = Diagnostics::default();
     let file = f.origin.file.as_path();
     let idx = Some(&f.origin.lines);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::support::docker::Sandbox;
 use crate::support::image;
+use macula_gitops::cluster;
 use macula_gitops::cluster::apply::{self, ApplyOptions};
 use macula_gitops::cluster::docker::{ClusterEngine, CLUSTER_LABEL, ROLE_LABEL};
 use macula_gitops::cluster::kind::Kind;
@@ -65,15 +66,9 @@ async fn apply_creates_wires_bootstraps_and_converges() {
             published: vec![(None, 5001, Protocol::Tcp)],
         }],
     };
-    let (desired, wiring) = apply::desired_clusters(
-        &file,
-        &catalog,
-        &[dev.clone(), new.clone()],
-        None,
-        &net,
-        false,
-    )
-    .unwrap();
+    let (clusters, diags) = cluster::resolve(&file, &catalog, &[dev.clone(), new.clone()], None);
+    assert!(!diags.has_errors(), "{diags:?}");
+    let (desired, wiring) = clusters.desired(false, &net);
 
     let (api_dev, api_new) = (StandIn::start().await, StandIn::start().await);
     let rec = RecordingKind::new();

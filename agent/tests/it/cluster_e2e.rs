@@ -7,6 +7,7 @@ use crate::support::cluster as support;
 
 use std::time::Duration;
 
+use macula_gitops::cluster;
 use macula_gitops::cluster::apply::{self, ApplyOptions};
 use macula_gitops::cluster::docker::ClusterEngine;
 use macula_gitops::cluster::kind::{Kind, KindCli};
@@ -51,15 +52,14 @@ async fn kind_cluster_with_flux() {
         fixture.display()
     );
     let file: ClustersFile = serde_yaml::from_str(&text).unwrap();
-    let (desired, wiring) = apply::desired_clusters(
+    let (clusters, diags) = cluster::resolve(
         &file,
         &Catalog::default(),
         std::slice::from_ref(&name),
         None,
-        "kind",
-        false,
-    )
-    .unwrap();
+    );
+    assert!(!diags.has_errors(), "{diags:?}");
+    let (desired, wiring) = clusters.desired(false, "kind");
     let state = tempfile::tempdir().unwrap();
     let opts = ApplyOptions {
         state_dir: state.path().into(),

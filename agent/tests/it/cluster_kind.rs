@@ -99,6 +99,7 @@ async fn clear_errors() {
 /// A taken host port stops the create before kind runs, with the port in the message.
 #[tokio::test]
 async fn taken_host_port_is_reported_before_kind_runs() {
+    use macula_gitops::cluster;
     use macula_gitops::cluster::apply::{self, ApplyOptions};
     use macula_gitops::cluster::docker::ClusterEngine;
     use macula_gitops::cluster::spec::ClustersFile;
@@ -114,15 +115,14 @@ async fn taken_host_port_is_reported_before_kind_runs() {
         "0".repeat(64)
     );
     let file: ClustersFile = serde_yaml::from_str(&text).unwrap();
-    let (mut desired, wiring) = apply::desired_clusters(
+    let (clusters, diags) = cluster::resolve(
         &file,
         &Catalog::default(),
         std::slice::from_ref(&name),
         None,
-        "kind",
-        false,
-    )
-    .unwrap();
+    );
+    assert!(!diags.has_errors(), "{diags:?}");
+    let (mut desired, wiring) = clusters.desired(false, "kind");
     desired.registry = None;
     let rec = RecordingKind::new();
     let kind = Kind::from_path_var(&rec.path_var()).unwrap();
