@@ -1,11 +1,13 @@
 //! The daemon end to end: real bare repos, real `git push`, post-receive hooks posting signed
 //! webhooks, a local repository watched for commits, and real containers as the applied state.
 
-use crate::support::daemon::{config, install_github_hook, start, wait_status, Running};
+use crate::support::daemon::{
+    config, install_github_hook, start, start_applied, wait_status, Running, Scenario,
+};
 use crate::support::docker::Cleanup;
+use crate::support::free_port;
 use crate::support::git::{git, HttpGit, Repos};
-use crate::support::reconciler::{inspect, BusyboxReconciler};
-use crate::support::{free_port, unique_id};
+use crate::support::reconciler::inspect;
 use macula_gitops::server::client;
 
 fn secret_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -31,25 +33,18 @@ struct OverHttp {
 }
 
 async fn over_http(msg: &str) -> OverHttp {
-    let id = unique_id();
-    let r = Repos::new();
-    r.write("desired-state/app.env", &format!("MESSAGE={msg}\n"));
-    let c1 = r.commit_push(msg);
-    let state = tempfile::tempdir().expect("tmp");
-    let (good, bad) = secret_files(state.path());
-    let (rec, guard) = BusyboxReconciler::new(&id);
+    let sc = Scenario::new(msg);
+    let (good, bad) = secret_files(sc.state.path());
+    let (rec, guard) = sc.reconciler();
     let name = rec.container();
-    let http = HttpGit::start(r.bare.parent().expect("parent"), None);
+    let http = HttpGit::start(sc.r.bare.parent().expect("parent"), None);
     let cfg = config(
         &http.url("lab.git"),
-        &state.path().join("state"),
+        &sc.state.path().join("state"),
         Some(&good),
     );
-    let d = start(cfg, rec).await;
-    wait_status(d.addr, "first apply", |s| {
-        s.applied_revision.as_deref() == Some(&c1)
-    })
-    .await;
+    let d = start_applied(cfg, rec, &sc.c1).await;
+    let Scenario { r, c1, state, .. } = sc;
     OverHttp {
         r,
         c1,
@@ -161,18 +156,11 @@ async fn push_with_signed_webhook_recreates_the_service_and_bad_hooks_do_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
-    let id = unique_id();
-    let r = Repos::new();
-    r.write("desired-state/app.env", "MESSAGE=good\n");
-    let c1 = r.commit_push("good");
-    let state = tempfile::tempdir().expect("tmp");
-    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let sc = Scenario::new("good");
+    let (r, c1, state) = (&sc.r, &sc.c1, &sc.state);
+    let (rec, _guard) = sc.reconciler();
     let name = rec.container();
-    let d = start(config(&r.file_url(), state.path(), None), rec).await;
-    wait_status(d.addr, "first apply", |s| {
-        s.applied_revision.as_deref() == Some(&c1)
-    })
-    .await;
+    let d = start_applied(config(&r.file_url(), state.path(), None), rec, c1).await;
     let (_, _, _, good_id) = inspect(&name).expect("container");
 
     r.write(
@@ -232,25 +220,13 @@ async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_commit_in_watched_repo_is_applied_without_polling() {
-    let id = unique_id();
-    let r = Repos::new();
-    r.write("desired-state/app.env", "MESSAGE=local1\n");
-    git(&r.work, &["add", "-A"]);
-    git(&r.work, &["commit", "-q", "-m", "local1"]);
-    let c1 = r.head();
-    let state = tempfile::tempdir().expect("tmp");
-    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let sc = Scenario::new("local1");
+    let r = &sc.r;
+    let (rec, _guard) = sc.reconciler();
     let name = rec.container();
     // The source is the working repository itself, as a plain path.
-    let d = start(
-        config(r.work.to_str().expect("utf8"), state.path(), None),
-        rec,
-    )
-    .await;
-    wait_status(d.addr, "first apply", |s| {
-        s.applied_revision.as_deref() == Some(&c1)
-    })
-    .await;
+    let cfg = config(r.work.to_str().expect("utf8"), sc.state.path(), None);
+    let d = start_applied(cfg, rec, &sc.c1).await;
 
     r.write("desired-state/app.env", "MESSAGE=local2\n");
     git(&r.work, &["add", "-A"]);
@@ -267,19 +243,12 @@ async fn local_commit_in_watched_repo_is_applied_without_polling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_holds_changes_across_restart_until_resume() {
-    let id = unique_id();
-    let r = Repos::new();
-    r.write("desired-state/app.env", "MESSAGE=s1\n");
-    let c1 = r.commit_push("s1");
-    let state = tempfile::tempdir().expect("tmp");
-    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let sc = Scenario::new("s1");
+    let (r, c1, state) = (&sc.r, &sc.c1, &sc.state);
+    let (rec, _guard) = sc.reconciler();
     let name = rec.container();
     let cfg = config(&r.file_url(), state.path(), None);
-    let d = start(cfg.clone(), rec).await;
-    wait_status(d.addr, "first apply", |s| {
-        s.applied_revision.as_deref() == Some(&c1)
-    })
-    .await;
+    let d = start_applied(cfg.clone(), rec, c1).await;
 
     client::suspend(d.addr).await.expect("suspend");
     r.write("desired-state/app.env", "MESSAGE=s2\n");
@@ -301,7 +270,7 @@ async fn suspend_holds_changes_across_restart_until_resume() {
     d.stop().await;
 
     // Restart: still suspended (startup run fetches but does not apply).
-    let (rec, _guard2) = BusyboxReconciler::new(&id);
+    let (rec, _guard2) = sc.reconciler();
     let d = start(cfg, rec).await;
     let s = wait_status(d.addr, "held after restart", |s| {
         s.last_result.as_deref() == Some("held")
@@ -340,13 +309,10 @@ async fn control_endpoints_refuse_remote_peers() {
         eprintln!("no non-loopback address; skipping");
         return;
     }
-    let id = unique_id();
-    let r = Repos::new();
-    r.write("desired-state/app.env", "MESSAGE=x\n");
-    r.commit_push("x");
-    let state = tempfile::tempdir().expect("tmp");
-    let (rec, _guard) = BusyboxReconciler::new(&id);
-    let mut cfg = config(&r.file_url(), state.path(), None);
+    let sc = Scenario::new("x");
+    let state = &sc.state;
+    let (rec, _guard) = sc.reconciler();
+    let mut cfg = config(&sc.r.file_url(), state.path(), None);
     let port = free_port();
     cfg.listen = Some(format!("0.0.0.0:{port}").parse().expect("addr"));
     let d = start(cfg, rec).await;
@@ -376,14 +342,10 @@ async fn control_endpoints_refuse_remote_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_the_apply_window_changes_are_fetched_and_pending() {
     use chrono::Timelike;
-    let id = unique_id();
-    let r = Repos::new();
-    r.write("desired-state/app.env", "MESSAGE=w1\n");
-    let c1 = r.commit_push("w1");
-    let state = tempfile::tempdir().expect("tmp");
-    let (rec, _guard) = BusyboxReconciler::new(&id);
+    let sc = Scenario::new("w1");
+    let (rec, _guard) = sc.reconciler();
     let name = rec.container();
-    let mut cfg = config(&r.file_url(), state.path(), None);
+    let mut cfg = config(&sc.r.file_url(), sc.state.path(), None);
     // A one-hour window that is certainly not now: the hour after next.
     let hour = (chrono::Local::now().hour() + 2) % 24;
     cfg.schedule.apply_window = Some(format!("* * {hour} * * *"));
@@ -392,7 +354,7 @@ async fn outside_the_apply_window_changes_are_fetched_and_pending() {
         s.last_result.as_deref() == Some("held")
     })
     .await;
-    assert_eq!(s.fetched_revision.as_deref(), Some(c1.as_str()));
+    assert_eq!(s.fetched_revision.as_deref(), Some(sc.c1.as_str()));
     assert_eq!(s.applied_revision, None);
     assert!(s.pending);
     assert_eq!(

@@ -11,7 +11,39 @@ use macula_gitops::server::client;
 use macula_gitops::server::metrics::Metrics;
 use macula_gitops::server::status::Status;
 
+use super::docker::Cleanup;
+use super::git::Repos;
 use super::reconciler::BusyboxReconciler;
+use super::unique_id;
+
+/// What a daemon test starts from: a repo whose `desired-state/app.env` is `MESSAGE=<msg>`,
+/// committed and pushed (`c1`), a state dir, and the id of the test's reconciler.
+pub struct Scenario {
+    pub id: String,
+    pub r: Repos,
+    pub c1: String,
+    pub state: tempfile::TempDir,
+}
+
+impl Scenario {
+    pub fn new(msg: &str) -> Self {
+        let r = Repos::new();
+        r.write("desired-state/app.env", &format!("MESSAGE={msg}\n"));
+        let c1 = r.commit_push(msg);
+        Self {
+            id: unique_id(),
+            r,
+            c1,
+            state: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A reconciler for this scenario (the same container across restarts) and the guard
+    /// that removes its container.
+    pub fn reconciler(&self) -> (BusyboxReconciler, Cleanup) {
+        BusyboxReconciler::new(&self.id)
+    }
+}
 
 pub struct Running {
     pub addr: SocketAddr,
@@ -85,6 +117,16 @@ pub async fn start(cfg: AgentConfig, rec: BusyboxReconciler) -> Running {
         stop: Some(tx),
         handle: Some(handle),
     }
+}
+
+/// [`start`], then wait until the daemon has applied `revision`.
+pub async fn start_applied(cfg: AgentConfig, rec: BusyboxReconciler, revision: &str) -> Running {
+    let d = start(cfg, rec).await;
+    wait_status(d.addr, "first apply", |s| {
+        s.applied_revision.as_deref() == Some(revision)
+    })
+    .await;
+    d
 }
 
 /// Poll /status until `pred` holds (generous upper bound; this is not a timing assertion).
