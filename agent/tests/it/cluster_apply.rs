@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use crate::support::docker::Sandbox;
 use crate::support::image;
-use macula_gitops::cluster;
 use macula_gitops::cluster::apply::{self, ApplyOptions};
 use macula_gitops::cluster::docker::{ClusterEngine, CLUSTER_LABEL, ROLE_LABEL};
 use macula_gitops::cluster::kind::Kind;
 use macula_gitops::cluster::plan::ClusterStep;
-use macula_gitops::cluster::spec::ClustersFile;
 use macula_gitops::cluster::status;
 use macula_gitops::desired::catalog::{Catalog, Protocol, ServiceRef};
 use macula_gitops::desired::interpolate::Env;
@@ -55,7 +53,6 @@ async fn apply_creates_wires_bootstraps_and_converges() {
          clusters:\n  {dev}: {{image: '{image}', nodes: [{{role: control-plane}}], flux: {{path: ./clusters/dev}}}}\n  {new}: {{image: '{image}', nodes: [{{role: control-plane}}], flux: {{path: ./clusters/new}}}}\n",
         fixture.display()
     );
-    let file: ClustersFile = serde_yaml::from_str(&text).unwrap();
     let catalog = Catalog {
         services: vec![ServiceRef {
             stack: "infrastructure".into(),
@@ -66,9 +63,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
             published: vec![(None, 5001, Protocol::Tcp)],
         }],
     };
-    let (clusters, diags) = cluster::resolve(&file, &catalog, &[dev.clone(), new.clone()], None);
-    assert!(!diags.has_errors(), "{diags:?}");
-    let (desired, wiring) = clusters.desired(false, &net);
+    let (desired, wiring) = support::desired(&text, &catalog, &[dev.clone(), new.clone()], &net);
 
     let (api_dev, api_new) = (StandIn::start().await, StandIn::start().await);
     let rec = RecordingKind::new();

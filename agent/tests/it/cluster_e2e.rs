@@ -7,14 +7,11 @@ use crate::support::cluster as support;
 
 use std::time::Duration;
 
-use macula_gitops::cluster;
-use macula_gitops::cluster::apply::{self, ApplyOptions};
+use macula_gitops::cluster::apply::ApplyOptions;
 use macula_gitops::cluster::docker::ClusterEngine;
 use macula_gitops::cluster::kind::{Kind, KindCli};
 use macula_gitops::cluster::kube_ops::{FluxBootstrap, KubeCluster};
-use macula_gitops::cluster::spec::ClustersFile;
 use macula_gitops::desired::catalog::Catalog;
-use macula_gitops::desired::interpolate::Env;
 
 struct DeleteCluster(Kind, String);
 
@@ -51,15 +48,12 @@ async fn kind_cluster_with_flux() {
          clusters:\n  {name}: {{image: 'kindest/node:v1.31.0', nodes: [{{role: control-plane}}]}}\n",
         fixture.display()
     );
-    let file: ClustersFile = serde_yaml::from_str(&text).unwrap();
-    let (clusters, diags) = cluster::resolve(
-        &file,
+    let (desired, wiring) = support::desired(
+        &text,
         &Catalog::default(),
         std::slice::from_ref(&name),
-        None,
+        "kind",
     );
-    assert!(!diags.has_errors(), "{diags:?}");
-    let (desired, wiring) = clusters.desired(false, "kind");
     let state = tempfile::tempdir().unwrap();
     let opts = ApplyOptions {
         state_dir: state.path().into(),
@@ -67,16 +61,7 @@ async fn kind_cluster_with_flux() {
         create_wait: Duration::from_secs(300),
         flux_timeout: Duration::from_secs(600),
     };
-    let report = apply::apply(
-        &kind,
-        &engine,
-        &desired,
-        wiring.as_ref(),
-        &opts,
-        &Env::default(),
-    )
-    .await
-    .unwrap();
+    let report = support::apply_once(&kind, &engine, &desired, wiring.as_ref(), &opts).await;
     assert_eq!(report.failed, 0, "{report:#?}");
 
     let c = KubeCluster::from_kubeconfig(&name, &kind.kubeconfig(&name).await.unwrap())
@@ -90,15 +75,6 @@ async fn kind_cluster_with_flux() {
         (format!("./clusters/{name}").as_str(), "main", true)
     );
 
-    let again = apply::apply(
-        &kind,
-        &engine,
-        &desired,
-        wiring.as_ref(),
-        &opts,
-        &Env::default(),
-    )
-    .await
-    .unwrap();
+    let again = support::apply_once(&kind, &engine, &desired, wiring.as_ref(), &opts).await;
     assert_eq!(again.changed, 0, "{again:#?}");
 }

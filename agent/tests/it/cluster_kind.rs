@@ -99,12 +99,9 @@ async fn clear_errors() {
 /// A taken host port stops the create before kind runs, with the port in the message.
 #[tokio::test]
 async fn taken_host_port_is_reported_before_kind_runs() {
-    use macula_gitops::cluster;
-    use macula_gitops::cluster::apply::{self, ApplyOptions};
+    use macula_gitops::cluster::apply::ApplyOptions;
     use macula_gitops::cluster::docker::ClusterEngine;
-    use macula_gitops::cluster::spec::ClustersFile;
     use macula_gitops::desired::catalog::Catalog;
-    use macula_gitops::desired::interpolate::Env;
 
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
@@ -114,15 +111,12 @@ async fn taken_host_port_is_reported_before_kind_runs() {
          clusters:\n  {name}:\n    image: kindest/node:v1.31.0\n    nodes:\n      - role: control-plane\n        extraPortMappings: [{{containerPort: 80, hostPort: {port}, listenAddress: 127.0.0.1}}]\n",
         "0".repeat(64)
     );
-    let file: ClustersFile = serde_yaml::from_str(&text).unwrap();
-    let (clusters, diags) = cluster::resolve(
-        &file,
+    let (mut desired, wiring) = support::desired(
+        &text,
         &Catalog::default(),
         std::slice::from_ref(&name),
-        None,
+        "kind",
     );
-    assert!(!diags.has_errors(), "{diags:?}");
-    let (mut desired, wiring) = clusters.desired(false, "kind");
     desired.registry = None;
     let rec = RecordingKind::new();
     let kind = Kind::from_path_var(&rec.path_var()).unwrap();
@@ -133,16 +127,7 @@ async fn taken_host_port_is_reported_before_kind_runs() {
         ..Default::default()
     };
     // The install.yaml cannot be fetched: that cluster fails before any change...
-    let report = apply::apply(
-        &kind,
-        &engine,
-        &desired,
-        wiring.as_ref(),
-        &opts,
-        &Env::default(),
-    )
-    .await
-    .unwrap();
+    let report = support::apply_once(&kind, &engine, &desired, wiring.as_ref(), &opts).await;
     assert_eq!(report.failed, 1, "{report:#?}");
     assert!(
         report.errors[0].contains("fetching file:///nonexistent"),
@@ -156,16 +141,7 @@ async fn taken_host_port_is_reported_before_kind_runs() {
     let (fixture, sha) = support::flux_fixture();
     desired.clusters[0].flux.install_url = format!("file://{}", fixture.display());
     desired.clusters[0].flux.sha256 = sha;
-    let report = apply::apply(
-        &kind,
-        &engine,
-        &desired,
-        wiring.as_ref(),
-        &opts,
-        &Env::default(),
-    )
-    .await
-    .unwrap();
+    let report = support::apply_once(&kind, &engine, &desired, wiring.as_ref(), &opts).await;
     assert_eq!(report.failed, 1, "{report:#?}");
     assert!(
         report.errors[0].ends_with(&format!(

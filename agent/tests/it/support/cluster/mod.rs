@@ -4,6 +4,41 @@
 pub mod recording_kind;
 pub mod standin_apiserver;
 
+use macula_gitops::cluster::apply::{self, ApplyOptions};
+use macula_gitops::cluster::docker::NodeOps;
+use macula_gitops::cluster::kind::KindCli;
+use macula_gitops::cluster::registry::Wiring;
+use macula_gitops::cluster::{resolve, ClusterReport, ClustersFile, Desired};
+use macula_gitops::desired::catalog::Catalog;
+use macula_gitops::desired::interpolate::Env;
+
+/// `clusters.yaml` text resolved for a host that selects `selected`, as `apply` receives it
+/// (no prune, nodes on `kind_network`); panics with the diagnostics if it does not resolve.
+pub fn desired(
+    text: &str,
+    catalog: &Catalog,
+    selected: &[String],
+    kind_network: &str,
+) -> (Desired, Option<Wiring>) {
+    let file: ClustersFile = serde_yaml::from_str(text).expect("clusters.yaml text parses");
+    let (clusters, diags) = resolve(&file, catalog, selected, None);
+    assert!(!diags.has_errors(), "{diags:?}");
+    clusters.desired(false, kind_network)
+}
+
+/// One `apply` pass with an empty environment; only the engine connection may fail it.
+pub async fn apply_once<K: KindCli, N: NodeOps>(
+    kind: &K,
+    engine: &N,
+    desired: &Desired,
+    wiring: Option<&Wiring>,
+    opts: &ApplyOptions,
+) -> ClusterReport {
+    apply::apply(kind, engine, desired, wiring, opts, &Env::default())
+        .await
+        .expect("apply pass runs")
+}
+
 /// The reduced Flux install.yaml fixture and its sha256.
 pub fn flux_fixture() -> (std::path::PathBuf, String) {
     let p =
