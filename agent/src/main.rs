@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Flux releases.
+    Flux {
+        #[command(subcommand)]
+        command: FluxCommand,
+    },
     /// Loopback routing on its own: forwarders and DNS names from a routing file.
     Routing {
         #[command(subcommand)]
@@ -99,6 +104,22 @@ enum RoutingCommand {
         /// against the host's stacks.
         #[arg(long)]
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FluxCommand {
+    /// Print the sha256 of a release's install.yaml for `flux.sha256`, after checking it
+    /// against the release's checksums file.
+    Digest {
+        /// e.g. v2.9.5
+        version: String,
+        /// Default: the GitHub release's install.yaml of VERSION.
+        #[arg(long)]
+        install_url: Option<String>,
+        /// Deadline of each download.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
 }
 
@@ -391,6 +412,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             local_daemon(o, interval.unwrap_or(Duration::from_secs(60))).await
+        }
+        Command::Flux {
+            command:
+                FluxCommand::Digest {
+                    version,
+                    install_url,
+                    timeout,
+                },
+        } => {
+            use macula_gitops::cluster::release;
+            let install_url = install_url
+                .clone()
+                .unwrap_or_else(|| release::default_install_url(version));
+            let rel = release::Release {
+                checksums_url: release::checksums_url_for(&install_url, version),
+                version: version.clone(),
+                install_url,
+                pin: None,
+            };
+            match release::digest(&rel, *timeout).await {
+                Ok(sha) => {
+                    eprintln!(
+                        "{} matches {}; pin it as flux.sha256:",
+                        rel.install_url, rel.checksums_url
+                    );
+                    println!("{sha}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::Routing {
             command: RoutingCommand::Run { file },

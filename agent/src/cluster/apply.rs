@@ -12,11 +12,12 @@ use serde_json::Value;
 use super::docker::{NodeContainer, NodeOps};
 use super::flux;
 use super::kind::KindCli;
-use super::kube_ops::{FluxBootstrap, KubeCluster};
+use super::kube_ops::{FluxBootstrap, InstallMark, KubeCluster};
 use super::plan::{
     plan, ClusterStep, ClustersObserved, Desired, ObservedCluster, RegistryObserved,
 };
 use super::registry::Wiring;
+use super::release;
 use super::{kindconfig, ClusterError};
 use crate::desired::interpolate::Env;
 
@@ -30,6 +31,8 @@ pub struct ApplyOptions {
     pub create_wait: Duration,
     /// Flux CRDs Established and controllers Available within this.
     pub flux_timeout: Duration,
+    /// Deadline of each download (Flux's install.yaml and its checksums file).
+    pub fetch_timeout: Duration,
 }
 
 impl Default for ApplyOptions {
@@ -40,6 +43,7 @@ impl Default for ApplyOptions {
                 .unwrap_or_else(|_| "kind".into()),
             create_wait: Duration::from_secs(300),
             flux_timeout: Duration::from_secs(300),
+            fetch_timeout: super::release::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -155,7 +159,7 @@ impl<'a, K: KindCli, N: NodeOps> Session<'a, K, N> {
 
 /// Everything fetched and rendered before the first change.
 struct Prepared {
-    manifests: HashMap<String, Vec<Value>>,
+    manifests: HashMap<String, (Vec<Value>, release::Installed)>,
     sync: HashMap<String, Vec<Value>>,
 }
 
@@ -176,9 +180,21 @@ async fn prepare(
         };
         match step {
             ClusterStep::InstallFlux { .. } => {
-                let r = flux::fetch_install(&c.flux.install_url, &c.flux.sha256, &opts.state_dir)
+                let rel = release::Release::of(&c.flux);
+                let r = release::fetch_verified(&rel, &opts.state_dir, opts.fetch_timeout)
                     .await
-                    .and_then(|text| flux::parse_manifests(&c.flux.install_url, &text));
+                    .and_then(|v| {
+                        let objects = flux::parse_manifests(&rel.install_url, &v.text)?;
+                        Ok((
+                            objects,
+                            release::Installed {
+                                version: rel.version.clone(),
+                                sha256: v.sha256,
+                                verified_by: v.by,
+                                install_url: rel.install_url.clone(),
+                            },
+                        ))
+                    });
                 match r {
                     Ok(m) => {
                         p.manifests.insert(c.name.clone(), m);
@@ -299,16 +315,20 @@ async fn run_step<K: KindCli, N: NodeOps>(
             Ok(())
         }
         ClusterStep::InstallFlux { .. } => {
-            let c = spec.expect("flux steps are planned for desired clusters");
-            let objects = prepared
+            let (objects, installed) = prepared
                 .manifests
                 .get(name)
                 .expect("prepared before the first step");
             let timeout = s.opts.flux_timeout;
+            let mark = InstallMark {
+                version: installed.version.clone(),
+                sha256: installed.sha256.clone(),
+            };
             s.client(name)
                 .await?
-                .install(objects, &c.flux.sha256, timeout)
-                .await
+                .install(objects, &mark, timeout)
+                .await?;
+            release::write_installed(&s.opts.state_dir, name, installed)
         }
         ClusterStep::SyncFlux { .. } => {
             let objects = prepared

@@ -1,7 +1,6 @@
-//! Flux's pinned `install.yaml` (fetched, verified, cached by checksum) and the sync objects
-//! `flux bootstrap` would create, so the `flux` CLI works on clusters the agent bootstrapped.
-
-use std::path::{Path, PathBuf};
+//! Flux's install manifest parsed into objects (fetched and verified in `release`) and the
+//! sync objects `flux bootstrap` would create, so the `flux` CLI works on clusters the agent
+//! bootstrapped.
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -12,80 +11,11 @@ use super::ClusterError;
 pub const NAMESPACE: &str = "flux-system";
 /// On the flux-system Namespace: the sha256 of the install.yaml applied completely.
 pub const INSTALL_ANNOTATION: &str = "gitops.macula.io/flux-install-sha256";
+/// On the flux-system Namespace: the Flux version of that install.yaml.
+pub const VERSION_ANNOTATION: &str = "gitops.macula.io/flux-install-version";
 
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
-}
-
-/// Path of the cached copy of the manifest with this checksum.
-pub fn cache_path(state_dir: &Path, sha256: &str) -> PathBuf {
-    state_dir
-        .join("flux")
-        .join(format!("install-{sha256}.yaml"))
-}
-
-/// The install manifest with checksum `sha256`: from the cache, else from `url` (https, http
-/// or file), verified before it is cached or used.
-pub async fn fetch_install(
-    url: &str,
-    sha256: &str,
-    state_dir: &Path,
-) -> Result<String, ClusterError> {
-    let cached = cache_path(state_dir, sha256);
-    if let Ok(data) = std::fs::read(&cached) {
-        if sha256_hex(&data) == sha256 {
-            return String::from_utf8(data).map_err(|e| ClusterError::Manifest {
-                subject: url.into(),
-                message: e.to_string(),
-            });
-        }
-        tracing::warn!(path = %cached.display(), "cached flux install.yaml does not match its checksum; fetching again");
-    }
-    let fetch_err = |message: String| ClusterError::Fetch {
-        url: url.to_string(),
-        message,
-    };
-    let data = if let Some(path) = url.strip_prefix("file://") {
-        std::fs::read(path).map_err(|e| fetch_err(e.to_string()))?
-    } else {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let resp = reqwest::Client::builder()
-            .build()
-            .map_err(|e| fetch_err(e.to_string()))?
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| fetch_err(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(fetch_err(format!("HTTP {}", resp.status())));
-        }
-        resp.bytes()
-            .await
-            .map_err(|e| fetch_err(e.to_string()))?
-            .to_vec()
-    };
-    let actual = sha256_hex(&data);
-    if actual != sha256 {
-        return Err(ClusterError::Checksum {
-            url: url.into(),
-            expected: sha256.into(),
-            actual,
-        });
-    }
-    if let Some(dir) = cached.parent() {
-        let io = |source| ClusterError::Io {
-            path: cached.clone(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = cached.with_extension("tmp");
-        std::fs::write(&tmp, &data).map_err(io)?;
-        std::fs::rename(&tmp, &cached).map_err(io)?;
-    }
-    String::from_utf8(data).map_err(|e| ClusterError::Manifest {
-        subject: url.into(),
-        message: e.to_string(),
-    })
 }
 
 /// Every object of a multi-document manifest, as JSON.
@@ -237,26 +167,5 @@ mod tests {
         ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
-    }
-
-    #[tokio::test]
-    async fn fetch_verifies_and_caches() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("install.yaml");
-        std::fs::write(&src, "kind: Namespace\nmetadata: {name: flux-system}\n").unwrap();
-        let sum = sha256_hex(&std::fs::read(&src).unwrap());
-        let url = format!("file://{}", src.display());
-        let state = dir.path().join("state");
-        let wrong = "0".repeat(64);
-        let err = fetch_install(&url, &wrong, &state).await.unwrap_err();
-        assert!(matches!(err, ClusterError::Checksum { .. }), "{err}");
-        assert!(err.to_string().contains("refusing to install it"), "{err}");
-        assert!(!cache_path(&state, &wrong).exists());
-        let text = fetch_install(&url, &sum, &state).await.unwrap();
-        assert!(cache_path(&state, &sum).exists());
-        // Served from the cache once the source is gone.
-        std::fs::remove_file(&src).unwrap();
-        assert_eq!(fetch_install(&url, &sum, &state).await.unwrap(), text);
-        assert_eq!(parse_manifests("t", &text).unwrap().len(), 1);
     }
 }

@@ -13,7 +13,9 @@ use kube::discovery::{ApiResource, Scope};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::flux::{kind_of, name_of, namespace_of, INSTALL_ANNOTATION, NAMESPACE};
+use super::flux::{
+    kind_of, name_of, namespace_of, INSTALL_ANNOTATION, NAMESPACE, VERSION_ANNOTATION,
+};
 use super::plan::{FluxObserved, SyncObserved};
 use super::{ClusterError, FIELD_MANAGER};
 
@@ -29,6 +31,13 @@ pub struct KustomizationStatus {
     pub revision: Option<String>,
 }
 
+/// What the flux-system Namespace records once an install completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallMark {
+    pub version: String,
+    pub sha256: String,
+}
+
 pub trait FluxBootstrap {
     fn observe_flux(&self)
         -> impl std::future::Future<Output = Result<FluxObserved, ClusterError>>;
@@ -42,11 +51,11 @@ pub trait FluxBootstrap {
         objects: &[Value],
     ) -> impl std::future::Future<Output = Result<(), ClusterError>>;
     /// CRDs first (waiting until Established), then the rest, then wait for the Deployments;
-    /// finally mark the namespace with the manifest's checksum.
+    /// finally mark the namespace with the manifest's version and checksum.
     fn install(
         &self,
         objects: &[Value],
-        sha256: &str,
+        mark: &InstallMark,
         timeout: Duration,
     ) -> impl std::future::Future<Output = Result<(), ClusterError>>;
     fn kustomizations(
@@ -228,16 +237,16 @@ fn str_at(v: &Value, ptr: &str) -> String {
 impl FluxBootstrap for KubeCluster {
     async fn observe_flux(&self) -> Result<FluxObserved, ClusterError> {
         let ns = self.get("v1", "Namespace", None, NAMESPACE).await?;
-        let install_sha256 = ns
-            .as_ref()
-            .and_then(|n| {
-                n.pointer(&format!(
-                    "/metadata/annotations/{}",
-                    INSTALL_ANNOTATION.replace('/', "~1")
-                ))
-            })
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let annotation = |key: &str| {
+            ns.as_ref()
+                .and_then(|n| {
+                    n.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
+                })
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let install_sha256 = annotation(INSTALL_ANNOTATION);
+        let install_version = annotation(VERSION_ANNOTATION);
         let git = self
             .get(
                 "source.toolkit.fluxcd.io/v1",
@@ -274,6 +283,7 @@ impl FluxBootstrap for KubeCluster {
         };
         Ok(FluxObserved {
             install_sha256,
+            install_version,
             sync,
         })
     }
@@ -295,7 +305,7 @@ impl FluxBootstrap for KubeCluster {
     async fn install(
         &self,
         objects: &[Value],
-        sha256: &str,
+        mark: &InstallMark,
         timeout: Duration,
     ) -> Result<(), ClusterError> {
         let deadline = Instant::now() + timeout;
@@ -366,7 +376,8 @@ impl FluxBootstrap for KubeCluster {
             .find(|n| name_of(n) == NAMESPACE)
             .map(|n| (*n).clone())
             .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}));
-        ns["metadata"]["annotations"][INSTALL_ANNOTATION] = Value::String(sha256.into());
+        ns["metadata"]["annotations"][INSTALL_ANNOTATION] = Value::String(mark.sha256.clone());
+        ns["metadata"]["annotations"][VERSION_ANNOTATION] = Value::String(mark.version.clone());
         self.apply_one(&ns).await
     }
 

@@ -11,6 +11,7 @@ pub mod kindconfig;
 pub mod kube_ops;
 pub mod plan;
 pub mod registry;
+pub mod release;
 pub mod run;
 pub mod spec;
 pub mod status;
@@ -56,14 +57,16 @@ pub enum ClusterError {
     },
     #[error("fetching {url}: {message}")]
     Fetch { url: String, message: String },
-    #[error(
-        "{url}: sha256 is {actual}, the desired state pins {expected}; refusing to install it"
-    )]
+    #[error("{url}: sha256 is {actual}, {source_of_truth} {expected}; refusing to install it")]
     Checksum {
         url: String,
         expected: String,
         actual: String,
+        /// "flux.sha256 pins" or "<checksums url> lists".
+        source_of_truth: String,
     },
+    #[error("{url} has no entry for {name}; refusing to install an unverified manifest")]
+    ChecksumMissing { url: String, name: String },
     #[error("{subject}: invalid manifest: {message}")]
     Manifest { subject: String, message: String },
     #[error("cluster {cluster}: {what}: {source}")]

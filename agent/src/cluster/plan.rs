@@ -58,6 +58,8 @@ pub struct RegistryObserved {
 pub struct FluxObserved {
     /// sha256 of the install.yaml last applied completely (annotation on the namespace).
     pub install_sha256: Option<String>,
+    /// Its Flux version (annotation on the namespace).
+    pub install_version: Option<String>,
     pub sync: Option<SyncObserved>,
 }
 
@@ -112,6 +114,12 @@ pub enum ClusterStep {
     InstallFlux {
         name: String,
         version: String,
+        /// The version installed now, when this is an upgrade (or a re-install).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// The pinned digest, when the desired state pins one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
     },
     SyncFlux {
         name: String,
@@ -170,8 +178,27 @@ impl fmt::Display for ClusterStep {
             ClusterStep::WireRegistry { name, parts } => {
                 write!(f, "~ cluster {name}: wire registry ({})", parts.join(", "))
             }
-            ClusterStep::InstallFlux { name, version } => {
-                write!(f, "~ cluster {name}: install flux {version}")
+            ClusterStep::InstallFlux {
+                name,
+                version,
+                from,
+                sha256,
+            } => {
+                let verified = match sha256 {
+                    Some(s) => format!("sha256 pinned {}", &s[..s.len().min(12)]),
+                    None => "verified by the release's checksums".into(),
+                };
+                match from {
+                    Some(old) if old != version => write!(
+                        f,
+                        "~ cluster {name}: upgrade flux {old} → {version} ({verified})"
+                    ),
+                    Some(_) => write!(
+                        f,
+                        "~ cluster {name}: reinstall flux {version} (digest differs; {verified})"
+                    ),
+                    None => write!(f, "+ cluster {name}: install flux {version} ({verified})"),
+                }
             }
             ClusterStep::SyncFlux { name, changes } => {
                 write!(f, "~ cluster {name}: flux sync ({})", changes.join("; "))
@@ -304,6 +331,19 @@ fn sync_changes(want: &SyncObserved, have: Option<&SyncObserved>) -> Vec<String>
     c
 }
 
+/// A different version, or a pin the installed digest does not match. Without a pin the
+/// version decides: the install verified that version's manifest against its checksums.
+fn needs_install(want: &FluxResolved, have: Option<&FluxObserved>) -> bool {
+    let Some(have) = have else { return true };
+    let pin_differs = want
+        .sha256
+        .as_deref()
+        .is_some_and(|p| have.install_sha256.as_deref() != Some(p));
+    have.install_version.as_deref() != Some(want.version.as_str())
+        || have.install_sha256.is_none()
+        || pin_differs
+}
+
 /// Steps in execution order: per desired cluster create/recreate, registry, flux install,
 /// flux sync; then clusters that are not desired.
 pub fn plan(desired: &Desired, observed: &ClustersObserved) -> Vec<ClusterStep> {
@@ -353,10 +393,12 @@ pub fn plan(desired: &Desired, observed: &ClustersObserved) -> Vec<ClusterStep> 
                 });
             }
         }
-        if flux.and_then(|f| f.install_sha256.as_deref()) != Some(c.flux.sha256.as_str()) {
+        if needs_install(&c.flux, flux) {
             steps.push(ClusterStep::InstallFlux {
                 name: name.clone(),
                 version: c.flux.version.clone(),
+                from: flux.and_then(|f| f.install_version.clone()),
+                sha256: c.flux.sha256.clone(),
             });
         }
         let want = SyncObserved::desired(&c.flux);

@@ -165,8 +165,10 @@ impl std::fmt::Display for PortProtocol {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FluxResolved {
     pub version: String,
+    /// Default: the GitHub release's `install.yaml` of `version`.
     pub install_url: String,
-    pub sha256: String,
+    /// An explicit pin; without one the release's checksums file decides.
+    pub sha256: Option<String>,
     pub git_url: String,
     pub branch: String,
     pub interval: String,
@@ -251,11 +253,12 @@ impl ClustersFile {
                 None => return Err(missing("git_url")),
             },
         };
+        let version = pick(&own.version, &d.version).ok_or_else(|| missing("version"))?;
         Ok(FluxResolved {
-            version: pick(&own.version, &d.version).ok_or_else(|| missing("version"))?,
             install_url: pick(&own.install_url, &d.install_url)
-                .ok_or_else(|| missing("install_url"))?,
-            sha256: pick(&own.sha256, &d.sha256).ok_or_else(|| missing("sha256"))?,
+                .unwrap_or_else(|| super::release::default_install_url(&version)),
+            version,
+            sha256: pick(&own.sha256, &d.sha256),
             git_url,
             branch: pick(&own.branch, &d.branch).unwrap_or_else(|| "main".into()),
             interval: pick(&own.interval, &d.interval).unwrap_or_else(|| "1m".into()),
@@ -396,6 +399,13 @@ fn check_flux(
                 Some(idx),
                 at("sha256"),
                 "must be 64 lowercase hex digits (the sha256 of install.yaml)",
+            );
+        } else if super::release::is_placeholder(v) {
+            d.error(
+                file,
+                Some(idx),
+                at("sha256"),
+                "is a placeholder, not the sha256 of a manifest; remove it (the release's checksums file is then used) or pin the value `macula-gitops flux digest <version>` prints",
             );
         }
     }
@@ -584,11 +594,7 @@ fn check_file(
         }
         // git_url may come from the agent's source URL (checked by `validate::resolve`); the
         // rest must be here.
-        let required = [
-            ("version", &c.flux.version, &f.flux.version),
-            ("install_url", &c.flux.install_url, &f.flux.install_url),
-            ("sha256", &c.flux.sha256, &f.flux.sha256),
-        ];
+        let required = [("version", &c.flux.version, &f.flux.version)];
         for (key, own, top) in required {
             if own.is_none() && top.is_none() {
                 d.error(

@@ -15,9 +15,18 @@ pub struct ClusterStatus {
     pub name: String,
     /// Node containers exist on the engine.
     pub exists: bool,
+    /// The Flux install the cluster's flux-system Namespace records.
+    pub flux: Option<FluxInstall>,
     pub kustomizations: Vec<KustomizationStatus>,
     /// Why the Kustomizations could not be read.
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FluxInstall {
+    pub version: Option<String>,
+    /// sha256 of the install.yaml the agent verified and applied.
+    pub sha256: String,
 }
 
 impl ClusterStatus {
@@ -39,6 +48,7 @@ pub async fn status<K: KindCli, N: NodeOps>(
         let mut st = ClusterStatus {
             name: name.clone(),
             exists: false,
+            flux: None,
             kustomizations: Vec::new(),
             error: None,
         };
@@ -49,14 +59,19 @@ pub async fn status<K: KindCli, N: NodeOps>(
                 st.exists = true;
                 let r = async {
                     let text = kind.kubeconfig(name).await?;
-                    KubeCluster::from_kubeconfig(name, &text)
-                        .await?
-                        .kustomizations()
-                        .await
+                    let c = KubeCluster::from_kubeconfig(name, &text).await?;
+                    let flux = c.observe_flux().await?;
+                    Ok::<_, super::ClusterError>((flux, c.kustomizations().await?))
                 }
                 .await;
                 match r {
-                    Ok(k) => st.kustomizations = k,
+                    Ok((flux, k)) => {
+                        st.flux = flux.install_sha256.map(|sha256| FluxInstall {
+                            version: flux.install_version,
+                            sha256,
+                        });
+                        st.kustomizations = k;
+                    }
                     Err(e) => st.error = Some(e.to_string()),
                 }
             }
@@ -135,12 +150,14 @@ mod tests {
             ClusterStatus {
                 name: "dev".into(),
                 exists: true,
+                flux: None,
                 kustomizations: vec![k("flux-system", "True"), k("apps", "False")],
                 error: None,
             },
             ClusterStatus {
                 name: "hub".into(),
                 exists: false,
+                flux: None,
                 kustomizations: vec![],
                 error: Some("cluster does not exist".into()),
             },

@@ -15,7 +15,8 @@ fn validate(f: &ClustersFile, catalog: &Catalog, selected: &[String]) -> Diagnos
     super::resolve(f, catalog, selected, None).1
 }
 
-const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+const OTHER: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 fn file_text() -> String {
     format!(
@@ -160,6 +161,37 @@ fn all_errors_at_once_with_lines() {
 }
 
 #[test]
+fn placeholder_digests_are_refused_and_a_missing_pin_is_fine() {
+    let r = repo();
+    for fake in ["0".repeat(64), "0123456789abcdef".repeat(4)] {
+        let (_, errs) = load_text(r.path(), &file_text().replace(SHA, &fake));
+        assert_eq!(
+            errs,
+            ["9:flux.sha256: is a placeholder, not the sha256 of a manifest; remove it (the release's checksums file is then used) or pin the value `macula-gitops flux digest <version>` prints"],
+            "{fake}"
+        );
+    }
+    let text = file_text()
+        .replace(&format!("  sha256: \"{SHA}\"\n"), "")
+        .replace(
+        "  install_url: https://github.com/fluxcd/flux2/releases/download/v2.4.0/install.yaml\n",
+        "",
+    );
+    let (f, errs) = load_text(r.path(), &text);
+    assert!(errs.is_empty(), "{errs:?}");
+    let flux = f.unwrap().flux_for("macula-dev", None).unwrap();
+    assert_eq!(flux.sha256, None);
+    let rel = super::release::Release::of(&flux);
+    assert_eq!(
+        (rel.install_url.as_str(), rel.checksums_url.as_str()),
+        (
+            "https://github.com/fluxcd/flux2/releases/download/v2.4.0/install.yaml",
+            "https://github.com/fluxcd/flux2/releases/download/v2.4.0/flux_2.4.0_checksums.txt"
+        )
+    );
+}
+
+#[test]
 fn cross_file_errors() {
     let r = repo();
     let text = file_text()
@@ -274,7 +306,8 @@ fn converged(d: &Desired) -> ClustersObserved {
                         configmap: true,
                     },
                     flux: Some(FluxObserved {
-                        install_sha256: Some(c.flux.sha256.clone()),
+                        install_sha256: c.flux.sha256.clone(),
+                        install_version: Some(c.flux.version.clone()),
                         sync: Some(SyncObserved::desired(&c.flux)),
                     }),
                 };
@@ -304,7 +337,7 @@ fn plan_table() {
         vec![
             "+ cluster macula-dev (1 node, kindest/node:v1.31.0)",
             "~ cluster macula-dev: wire registry (connect registry to kind network, containerd hosts.toml, ConfigMap kube-public/local-registry-hosting)",
-            "~ cluster macula-dev: install flux v2.4.0",
+            "+ cluster macula-dev: install flux v2.4.0 (sha256 pinned e3b0c44298fc)",
             "~ cluster macula-dev: flux sync (create GitRepository https://github.com/macula-io/macula-gitops.git (main) and Kustomization ./clusters/macula-dev)",
         ],
     ));
@@ -333,7 +366,7 @@ fn plan_table() {
         vec![
             "-/+ cluster macula-dev: recreate (add port 9080→80/TCP; remove port 8080→80/TCP)",
             "~ cluster macula-dev: wire registry (connect registry to kind network, containerd hosts.toml, ConfigMap kube-public/local-registry-hosting)",
-            "~ cluster macula-dev: install flux v2.4.0",
+            "+ cluster macula-dev: install flux v2.4.0 (sha256 pinned e3b0c44298fc)",
             "~ cluster macula-dev: flux sync (create GitRepository https://github.com/macula-io/macula-gitops.git (main) and Kustomization ./clusters/macula-dev)",
         ],
     ));
@@ -381,9 +414,7 @@ fn plan_table() {
         vec!["~ cluster macula-dev: flux sync (branch main → dev)"],
     ));
     let bump = desired(
-        &base
-            .replace(SHA, &"f".repeat(64))
-            .replace("v2.4.0", "v2.5.0"),
+        &base.replace(SHA, OTHER).replace("v2.4.0", "v2.5.0"),
         &["macula-dev"],
         false,
     );
@@ -391,7 +422,38 @@ fn plan_table() {
         "flux upgrade",
         bump,
         conv.clone(),
-        vec!["~ cluster macula-dev: install flux v2.5.0"],
+        vec!["~ cluster macula-dev: upgrade flux v2.4.0 → v2.5.0 (sha256 pinned 9f86d081884c)"],
+    ));
+    let repinned = desired(&base.replace(SHA, OTHER), &["macula-dev"], false);
+    cases.push((
+        "same version, other pin",
+        repinned,
+        conv.clone(),
+        vec!["~ cluster macula-dev: reinstall flux v2.4.0 (digest differs; sha256 pinned 9f86d081884c)"],
+    ));
+    let unpinned = desired(
+        &base.replace(&format!("  sha256: \"{SHA}\"\n"), ""),
+        &["macula-dev"],
+        false,
+    );
+    cases.push((
+        "no pin: the installed version decides",
+        unpinned.clone(),
+        conv.clone(),
+        vec![],
+    ));
+    let unpinned_bump = desired(
+        &base
+            .replace(&format!("  sha256: \"{SHA}\"\n"), "")
+            .replace("v2.4.0", "v2.9.5"),
+        &["macula-dev"],
+        false,
+    );
+    cases.push((
+        "no pin: upgrade verified by the release's checksums",
+        unpinned_bump,
+        conv.clone(),
+        vec!["~ cluster macula-dev: upgrade flux v2.4.0 → v2.9.5 (verified by the release's checksums)"],
     ));
     let mut no_cm = conv.clone();
     no_cm
@@ -413,7 +475,7 @@ fn plan_table() {
         d.clone(),
         unreachable,
         vec![
-            "~ cluster macula-dev: install flux v2.4.0",
+            "+ cluster macula-dev: install flux v2.4.0 (sha256 pinned e3b0c44298fc)",
             "~ cluster macula-dev: flux sync (create GitRepository https://github.com/macula-io/macula-gitops.git (main) and Kustomization ./clusters/macula-dev)",
         ],
     ));

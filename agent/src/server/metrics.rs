@@ -162,6 +162,7 @@ mod tests {
         m.clusters.update(&[crate::cluster::ClusterStatus {
             name: "macula-dev".into(),
             exists: true,
+            flux: None,
             kustomizations: vec![k],
             error: None,
         }]);

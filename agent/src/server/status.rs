@@ -204,9 +204,21 @@ impl Status {
                     .collect::<Vec<_>>()
                     .join(", ")
             });
+            let flux = c
+                .get("flux")
+                .filter(|f| !f.is_null())
+                .map(|f| {
+                    let sha = field(f, "sha256");
+                    format!(
+                        "flux {} sha256:{} ",
+                        field(f, "version"),
+                        &sha[..sha.len().min(12)]
+                    )
+                })
+                .unwrap_or_default();
             let _ = writeln!(
                 o,
-                "cluster:   {} {}",
+                "cluster:   {} {flux}{}",
                 field(c, "name"),
                 ks.unwrap_or_default()
             );

@@ -1696,13 +1696,17 @@ fn routing_hosts_and_clusters_follow_the_approved_plan() {
     );
     assert_eq!(clusters.at("registry.host").text(), "localhost:5001");
     assert_eq!(clusters.at("registry.cluster").text(), "kind-registry:5000");
-    let sha = clusters.at("flux.sha256").text();
-    assert!(
-        sha.len() == 64
-            && sha
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    );
+    // No pin: the agent verifies install.yaml against the release's checksums file. The node
+    // image carries the digest kind's release notes list for it.
+    assert!(clusters.at("flux.sha256").is_null());
+    assert_eq!(clusters.at("flux.version").text(), "v2.9.5");
+    for (name, c) in clusters.key("clusters").obj() {
+        let image = c.key("image").text();
+        let (_, digest) = image
+            .split_once("@sha256:")
+            .expect("image pinned by digest");
+        assert_eq!(digest.len(), 64, "{name}: {image}");
+    }
     let published_ports: BTreeSet<u16> = taken.keys().map(|k| k.1).collect();
     let mut host_ports: BTreeMap<(u16, String), String> = BTreeMap::new();
     for (name, c) in clusters.key("clusters").obj() {
@@ -1772,7 +1776,9 @@ fn services_doc_lists_every_service_url_and_image() {
     for image in PUBLIC_CLUSTER_IMAGES {
         assert!(doc.contains(image), "README.md lacks cluster image {image}");
     }
-    assert!(doc.contains("kindest/node:v1.31.0"));
+    assert!(doc.contains(
+        "kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed"
+    ));
 }
 
 // ---------------------------------------------------------- agent validate ---

@@ -78,6 +78,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
         kind_network: net.clone(),
         create_wait: Duration::from_secs(60),
         flux_timeout: Duration::from_secs(10),
+        fetch_timeout: Duration::from_secs(10),
     };
     let env = Env::default();
 

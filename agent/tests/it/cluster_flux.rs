@@ -6,7 +6,7 @@ use crate::support::cluster as support;
 use std::time::Duration;
 
 use macula_gitops::cluster::flux::{self, INSTALL_ANNOTATION};
-use macula_gitops::cluster::kube_ops::{FluxBootstrap, KubeCluster};
+use macula_gitops::cluster::kube_ops::{FluxBootstrap, InstallMark, KubeCluster};
 use macula_gitops::cluster::plan::SyncObserved;
 use macula_gitops::cluster::spec::{FluxResolved, SecretRef};
 use macula_gitops::cluster::ClusterError;
@@ -18,13 +18,20 @@ fn resolved(sha: &str) -> FluxResolved {
     FluxResolved {
         version: "v2.4.0".into(),
         install_url: "file:///unused".into(),
-        sha256: sha.into(),
+        sha256: Some(sha.into()),
         git_url: "https://github.com/macula-io/macula-gitops.git".into(),
         branch: "main".into(),
         interval: "1m".into(),
         sync_interval: "10m".into(),
         path: "./clusters/macula-dev".into(),
         secret_ref: None,
+    }
+}
+
+fn mark(sha: &str) -> InstallMark {
+    InstallMark {
+        version: "v2.4.0".into(),
+        sha256: sha.into(),
     }
 }
 
@@ -45,7 +52,7 @@ async fn install_applies_crds_first_then_waits_then_marks() {
         flux::parse_manifests("fixture", &std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(c.observe_flux().await.unwrap().install_sha256, None);
 
-    c.install(&objects, &sha, Duration::from_secs(10))
+    c.install(&objects, &mark(&sha), Duration::from_secs(10))
         .await
         .unwrap();
     let applied = s.applied();
@@ -124,7 +131,7 @@ async fn controllers_not_available_is_a_timeout_and_not_marked() {
     let objects =
         flux::parse_manifests("fixture", &std::fs::read_to_string(path).unwrap()).unwrap();
     let err = c
-        .install(&objects, &sha, Duration::from_millis(200))
+        .install(&objects, &mark(&sha), Duration::from_millis(200))
         .await
         .unwrap_err();
     assert!(matches!(err, ClusterError::Timeout { .. }), "{err}");
@@ -147,7 +154,7 @@ async fn sync_objects_as_flux_bootstrap_creates_them() {
     let (path, sha) = support::flux_fixture();
     let objects =
         flux::parse_manifests("fixture", &std::fs::read_to_string(path).unwrap()).unwrap();
-    c.install(&objects, &sha, Duration::from_secs(10))
+    c.install(&objects, &mark(&sha), Duration::from_secs(10))
         .await
         .unwrap();
     s.clear_requests();

@@ -140,7 +140,7 @@ async fn taken_host_port_is_reported_before_kind_runs() {
     // ...and with a valid manifest, the taken port stops the create.
     let (fixture, sha) = support::flux_fixture();
     desired.clusters[0].flux.install_url = format!("file://{}", fixture.display());
-    desired.clusters[0].flux.sha256 = sha;
+    desired.clusters[0].flux.sha256 = Some(sha);
     let report = support::apply_once(&kind, &engine, &desired, wiring.as_ref(), &opts).await;
     assert_eq!(report.failed, 1, "{report:#?}");
     assert!(

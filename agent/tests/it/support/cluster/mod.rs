@@ -2,6 +2,7 @@
 //! a Kubernetes API server that serves what Flux bootstrap needs, and the reduced Flux install.
 
 pub mod recording_kind;
+pub mod release_dir;
 pub mod standin_apiserver;
 
 use macula_gitops::cluster::apply::{self, ApplyOptions};
@@ -45,4 +46,20 @@ pub fn flux_fixture() -> (std::path::PathBuf, String) {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flux-install.yaml");
     let sum = macula_gitops::cluster::flux::sha256_hex(&std::fs::read(&p).expect("fixture"));
     (p, sum)
+}
+
+/// Serve `app` on 127.0.0.1 (any free port) until the returned sender is dropped.
+pub async fn serve_local(app: axum::Router) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (url, tx)
 }

@@ -102,8 +102,6 @@ impl StandIn {
             kinds: builtin_kinds(),
             ..Default::default()
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let st = state.clone();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -111,15 +109,7 @@ impl StandIn {
                 async move { handle(&st, method, uri, headers, body) }
             },
         );
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
+        let (url, tx) = super::serve_local(app).await;
         Self {
             state,
             url,
