@@ -19,6 +19,7 @@ mod cluster_images;
 mod cluster_kind;
 mod cluster_release;
 mod cluster_repo_files;
+mod compose_keys;
 mod compose_parity;
 mod daemon_cli;
 mod daemon_e2e;
