@@ -2,7 +2,7 @@
 //! engine and the clusters, run the plan's steps. Everything that can fail without touching
 //! the host (install.yaml fetch and checksum, credentials) happens before the first step.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::docker::{NodeContainer, NodeOps};
 use super::flux;
+use super::host_services;
 use super::kind::KindCli;
 use super::kube_ops::{FluxBootstrap, InstallMark, KubeCluster};
 use super::plan::{
@@ -18,6 +19,7 @@ use super::plan::{
 };
 use super::registry::Wiring;
 use super::release;
+use super::secrets::DesiredSecret;
 use super::{kindconfig, ClusterError};
 use crate::desired::interpolate::Env;
 
@@ -110,7 +112,19 @@ impl<'a, K: KindCli, N: NodeOps> Session<'a, K, N> {
                 nodes: nodes.iter().map(|n| n.node.clone()).collect(),
                 ..Default::default()
             };
-            if desired.clusters.iter().any(|c| &c.name == name) {
+            if let Some(c) = desired.clusters.iter().find(|c| &c.name == name) {
+                match host_services::observe(
+                    self.engine,
+                    &self.opts.kind_network,
+                    &desired.host_services,
+                )
+                .await
+                {
+                    Ok(a) => o.host_services = a,
+                    Err(e) => {
+                        warnings.push(format!("cluster {name}: cannot observe host services: {e}"))
+                    }
+                }
                 if let Some(w) = wiring {
                     // A stopped node or a missing registry container: not wired; the wiring
                     // step then reports the actual problem.
@@ -127,10 +141,11 @@ impl<'a, K: KindCli, N: NodeOps> Session<'a, K, N> {
                         configmap: false,
                     };
                 }
-                match self.observe_kube(name, wiring).await {
-                    Ok((flux, cm)) => {
+                match self.observe_kube(name, wiring, &c.secrets).await {
+                    Ok((flux, cm, secrets)) => {
                         o.flux = Some(flux);
                         o.registry.configmap = cm;
+                        o.secrets_in_sync = secrets;
                     }
                     Err(e) => warnings.push(format!(
                         "cluster {name}: cannot observe the API server: {e}"
@@ -146,14 +161,22 @@ impl<'a, K: KindCli, N: NodeOps> Session<'a, K, N> {
         &mut self,
         name: &str,
         wiring: Option<&Wiring>,
-    ) -> Result<(super::plan::FluxObserved, bool), ClusterError> {
+        secrets: &[DesiredSecret],
+    ) -> Result<(super::plan::FluxObserved, bool, BTreeSet<String>), ClusterError> {
         let c = self.client(name).await?;
         let flux = c.observe_flux().await?;
         let cm = match wiring {
             Some(w) => c.configmap_matches(&w.configmap()).await?,
             None => true,
         };
-        Ok((flux, cm))
+        let mut in_sync = BTreeSet::new();
+        for s in secrets {
+            let have = c.get("v1", "Secret", Some(&s.namespace), &s.name).await?;
+            if s.matches(have.as_ref()) {
+                in_sync.insert(s.id());
+            }
+        }
+        Ok((flux, cm, in_sync))
     }
 }
 
@@ -213,6 +236,18 @@ async fn prepare(
                     failed.insert(c.name.clone(), format!("cluster {}: {e}", c.name));
                 }
             },
+            ClusterStep::Secrets { .. } => {
+                if let Some(s) = c.secrets.iter().find(|s| s.values.is_none()) {
+                    failed.insert(
+                        c.name.clone(),
+                        format!(
+                            "cluster {}: Secret {}: its values were not read from the environment",
+                            c.name,
+                            s.id()
+                        ),
+                    );
+                }
+            }
             _ => {}
         }
     }
@@ -336,6 +371,23 @@ async fn run_step<K: KindCli, N: NodeOps>(
                 .get(name)
                 .expect("prepared before the first step");
             s.client(name).await?.apply(objects).await
+        }
+        ClusterStep::AttachHostServices { .. } => {
+            host_services::attach(s.engine, &s.opts.kind_network, &desired.host_services).await
+        }
+        ClusterStep::Secrets { .. } => {
+            let c = spec.expect("secrets are planned for desired clusters");
+            let mut objects = Vec::new();
+            for secret in &c.secrets {
+                objects.extend(secret.objects().ok_or_else(|| ClusterError::Config {
+                    cluster: name.to_string(),
+                    message: format!(
+                        "Secret {}: its values were not read from the environment",
+                        secret.id()
+                    ),
+                })?);
+            }
+            s.client(name).await?.apply(&objects).await
         }
         ClusterStep::NeedsRecreate { .. } | ClusterStep::Unmanaged { .. } => Ok(()),
     }

@@ -139,7 +139,7 @@ impl KubeCluster {
     }
 
     /// GET one object; `None` when it (or its kind) does not exist.
-    async fn get(
+    pub async fn get(
         &self,
         api_version: &str,
         kind: &str,

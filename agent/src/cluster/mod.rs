@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod docker;
 pub mod flux;
+pub mod host_services;
 pub mod images;
 pub mod kind;
 pub mod kindconfig;
@@ -13,6 +14,7 @@ pub mod plan;
 pub mod registry;
 pub mod release;
 pub mod run;
+pub mod secrets;
 pub mod spec;
 pub mod status;
 pub mod validate;

@@ -1,11 +1,12 @@
 //! The pure cluster plan: desired clusters against what the engine and the clusters show.
 //! No I/O here; `apply` executes the steps in order, `diff` prints them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
 
+use super::secrets::DesiredSecret;
 use super::spec::{ClusterSpec, FluxResolved, PortMapping, PortProtocol, RegistrySpec, Role};
 
 #[derive(Debug, Clone, Default)]
@@ -14,6 +15,17 @@ pub struct Desired {
     pub registry: Option<RegistrySpec>,
     /// Delete kind clusters that are no longer desired (destroys their state).
     pub prune: bool,
+    /// Host services joined to the nodes' network under an alias.
+    pub host_services: Vec<HostService>,
+}
+
+/// A host-stack service the clusters reach by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostService {
+    /// `stack/service`.
+    pub service: String,
+    pub container: String,
+    pub alias: String,
 }
 
 #[derive(Debug, Clone)]
@@ -21,6 +33,8 @@ pub struct DesiredCluster {
     pub name: String,
     pub spec: ClusterSpec,
     pub flux: FluxResolved,
+    /// Secrets made from the host's environment.
+    pub secrets: Vec<DesiredSecret>,
 }
 
 /// Every kind cluster on the engine, by name.
@@ -35,6 +49,10 @@ pub struct ObservedCluster {
     pub registry: RegistryObserved,
     /// `None`: Flux could not be observed (no API access yet); treated as absent.
     pub flux: Option<FluxObserved>,
+    /// Aliases of the host services attached to the nodes' network.
+    pub host_services: BTreeSet<String>,
+    /// `namespace/name` of the desired Secrets whose data matches.
+    pub secrets_in_sync: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +129,16 @@ pub enum ClusterStep {
         name: String,
         parts: Vec<String>,
     },
+    /// Join host services to the nodes' network under their aliases.
+    AttachHostServices {
+        name: String,
+        services: Vec<String>,
+    },
+    /// Create or update Secrets from the host's environment (names only, never values).
+    Secrets {
+        name: String,
+        secrets: Vec<String>,
+    },
     InstallFlux {
         name: String,
         version: String,
@@ -141,6 +169,8 @@ impl ClusterStep {
             | ClusterStep::Recreate { name, .. }
             | ClusterStep::NeedsRecreate { name, .. }
             | ClusterStep::WireRegistry { name, .. }
+            | ClusterStep::AttachHostServices { name, .. }
+            | ClusterStep::Secrets { name, .. }
             | ClusterStep::InstallFlux { name, .. }
             | ClusterStep::SyncFlux { name, .. }
             | ClusterStep::Unmanaged { name }
@@ -177,6 +207,14 @@ impl fmt::Display for ClusterStep {
             ),
             ClusterStep::WireRegistry { name, parts } => {
                 write!(f, "~ cluster {name}: wire registry ({})", parts.join(", "))
+            }
+            ClusterStep::AttachHostServices { name, services } => write!(
+                f,
+                "~ cluster {name}: reach host services by name ({})",
+                services.join(", ")
+            ),
+            ClusterStep::Secrets { name, secrets } => {
+                write!(f, "~ cluster {name}: secrets {}", secrets.join("; "))
             }
             ClusterStep::InstallFlux {
                 name,
@@ -393,12 +431,46 @@ pub fn plan(desired: &Desired, observed: &ClustersObserved) -> Vec<ClusterStep> 
                 });
             }
         }
+        let attached = observed
+            .clusters
+            .get(&c.name)
+            .map(|o| &o.host_services)
+            .cloned()
+            .unwrap_or_default();
+        let services: Vec<String> = desired
+            .host_services
+            .iter()
+            .filter(|h| !attached.contains(&h.alias))
+            .map(|h| format!("{} as {}", h.service, h.alias))
+            .collect();
+        if !services.is_empty() {
+            steps.push(ClusterStep::AttachHostServices {
+                name: name.clone(),
+                services,
+            });
+        }
         if needs_install(&c.flux, flux) {
             steps.push(ClusterStep::InstallFlux {
                 name: name.clone(),
                 version: c.flux.version.clone(),
                 from: flux.and_then(|f| f.install_version.clone()),
                 sha256: c.flux.sha256.clone(),
+            });
+        }
+        let in_sync = match (flux, observed.clusters.get(&c.name)) {
+            (Some(_), Some(o)) => o.secrets_in_sync.clone(),
+            _ => BTreeSet::new(),
+        };
+        let secrets: Vec<String> = c
+            .secrets
+            .iter()
+            .filter(|s| !in_sync.contains(&s.id()))
+            .map(DesiredSecret::describe)
+            .collect();
+        if !secrets.is_empty() {
+            steps.push(ClusterStep::Secrets {
+                name: name.clone(),
+                secrets,
             });
         }
         let want = SyncObserved::desired(&c.flux);

@@ -53,6 +53,7 @@ pub fn load_for_host(
         source_url,
     );
     diags.extend(d);
+    diags.extend(super::secrets::read_all(&mut resolved, &file, env));
     if diags.has_errors() {
         return Err(diags.into_sorted());
     }

@@ -25,6 +25,9 @@ pub struct ClustersFile {
     pub flux: FluxSpec,
     #[serde(default)]
     pub clusters: IndexMap<String, ClusterSpec>,
+    /// Host services the clusters reach by name on the nodes' network.
+    #[serde(default)]
+    pub host_services: Vec<HostServiceSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -90,6 +93,25 @@ pub struct SecretRef {
     pub password_env: String,
 }
 
+/// A host-stack service joined to the nodes' network under `alias`: pods resolve the alias
+/// through Docker's DNS (kind's node entrypoint makes it reachable from pods), so a cluster
+/// reaches the service with no host port and no fixed address.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct HostServiceSpec {
+    /// `stack/service` in the host stacks.
+    pub service: String,
+    pub alias: String,
+}
+
+/// A Secret the agent creates in a cluster; `data` maps each key to the host environment
+/// variable holding its value (the value is never in the repo).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ClusterSecretSpec {
+    pub name: String,
+    pub namespace: String,
+    pub data: IndexMap<String, String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ClusterSpec {
     /// Node image for every node without its own `image`.
@@ -101,6 +123,8 @@ pub struct ClusterSpec {
     pub nodes: Vec<NodeSpec>,
     #[serde(default)]
     pub flux: FluxSpec,
+    #[serde(default)]
+    pub secrets: Vec<ClusterSecretSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -177,7 +201,9 @@ pub struct FluxResolved {
     pub secret_ref: Option<SecretRef>,
 }
 
-pub const TOP_KEYS: &[&str] = &["registry", "flux", "clusters"];
+pub const TOP_KEYS: &[&str] = &["registry", "flux", "clusters", "host_services"];
+pub const HOST_SERVICE_KEYS: &[&str] = &["service", "alias"];
+pub const CLUSTER_SECRET_KEYS: &[&str] = &["name", "namespace", "data"];
 pub const REGISTRY_KEYS: &[&str] = &["service", "host", "cluster"];
 pub const FLUX_KEYS: &[&str] = &[
     "version",
@@ -191,7 +217,7 @@ pub const FLUX_KEYS: &[&str] = &[
     "secret_ref",
 ];
 pub const SECRET_KEYS: &[&str] = &["name", "username_env", "password_env"];
-pub const CLUSTER_KEYS: &[&str] = &["image", "recreate", "nodes", "flux"];
+pub const CLUSTER_KEYS: &[&str] = &["image", "recreate", "nodes", "flux", "secrets"];
 pub const NODE_KEYS: &[&str] = &["role", "image", "extraPortMappings"];
 pub const PORT_KEYS: &[&str] = &["containerPort", "hostPort", "protocol", "listenAddress"];
 
@@ -200,6 +226,8 @@ pub fn supported_keys_at(path: &str) -> &'static [&'static str] {
     let segs: Vec<&str> = path.split('.').collect();
     match segs.as_slice() {
         [_] => TOP_KEYS,
+        [h, _] if h.starts_with("host_services[") => HOST_SERVICE_KEYS,
+        ["clusters", _, s, _] if s.starts_with("secrets[") => CLUSTER_SECRET_KEYS,
         ["registry", _] => REGISTRY_KEYS,
         ["flux", "secret_ref", _] | ["clusters", _, "flux", "secret_ref", _] => SECRET_KEYS,
         ["flux", _] | ["clusters", _, "flux", _] => FLUX_KEYS,

@@ -274,10 +274,16 @@ fn desired(text: &str, names: &[&str], prune: bool) -> Desired {
                 name: n.to_string(),
                 spec: f.clusters[*n].clone(),
                 flux: f.flux_for(n, None).unwrap(),
+                secrets: f.clusters[*n]
+                    .secrets
+                    .iter()
+                    .map(super::secrets::DesiredSecret::from_spec)
+                    .collect(),
             })
             .collect(),
         registry: f.registry.clone(),
         prune,
+        host_services: Vec::new(),
     }
 }
 
@@ -310,6 +316,8 @@ fn converged(d: &Desired) -> ClustersObserved {
                         install_version: Some(c.flux.version.clone()),
                         sync: Some(SyncObserved::desired(&c.flux)),
                     }),
+                    host_services: d.host_services.iter().map(|h| h.alias.clone()).collect(),
+                    secrets_in_sync: c.secrets.iter().map(|s| s.id()).collect(),
                 };
                 (c.name.clone(), o)
             })
@@ -477,6 +485,47 @@ fn plan_table() {
         vec![
             "+ cluster macula-dev: install flux v2.4.0 (sha256 pinned e3b0c44298fc)",
             "~ cluster macula-dev: flux sync (create GitRepository https://github.com/macula-io/macula-gitops.git (main) and Kustomization ./clusters/macula-dev)",
+        ],
+    ));
+
+    let mut reach = desired(
+        &base.replace(
+            "    flux: {path: ./clusters/macula-dev}",
+            "    flux: {path: ./clusters/macula-dev}\n    secrets:\n      - {name: external-dns-pdns, namespace: external-dns, data: {api-key: PDNS_API_KEY}}",
+        ),
+        &["macula-dev"],
+        false,
+    );
+    let reach_conv = converged(&reach);
+    reach.host_services.push(HostService {
+        service: "infrastructure/pdns".into(),
+        container: "pdns".into(),
+        alias: "macula-pdns".into(),
+    });
+    cases.push((
+        "converged with secrets → empty plan",
+        {
+            let mut r = reach.clone();
+            r.host_services.clear();
+            r
+        },
+        reach_conv.clone(),
+        vec![],
+    ));
+    let mut changed_secret = reach_conv.clone();
+    changed_secret
+        .clusters
+        .get_mut("macula-dev")
+        .unwrap()
+        .secrets_in_sync
+        .clear();
+    cases.push((
+        "host service not attached, secret value changed",
+        reach,
+        changed_secret,
+        vec![
+            "~ cluster macula-dev: reach host services by name (infrastructure/pdns as macula-pdns)",
+            "~ cluster macula-dev: secrets external-dns/external-dns-pdns (api-key ← $PDNS_API_KEY)",
         ],
     ));
 

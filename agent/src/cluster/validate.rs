@@ -5,8 +5,10 @@
 
 use std::net::IpAddr;
 
-use super::plan::{Desired, DesiredCluster};
+use super::host_services;
+use super::plan::{Desired, DesiredCluster, HostService};
 use super::registry::Wiring;
+use super::secrets::{self, DesiredSecret};
 use crate::desired::catalog::{Catalog, Protocol};
 use crate::desired::lines;
 use crate::diag::{Diagnostic, Diagnostics};
@@ -22,6 +24,8 @@ pub struct ResolvedClusters {
     /// The registry and the container (from the host stacks) that serves it, when a selected
     /// cluster uses it.
     pub registry: Option<(RegistrySpec, String)>,
+    /// Host services the clusters reach by name.
+    pub host_services: Vec<HostService>,
     /// What loading `clusters.yaml` noted without refusing it.
     pub warnings: Vec<Diagnostic>,
 }
@@ -38,6 +42,7 @@ impl ResolvedClusters {
             clusters: self.clusters.clone(),
             registry: self.registry.as_ref().map(|(spec, _)| spec.clone()),
             prune,
+            host_services: self.host_services.clone(),
         };
         (desired, wiring)
     }
@@ -64,6 +69,7 @@ pub fn resolve(
                 name: name.clone(),
                 spec: spec.clone(),
                 flux,
+                secrets: spec.secrets.iter().map(DesiredSecret::from_spec).collect(),
             }),
             Err(("git_url", message)) => d.error(
                 f.origin.file.as_path(),
@@ -82,9 +88,16 @@ pub fn resolve(
             .map(|svc| (r.clone(), svc.container_name.clone())),
         _ => None,
     };
+    let host_services = if clusters.is_empty() {
+        Vec::new()
+    } else {
+        host_services::resolve(f, catalog, &mut d)
+    };
+    secrets::check(f, selected, &mut d);
     let resolved = ResolvedClusters {
         clusters,
         registry,
+        host_services,
         warnings: Vec::new(),
     };
     (resolved, d)

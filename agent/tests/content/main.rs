@@ -484,18 +484,27 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
         .expect("PDNS_SERVER from a ConfigMap")
         .to_string();
     let cm = find(&infra, "ConfigMap", &cm_name);
-    let server = cm.at("data.server").text();
-    assert!(
-        server.starts_with("http://") && server.ends_with(":18081"),
-        "ExternalDNS must use the host PowerDNS API forward (:18081), got {server}"
-    );
-    // The forward it relies on exists in routing.yaml.
+    // PowerDNS by the alias the agent gives it on the kind network, on its container port:
+    // no forward, no host port, no address.
+    let clusters_file = yaml_file(&ds().join("clusters.yaml"));
+    let alias = clusters_file
+        .key("host_services")
+        .arr()
+        .iter()
+        .find(|h| h.key("service").text() == "infrastructure/pdns")
+        .expect("infrastructure/pdns among clusters.yaml host_services")
+        .key("alias")
+        .text();
+    assert_eq!(cm.at("data.server").text(), format!("http://{alias}:8081"));
     let routing = yaml_file(&ds().join("routing.yaml"));
-    assert!(routing.key("forwards").arr().iter().any(|f| {
-        f.key("listen").text().ends_with(":18081/tcp")
-            && f.at("target.service").text() == "infrastructure/pdns"
-            && f.at("target.port").text() == "8081"
-    }));
+    assert!(
+        !routing
+            .key("forwards")
+            .arr()
+            .iter()
+            .any(|f| f.at("target.service").text() == "infrastructure/pdns"),
+        "no forward exposes the PowerDNS API"
+    );
 
     let apps = kustomize(&dir.join("apps"));
     let boot = find(&apps, "StatefulSet", "macula-bootstrap");
@@ -530,7 +539,7 @@ fn macula_dev_renders_ingress_external_dns_and_apps() {
         .next()
         .unwrap()
         .to_string();
-    find(&apps, "Secret", &secret_name);
+    assert!(agent_secret("macula-dev", "macula", &secret_name).is_some());
 
     for peer in ["peer1", "peer2"] {
         let d = find(&apps, "Deployment", &format!("macula-arcade-{peer}"));
@@ -594,17 +603,9 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
             "{var} from the Secret"
         );
     }
-    let secret = infra
-        .iter()
-        .find(|d| {
-            d.key("kind").str() == Some("Secret")
-                && d.at("metadata.name")
-                    .text()
-                    .starts_with("postgres-credentials")
-        })
-        .expect("postgres-credentials Secret");
-    let db = secret.at("data.database").text();
-    assert_eq!(b64decode(&db), "cortex_iq_dashboard");
+    let secret = agent_secret("macula-hub", "macula", "postgres-credentials")
+        .expect("postgres-credentials made by the agent");
+    assert_eq!(secret.at("data.database").text(), "CORTEX_DB_NAME");
 
     let gw = find(&infra, "Deployment", "macula-gateway");
     let g = container(gw, "gateway");
@@ -668,20 +669,103 @@ fn macula_hub_renders_postgres_gateway_and_cortex_iq() {
     assert_eq!(dsvc.at("spec.type").text(), "NodePort");
     assert_eq!(svc_port(dsvc, 4000, "TCP").key("nodePort").text(), "30000");
     // Apps read the same database name the hub PostgreSQL creates.
-    let app_secret = apps
-        .iter()
-        .find(|d| {
-            d.key("kind").str() == Some("Secret")
-                && d.at("metadata.name")
-                    .text()
-                    .starts_with("postgres-credentials")
-        })
+    let app_secret = agent_secret("macula-hub", "cortex-iq", "postgres-credentials")
         .expect("postgres-credentials Secret for apps");
     assert_eq!(
         app_secret.key("data"),
         secret.key("data"),
         "apps and DB credentials differ"
     );
+}
+
+/// `clusters.<cluster>.secrets` entry `namespace/name` in clusters.yaml: a Secret the agent
+/// makes from the host's environment (`data` maps each key to a variable name).
+fn agent_secret(cluster: &str, namespace: &str, name: &str) -> Option<J> {
+    yaml_file(&ds().join("clusters.yaml"))
+        .at(&format!("clusters.{cluster}.secrets"))
+        .arr()
+        .iter()
+        .find(|s| s.key("namespace").text() == namespace && s.key("name").text() == name)
+        .cloned()
+}
+
+/// Nothing under clusters/ or base/ carries a credential or a network-dependent address:
+/// kustomize renders no Secret, every Secret a workload reads is one the agent makes from
+/// the host's environment (declared in clusters.yaml with the keys read), and the only IP
+/// literals are loopback addresses of routing.yaml's plan (the host side of the ingress).
+#[test]
+fn no_secret_or_fixed_address_in_clusters_and_base() {
+    let routing = yaml_file(&ds().join("routing.yaml"));
+    let loopback: Vec<String> = routing
+        .key("loopback")
+        .arr()
+        .iter()
+        .map(|l| l.key("address").text())
+        .collect();
+    let ip = |w: &str| {
+        let parts: Vec<&str> = w.split('.').collect();
+        parts.len() == 4
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut files = Vec::new();
+    let mut stack = vec![repo().join("clusters"), repo().join("base")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    for f in &files {
+        let text = read(f);
+        assert!(
+            !text.contains("secretGenerator"),
+            "{} generates a Secret",
+            f.display()
+        );
+        for w in text.split(|c: char| !(c.is_ascii_digit() || c == '.')) {
+            let w = w.trim_matches('.');
+            assert!(
+                !ip(w) || loopback.iter().any(|l| l == w),
+                "{}: fixed address {w}",
+                f.display()
+            );
+        }
+    }
+    for dir in dirs(&repo().join("clusters")) {
+        let c = dir.file_name().unwrap().to_string_lossy().into_owned();
+        for sub in ["infrastructure", "apps"] {
+            let docs = kustomize(&dir.join(sub));
+            assert!(
+                !docs.iter().any(|d| d.key("kind").str() == Some("Secret")),
+                "clusters/{c}/{sub} renders a Secret"
+            );
+            for w in workloads(&docs) {
+                let ns = w.at("metadata.namespace").text();
+                for ct in containers(w) {
+                    for e in ct.key("env").arr() {
+                        let r = e.at("valueFrom.secretKeyRef");
+                        if r.is_null() {
+                            continue;
+                        }
+                        let (name, key) = (r.key("name").text(), r.key("key").text());
+                        let s = agent_secret(&c, &ns, &name).unwrap_or_else(|| {
+                            panic!("clusters/{c}/{sub}: Secret {ns}/{name} is not made by the agent (clusters.yaml)")
+                        });
+                        assert!(
+                            !s.at(&format!("data.{key}")).is_null(),
+                            "clusters.yaml {c} Secret {ns}/{name} lacks key {key}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -726,24 +810,6 @@ fn edge_clusters_join_the_hub_with_region_overlays() {
         3,
         "each region has its own HOMES_SOURCES"
     );
-}
-
-fn b64decode(s: &str) -> String {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for ch in s.bytes().filter(|b| *b != b'=') {
-        let v = alphabet.iter().position(|a| *a == ch).expect("base64") as u32;
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 // ---------------------------------------------------------------- compose ---

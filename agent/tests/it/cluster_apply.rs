@@ -4,12 +4,10 @@
 
 use crate::support::cluster as support;
 
-use std::time::Duration;
-
 use crate::support::docker::Sandbox;
 use crate::support::image;
-use macula_gitops::cluster::apply::{self, ApplyOptions};
-use macula_gitops::cluster::docker::{ClusterEngine, CLUSTER_LABEL, ROLE_LABEL};
+use macula_gitops::cluster::apply;
+use macula_gitops::cluster::docker::ClusterEngine;
 use macula_gitops::cluster::kind::Kind;
 use macula_gitops::cluster::plan::ClusterStep;
 use macula_gitops::cluster::status;
@@ -24,26 +22,10 @@ async fn apply_creates_wires_bootstraps_and_converges() {
     let mut g = Sandbox::new().await;
     let image = image::busybox().to_string();
     let net = g.network("kind").await;
-    let registry = g
-        .container(
-            "registry",
-            &image,
-            &["httpd", "-f", "-p", "5000", "-h", "/"],
-            None,
-            &[],
-        )
-        .await;
+    let registry = support::httpd(&mut g, "registry", 5000).await;
     let (dev, new) = (format!("{}-dev", g.id), format!("{}-new", g.id));
     // `dev` already runs; `new` is created by this pass.
-    let dev_node = g
-        .container(
-            "dev-control-plane",
-            &image,
-            &["sleep", "3600"],
-            Some(&net),
-            &[(CLUSTER_LABEL, &dev), (ROLE_LABEL, "control-plane")],
-        )
-        .await;
+    let dev_node = support::control_plane(&mut g, "dev", &dev, &net).await;
     g.cleanup.container(&format!("{new}-control-plane"));
 
     let (fixture, sha) = support::flux_fixture();
@@ -73,13 +55,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
     let kind = Kind::from_path_var(&rec.path_var()).unwrap();
     let engine = ClusterEngine::connect().await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    let opts = ApplyOptions {
-        state_dir: state.path().into(),
-        kind_network: net.clone(),
-        create_wait: Duration::from_secs(60),
-        flux_timeout: Duration::from_secs(10),
-        fetch_timeout: Duration::from_secs(10),
-    };
+    let opts = support::quick_options(state.path(), &net);
     let env = Env::default();
 
     let (steps, _) = apply::diff(&kind, &engine, &desired, wiring.as_ref(), &opts)

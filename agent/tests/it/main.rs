@@ -17,6 +17,7 @@ mod cluster_e2e;
 mod cluster_flux;
 mod cluster_images;
 mod cluster_kind;
+mod cluster_reach;
 mod cluster_release;
 mod cluster_repo_files;
 mod compose_keys;

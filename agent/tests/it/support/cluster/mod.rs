@@ -21,8 +21,24 @@ pub fn desired(
     selected: &[String],
     kind_network: &str,
 ) -> (Desired, Option<Wiring>) {
+    desired_with_env(text, catalog, selected, kind_network, &Env::default())
+}
+
+/// [`desired`] with the clusters' Secrets read from `env`, as `load_for_host` does.
+pub fn desired_with_env(
+    text: &str,
+    catalog: &Catalog,
+    selected: &[String],
+    kind_network: &str,
+    env: &Env,
+) -> (Desired, Option<Wiring>) {
     let file: ClustersFile = serde_yaml::from_str(text).expect("clusters.yaml text parses");
-    let (clusters, diags) = resolve(&file, catalog, selected, None);
+    let (mut clusters, mut diags) = resolve(&file, catalog, selected, None);
+    diags.extend(macula_gitops::cluster::secrets::read_all(
+        &mut clusters,
+        &file,
+        env,
+    ));
     assert!(!diags.has_errors(), "{diags:?}");
     clusters.desired(false, kind_network)
 }
@@ -62,4 +78,50 @@ pub async fn serve_local(app: axum::Router) -> (String, tokio::sync::oneshot::Se
             .unwrap();
     });
     (url, tx)
+}
+
+/// Options for a pass against stand-ins: state under `state_dir`, nodes on `network`, waits
+/// short enough for a test.
+pub fn quick_options(state_dir: &std::path::Path, network: &str) -> ApplyOptions {
+    ApplyOptions {
+        state_dir: state_dir.into(),
+        kind_network: network.into(),
+        create_wait: std::time::Duration::from_secs(60),
+        flux_timeout: std::time::Duration::from_secs(10),
+        fetch_timeout: std::time::Duration::from_secs(10),
+    }
+}
+
+/// A container labelled as kind cluster `cluster`'s control-plane node on `network`, named
+/// `<sandbox id>-<short>-control-plane` as kind names nodes.
+pub async fn control_plane(
+    g: &mut crate::support::docker::Sandbox,
+    short: &str,
+    cluster: &str,
+    network: &str,
+) -> String {
+    use macula_gitops::cluster::docker::{CLUSTER_LABEL, ROLE_LABEL};
+    let image = crate::support::image::busybox().to_string();
+    g.container(
+        &format!("{short}-control-plane"),
+        &image,
+        &["sleep", "3600"],
+        Some(network),
+        &[(CLUSTER_LABEL, cluster), (ROLE_LABEL, "control-plane")],
+    )
+    .await
+}
+
+/// A host-stack service stand-in: busybox httpd serving `/` on `port`, on no network yet.
+pub async fn httpd(g: &mut crate::support::docker::Sandbox, name: &str, port: u16) -> String {
+    let image = crate::support::image::busybox().to_string();
+    let port = port.to_string();
+    g.container(
+        name,
+        &image,
+        &["httpd", "-f", "-p", &port, "-h", "/"],
+        None,
+        &[],
+    )
+    .await
 }
