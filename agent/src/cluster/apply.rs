@@ -208,6 +208,7 @@ async fn prepare(
                     .await
                     .and_then(|v| {
                         let objects = flux::parse_manifests(&rel.install_url, &v.text)?;
+                        let inventory = objects.iter().map(release::ObjectRef::of).collect();
                         Ok((
                             objects,
                             release::Installed {
@@ -215,6 +216,7 @@ async fn prepare(
                                 sha256: v.sha256,
                                 verified_by: v.by,
                                 install_url: rel.install_url.clone(),
+                                inventory,
                             },
                         ))
                     });
@@ -359,11 +361,21 @@ async fn run_step<K: KindCli, N: NodeOps>(
                 version: installed.version.clone(),
                 sha256: installed.sha256.clone(),
             };
-            s.client(name)
-                .await?
-                .install(objects, &mark, timeout)
-                .await?;
-            release::write_installed(&s.opts.state_dir, name, installed)
+            let state_dir = s.opts.state_dir.clone();
+            let client = s.client(name).await?;
+            client.install(objects, &mark, timeout).await?;
+            // Only after the new version rolled out: remove what it no longer ships.
+            if let Some(old) = release::read_installed(&state_dir, name) {
+                let (remove, keep) = release::dropped(&old.inventory, &installed.inventory);
+                for o in &remove {
+                    client.delete(o).await?;
+                    tracing::info!(cluster = %name, object = %o, from = %old.version, "removed: not in the new Flux version");
+                }
+                for o in &keep {
+                    tracing::warn!(cluster = %name, object = %o, "not in the new Flux version; left in place (removing it would remove what it holds)");
+                }
+            }
+            release::write_installed(&state_dir, name, installed)
         }
         ClusterStep::SyncFlux { .. } => {
             let objects = prepared

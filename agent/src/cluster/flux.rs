@@ -18,6 +18,28 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// Why source-controller would refuse `url`: the GitRepository CRD admits only
+/// `^(http|https|ssh)://.*$` (the API server answers 422 otherwise).
+pub fn git_url_problem(url: &str) -> Option<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        if let Some((user_host, path)) = url.split_once(':').filter(|(h, _)| !h.contains('/')) {
+            return Some(format!(
+                "{url:?} is an scp-style address, which Flux's GitRepository does not accept: use ssh://{user_host}/{}",
+                path.trim_start_matches('/')
+            ));
+        }
+        return Some(format!(
+            "{url:?} is not a URL; Flux's GitRepository accepts http://, https:// and ssh:// URLs"
+        ));
+    };
+    if !matches!(scheme, "http" | "https" | "ssh") {
+        return Some(format!(
+            "{url:?} uses {scheme}://; Flux's GitRepository accepts http://, https:// and ssh:// URLs"
+        ));
+    }
+    rest.is_empty().then(|| format!("{url:?} has no host"))
+}
+
 /// Every object of a multi-document manifest, as JSON.
 pub fn parse_manifests(subject: &str, text: &str) -> Result<Vec<Value>, ClusterError> {
     use serde::Deserialize;
@@ -155,6 +177,24 @@ pub fn base64(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_urls_as_the_gitrepository_crd_admits_them() {
+        for ok in [
+            "https://github.com/macula-io/macula-gitops.git",
+            "http://git.lan/r.git",
+            "ssh://git@github.com/macula-io/macula-gitops.git",
+        ] {
+            assert_eq!(git_url_problem(ok), None, "{ok}");
+        }
+        assert_eq!(
+            git_url_problem("git@github.com:macula-io/macula-gitops.git").as_deref(),
+            Some("\"git@github.com:macula-io/macula-gitops.git\" is an scp-style address, which Flux's GitRepository does not accept: use ssh://git@github.com/macula-io/macula-gitops.git")
+        );
+        for bad in ["file:///srv/repo", "git://host/r.git", "/srv/repo"] {
+            assert!(git_url_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn base64_table() {

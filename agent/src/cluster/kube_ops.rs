@@ -161,6 +161,24 @@ impl KubeCluster {
         }
     }
 
+    /// DELETE one object; gone already (or its kind) is fine.
+    pub async fn delete(&self, o: &super::release::ObjectRef) -> Result<(), ClusterError> {
+        let what = format!("delete {o}");
+        let api = match self
+            .api_for(&o.api_version, &o.kind, o.namespace.as_deref())
+            .await
+        {
+            Ok(a) => a,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(self.kerr(what)(e)),
+        };
+        match api.delete(&o.name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(self.kerr(what)(e)),
+        }
+    }
+
     async fn apply_one(&self, obj: &Value) -> Result<(), ClusterError> {
         let (kind, name) = (kind_of(obj), name_of(obj));
         let api_version = obj
@@ -225,6 +243,23 @@ fn is_not_found(e: &kube::Error) -> bool {
 
 fn condition_true(conditions: Option<&Vec<Value>>, kind: &str) -> bool {
     conditions.is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+/// As `kubectl rollout status` decides it: the controller has seen this generation, every
+/// replica runs the current template (no old ones left) and all of them are available.
+/// `Available` alone is true while the previous version still serves, mid-upgrade.
+pub fn rolled_out(d: &Value) -> bool {
+    let num = |p: &str| d.pointer(p).and_then(Value::as_i64);
+    let want = num("/spec/replicas").unwrap_or(1);
+    let generation = num("/metadata/generation").unwrap_or(0);
+    num("/status/observedGeneration").unwrap_or(-1) >= generation
+        && num("/status/updatedReplicas").unwrap_or(0) >= want
+        && num("/status/replicas").unwrap_or(0) == num("/status/updatedReplicas").unwrap_or(0)
+        && num("/status/availableReplicas").unwrap_or(0) >= want
+        && condition_true(
+            d.pointer("/status/conditions").and_then(Value::as_array),
+            "Available",
+        )
 }
 
 fn str_at(v: &Value, ptr: &str) -> String {
@@ -351,7 +386,7 @@ impl FluxBootstrap for KubeCluster {
             );
             let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
             self.wait_until(
-                &format!("Deployment {ns}/{name} Available"),
+                &format!("Deployment {ns}/{name} rolled out"),
                 deadline,
                 timeout,
                 || async {
@@ -362,10 +397,7 @@ impl FluxBootstrap for KubeCluster {
                     let v = dep
                         .map(|d| serde_json::to_value(d).expect("a Deployment serialises"))
                         .unwrap_or(Value::Null);
-                    Ok(condition_true(
-                        v.pointer("/status/conditions").and_then(Value::as_array),
-                        "Available",
-                    ))
+                    Ok(rolled_out(&v))
                 },
             )
             .await?;
@@ -421,5 +453,36 @@ impl FluxBootstrap for KubeCluster {
             .collect();
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rolled_out;
+    use serde_json::json;
+
+    #[test]
+    fn rollout_needs_the_new_generation_on_every_replica() {
+        let dep = |generation: i64, status: serde_json::Value| json!({"metadata": {"generation": generation}, "spec": {"replicas": 2}, "status": status});
+        let available = json!([{"type": "Available", "status": "True"}]);
+        let done = json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "conditions": available});
+        assert!(rolled_out(&dep(3, done.clone())));
+        let mut cases = Vec::new();
+        for (field, value) in [
+            ("observedGeneration", json!(2)),
+            ("updatedReplicas", json!(1)),
+            ("replicas", json!(3)),
+            ("availableReplicas", json!(1)),
+        ] {
+            let mut s = done.clone();
+            s[field] = value;
+            cases.push((field, s));
+        }
+        for (field, status) in cases {
+            assert!(!rolled_out(&dep(3, status)), "{field}");
+        }
+        assert!(!rolled_out(
+            &json!({"metadata": {"generation": 1}, "status": {"conditions": available}})
+        ));
     }
 }

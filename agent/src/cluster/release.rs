@@ -81,6 +81,53 @@ pub struct Installed {
     pub sha256: String,
     pub verified_by: VerifiedBy,
     pub install_url: String,
+    /// Every object of that manifest, so the next version's install can remove what it
+    /// dropped.
+    #[serde(default)]
+    pub inventory: Vec<ObjectRef>,
+}
+
+/// One object the agent applied.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn of(v: &serde_json::Value) -> Self {
+        Self {
+            api_version: v
+                .get("apiVersion")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("v1")
+                .to_string(),
+            kind: super::flux::kind_of(v).to_string(),
+            namespace: super::flux::namespace_of(v).map(str::to_string),
+            name: super::flux::name_of(v).to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// What `old` applied and `new` no longer has, except what removing would destroy more than
+/// itself: a Namespace (everything in it) or a CRD (every object of its kind), which stay.
+pub fn dropped(old: &[ObjectRef], new: &[ObjectRef]) -> (Vec<ObjectRef>, Vec<ObjectRef>) {
+    old.iter()
+        .filter(|o| !new.contains(o))
+        .cloned()
+        .partition(|o| !matches!(o.kind.as_str(), "Namespace" | "CustomResourceDefinition"))
 }
 
 pub fn installed_path(state_dir: &Path, cluster: &str) -> PathBuf {

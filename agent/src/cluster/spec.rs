@@ -269,7 +269,15 @@ impl ClustersFile {
         let git_url = match pick(&own.git_url, &d.git_url) {
             Some(u) => u,
             None => match source_url {
-                Some(u) if reachable_from_cluster(u) => u.to_string(),
+                Some(u) if reachable_from_cluster(u) => match super::flux::git_url_problem(u) {
+                    None => u.to_string(),
+                    Some(p) => {
+                        return Err((
+                            "git_url",
+                            format!("flux.git_url is not set and the agent's source URL {p}; set flux.git_url"),
+                        ))
+                    }
+                },
                 Some(u) => {
                     return Err((
                         "git_url",
@@ -461,6 +469,9 @@ fn check_flux(
                 );
             }
         }
+    }
+    if let Some(p) = f.git_url.as_deref().and_then(super::flux::git_url_problem) {
+        d.error(file, Some(idx), at("git_url"), p);
     }
     if let Some(b) = &f.branch {
         if b.is_empty() || b.contains(char::is_whitespace) || b.contains("..") {

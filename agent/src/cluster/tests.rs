@@ -192,6 +192,20 @@ fn placeholder_digests_are_refused_and_a_missing_pin_is_fine() {
 }
 
 #[test]
+fn scp_style_git_url_is_refused_with_the_ssh_form() {
+    let r = repo();
+    let text = file_text().replace(
+        "git_url: ${GIT_URL}",
+        "git_url: git@github.com:macula-io/macula-gitops.git",
+    );
+    let (_, errs) = load_text(r.path(), &text);
+    assert_eq!(
+        errs,
+        ["10:flux.git_url: \"git@github.com:macula-io/macula-gitops.git\" is an scp-style address, which Flux's GitRepository does not accept: use ssh://git@github.com/macula-io/macula-gitops.git"]
+    );
+}
+
+#[test]
 fn cross_file_errors() {
     let r = repo();
     let text = file_text()

@@ -137,13 +137,46 @@ async fn controllers_not_available_is_a_timeout_and_not_marked() {
     assert!(matches!(err, ClusterError::Timeout { .. }), "{err}");
     assert!(
         err.to_string()
-            .contains("Deployment flux-system/source-controller Available"),
+            .contains("Deployment flux-system/source-controller rolled out"),
         "{err}"
     );
     assert_eq!(
         c.observe_flux().await.unwrap().install_sha256,
         None,
         "retried on the next pass"
+    );
+}
+
+#[tokio::test]
+async fn available_on_the_old_version_is_not_rolled_out() {
+    let s = StandIn::start().await;
+    // Available=True throughout, but the controller never reports the new generation on
+    // updated replicas: what an upgrade looks like before it rolled out.
+    s.deployments_rolling(true);
+    let c = client(&s).await;
+    let (path, sha) = support::flux_fixture();
+    let objects =
+        flux::parse_manifests("fixture", &std::fs::read_to_string(path).unwrap()).unwrap();
+    let err = c
+        .install(&objects, &mark(&sha), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("waiting for Deployment flux-system/source-controller rolled out"),
+        "{err}"
+    );
+    assert_eq!(c.observe_flux().await.unwrap().install_sha256, None);
+    s.deployments_rolling(false);
+    c.install(&objects, &mark(&sha), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let dep = s
+        .object("apps/v1/deployments/flux-system/source-controller")
+        .unwrap();
+    assert_eq!(
+        dep["status"]["observedGeneration"],
+        dep["metadata"]["generation"]
     );
 }
 

@@ -10,13 +10,10 @@ use crate::support::cluster as support;
 use crate::support::docker::Sandbox;
 use crate::support::image;
 use macula_gitops::cluster::apply;
-use macula_gitops::cluster::docker::{ClusterEngine, NodeOps};
+use macula_gitops::cluster::docker::NodeOps;
 use macula_gitops::cluster::flux::base64;
-use macula_gitops::cluster::kind::Kind;
 use macula_gitops::desired::catalog::{Catalog, Protocol, ServiceRef};
 use macula_gitops::desired::interpolate::Env;
-use support::recording_kind::RecordingKind;
-use support::standin_apiserver::StandIn;
 
 #[tokio::test]
 async fn host_service_by_name_and_secrets_from_the_environment() {
@@ -49,16 +46,11 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
     let (desired, _) =
         support::desired_with_env(&text, &catalog, &selected, &net, &env("first-k3y"));
 
-    let api = StandIn::start().await;
-    let rec = RecordingKind::new();
-    rec.set_kubeconfig(&name, &api.kubeconfig(&name));
-    let kind = Kind::from_path_var(&rec.path_var()).unwrap();
-    let engine = ClusterEngine::connect().await.unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let opts = support::quick_options(state.path(), &net);
-    let (kind_, engine_, opts_, name_) = (&kind, &engine, &opts, &name);
+    let one = support::OneCluster::start(&name, &net).await;
+    let (api, kind, engine, opts) = (&one.api, &one.kind, &one.engine, &one.opts);
+    let name_ = &name;
     let diff = |d| async move {
-        let (steps, _) = apply::diff(kind_, engine_, d, None, opts_).await.unwrap();
+        let (steps, _) = apply::diff(kind, engine, d, None, opts).await.unwrap();
         steps
             .iter()
             .filter(|s| s.cluster() == name_.as_str())
@@ -81,7 +73,7 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
     );
     assert!(!first.iter().any(|l| l.contains("first-k3y")));
 
-    let report = apply::apply(&kind, &engine, &desired, None, &opts, &Env::default())
+    let report = apply::apply(kind, engine, &desired, None, opts, &Env::default())
         .await
         .unwrap();
     assert_eq!(report.failed, 0, "{report:#?}");
@@ -118,7 +110,7 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
 
     // Converged: nothing planned, nothing done.
     assert_eq!(diff(&desired).await, Vec::<String>::new());
-    let again = apply::apply(&kind, &engine, &desired, None, &opts, &Env::default())
+    let again = apply::apply(kind, engine, &desired, None, opts, &Env::default())
         .await
         .unwrap();
     assert_eq!((again.tried, again.changed), (0, 0), "{again:#?}");
@@ -132,7 +124,7 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
             "~ cluster {name}: secrets external-dns/external-dns-pdns (api-key ← $PDNS_API_KEY)"
         )]
     );
-    let report = apply::apply(&kind, &engine, &rotated, None, &opts, &Env::default())
+    let report = apply::apply(kind, engine, &rotated, None, opts, &Env::default())
         .await
         .unwrap();
     assert_eq!((report.failed, report.changed), (0, 1), "{report:#?}");

@@ -125,3 +125,36 @@ pub async fn httpd(g: &mut crate::support::docker::Sandbox, name: &str, port: u1
     )
     .await
 }
+
+/// One kind cluster as a pass sees it: a recording `kind` that hands out the kubeconfig of a
+/// stand-in API server, the real engine, and a state dir; options for nodes on `network`.
+pub struct OneCluster {
+    pub api: standin_apiserver::StandIn,
+    pub rec: recording_kind::RecordingKind,
+    pub kind: macula_gitops::cluster::kind::Kind,
+    pub engine: macula_gitops::cluster::docker::ClusterEngine,
+    pub state: tempfile::TempDir,
+    pub opts: ApplyOptions,
+}
+
+impl OneCluster {
+    pub async fn start(name: &str, network: &str) -> Self {
+        let api = standin_apiserver::StandIn::start().await;
+        let rec = recording_kind::RecordingKind::new();
+        rec.set_kubeconfig(name, &api.kubeconfig(name));
+        let kind = macula_gitops::cluster::kind::Kind::from_path_var(&rec.path_var()).unwrap();
+        let engine = macula_gitops::cluster::docker::ClusterEngine::connect()
+            .await
+            .unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let opts = quick_options(state.path(), network);
+        Self {
+            api,
+            rec,
+            kind,
+            engine,
+            state,
+            opts,
+        }
+    }
+}

@@ -40,6 +40,9 @@ struct State {
     requests: Vec<Recorded>,
     /// Deployments never become Available (to exercise the timeout).
     deployments_stuck: bool,
+    /// Deployments stay Available on the old version: the controller never catches up with
+    /// the new generation (an upgrade that has not rolled out).
+    deployments_rolling: bool,
     revision: u64,
 }
 
@@ -168,6 +171,15 @@ impl StandIn {
 
     pub fn deployments_stuck(&self, stuck: bool) {
         self.state.lock().unwrap().deployments_stuck = stuck;
+    }
+
+    pub fn deployments_rolling(&self, rolling: bool) {
+        self.state.lock().unwrap().deployments_rolling = rolling;
+    }
+
+    /// Keys of every stored object (as in [`Self::object`]).
+    pub fn keys(&self) -> Vec<String> {
+        self.state.lock().unwrap().objects.keys().cloned().collect()
     }
 }
 
@@ -325,11 +337,20 @@ fn handle(
             }
             s.revision += 1;
             let key = format!("{prefix}{namespace}/{name}");
+            // metadata.generation counts spec changes, as the API server does.
+            let mut generation = 1;
             if let Some(old) = s.objects.get(&key) {
                 if let Some(st) = old.get("status") {
                     obj["status"] = st.clone();
                 }
+                let old_gen = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                generation = if old.get("spec") == obj.get("spec") {
+                    old_gen
+                } else {
+                    old_gen + 1
+                };
             }
+            obj["metadata"]["generation"] = json!(generation);
             obj["metadata"]["resourceVersion"] = json!(s.revision.to_string());
             match kind.kind.as_str() {
                 "CustomResourceDefinition" => {
@@ -350,13 +371,30 @@ fn handle(
                     }
                     obj["status"] = json!({"conditions": [{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}]});
                 }
+                "Deployment" if s.deployments_rolling => {
+                    let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+                    obj["status"] = json!({"observedGeneration": generation - 1, "replicas": want, "updatedReplicas": 0, "availableReplicas": want,
+                                           "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]});
+                }
                 "Deployment" if !s.deployments_stuck => {
-                    obj["status"] = json!({"conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]});
+                    let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+                    obj["status"] = json!({"observedGeneration": generation, "replicas": want, "updatedReplicas": want, "availableReplicas": want,
+                                           "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]});
                 }
                 _ => {}
             }
             s.objects.insert(key, obj.clone());
             Json(obj).into_response()
+        }
+        (Method::DELETE, Some(name)) => {
+            match s.objects.remove(&format!("{prefix}{namespace}/{name}")) {
+                Some(o) => Json(o).into_response(),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("{plural} \"{name}\" not found"),
+                ),
+            }
         }
         (m, _) => status(
             StatusCode::METHOD_NOT_ALLOWED,
