@@ -21,6 +21,7 @@ mod cluster_reach;
 mod cluster_release;
 mod cluster_repo_files;
 mod cluster_upgrade;
+mod compose_corpus;
 mod compose_keys;
 mod compose_parity;
 mod daemon_cli;

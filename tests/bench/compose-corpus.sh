@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Loads every corpus file (agent/tests/fixtures/corpus/<name>/compose.yaml, real compose files
+# taken unchanged from public projects) with Debian's docker-compose 1.29 (`config -q`) and with
+# the agent (`validate` on a desired state holding only that stack), and prints per file: loaded
+# or not by each, the time each took, and the agent's first problem; then loaded/total for both,
+# and the agent's validate time for the whole corpus at once at 1/4, 1/2 and all of it, to show
+# the time per file stays flat (linear) as the corpus grows.
+#
+# Usage: tests/bench/compose-corpus.sh [BIN]   (default: target/release or target/debug binary;
+# CARGO_TARGET_DIR is honoured). Needs docker-compose on PATH; no engine access is needed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+CORPUS="$ROOT/agent/tests/fixtures/corpus"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="${1:-}"
+if [ -z "$BIN" ]; then
+  for b in "$TARGET/release/macula-gitops" "$TARGET/debug/macula-gitops"; do
+    [ -x "$b" ] && { BIN="$b"; break; }
+  done
+fi
+[ -x "${BIN:-}" ] || { echo "no agent binary; build it (cargo build) or pass its path" >&2; exit 1; }
+command -v docker-compose >/dev/null || { echo "docker-compose is not on PATH" >&2; exit 1; }
+
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+
+now() { date +%s.%N; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
+
+# A desired state whose hosts.yaml selects the given stacks (copies of corpus dirs).
+desired() {
+  local dir="$1"; shift
+  mkdir -p "$dir/stacks"
+  local list=""
+  for n in "$@"; do
+    cp -r "$CORPUS/$n" "$dir/stacks/$n"
+    list="${list:+$list, }$n"
+  done
+  printf 'hosts:\n  default: {stacks: [%s]}\n' "$list" > "$dir/hosts.yaml"
+}
+
+validate() {
+  MACULA_GITOPS_LOG=error "$BIN" --desired-state "$1" --host corpus-bench \
+    --state-dir "$TMP/state" validate
+}
+
+names=()
+for d in "$CORPUS"/*/; do
+  [ -f "$d/compose.yaml" ] && names+=("$(basename "$d")")
+done
+total=${#names[@]}
+agent_ok=0 compose_ok=0 agent_ms=0 compose_ms=0
+
+printf '| file | docker-compose | ms | agent | ms | agent: first problem |\n|---|---|---|---|---|---|\n'
+for n in "${names[@]}"; do
+  ds="$TMP/one-$n"
+  desired "$ds" "$n"
+
+  t0=$(now)
+  if (cd "$CORPUS/$n" && docker-compose -p corpusbench -f compose.yaml config -q) >"$TMP/c.out" 2>&1; then
+    c=yes; compose_ok=$((compose_ok + 1))
+  else
+    c=no
+  fi
+  t1=$(now)
+  if validate "$ds" >"$TMP/a.out" 2>&1; then
+    a=yes; agent_ok=$((agent_ok + 1)); why=""
+  else
+    a=no
+    why="$(grep -v '^\s*$' "$TMP/a.out" | head -1 | sed "s|$ds/||g; s/|/\\\\|/g" | cut -c1-160)"
+  fi
+  t2=$(now)
+  cm=$(ms "$t0" "$t1"); am=$(ms "$t1" "$t2")
+  compose_ms=$((compose_ms + cm)); agent_ms=$((agent_ms + am))
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$n" "$c" "$cm" "$a" "$am" "$why"
+done
+
+echo
+echo "docker-compose 1.29 config -q: $compose_ok/$total loaded, ${compose_ms} ms in total"
+echo "agent validate:                $agent_ok/$total loaded, ${agent_ms} ms in total (one process per file)"
+
+# Whole corpus in one desired state: time per file must not grow with the number of files.
+echo
+echo "| stacks in one validate | ms | ms per stack |"
+echo "|---|---|---|"
+for k in $((total / 4)) $((total / 2)) "$total"; do
+  ds="$TMP/all-$k"
+  desired "$ds" "${names[@]:0:$k}"
+  best=""
+  for _ in 1 2 3; do
+    t0=$(now); validate "$ds" >/dev/null 2>&1 || true; t1=$(now)
+    m=$(ms "$t0" "$t1")
+    if [ -z "$best" ] || [ "$m" -lt "$best" ]; then best=$m; fi
+  done
+  printf '| %s | %s | %s |\n' "$k" "$best" "$(awk -v a="$best" -v b="$k" 'BEGIN { printf "%.1f", a / b }')"
+done
