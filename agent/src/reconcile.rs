@@ -256,9 +256,7 @@ pub async fn reconcile_with<E: Engine>(
         // Clusters after the host stacks: the registry container they wire in must exist.
         if let Some(clusters) = &hd.clusters {
             let copts = cluster_options(opts);
-            match cluster::run::apply_host(desired, clusters, opts.prune_clusters, &copts, &hd.env)
-                .await
-            {
+            match cluster::run::apply_host(desired, clusters, opts.prune_clusters, &copts).await {
                 Ok(r) => {
                     tried += r.tried;
                     failed += r.failed;

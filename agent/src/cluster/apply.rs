@@ -21,7 +21,6 @@ use super::registry::Wiring;
 use super::release;
 use super::secrets::DesiredSecret;
 use super::{kindconfig, ClusterError};
-use crate::desired::interpolate::Env;
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -190,7 +189,6 @@ async fn prepare(
     steps: &[ClusterStep],
     desired: &Desired,
     opts: &ApplyOptions,
-    env: &Env,
 ) -> (Prepared, BTreeMap<String, String>) {
     let mut p = Prepared {
         manifests: HashMap::new(),
@@ -229,15 +227,9 @@ async fn prepare(
                     }
                 }
             }
-            ClusterStep::SyncFlux { .. } => match flux::credentials(&c.flux, env) {
-                Ok(creds) => {
-                    p.sync
-                        .insert(c.name.clone(), flux::sync_objects(&c.flux, creds.as_ref()));
-                }
-                Err(e) => {
-                    failed.insert(c.name.clone(), format!("cluster {}: {e}", c.name));
-                }
-            },
+            ClusterStep::SyncFlux { .. } => {
+                p.sync.insert(c.name.clone(), flux::sync_objects(&c.flux));
+            }
             ClusterStep::Secrets { .. } => {
                 if let Some(s) = c.secrets.iter().find(|s| s.values.is_none()) {
                     failed.insert(
@@ -264,7 +256,6 @@ pub async fn apply<K: KindCli, N: NodeOps>(
     desired: &Desired,
     wiring: Option<&Wiring>,
     opts: &ApplyOptions,
-    env: &Env,
 ) -> Result<ClusterReport, ClusterError> {
     let mut s = Session::new(kind, engine, opts);
     let (observed, warnings) = s.observe(desired, wiring).await?;
@@ -273,7 +264,7 @@ pub async fn apply<K: KindCli, N: NodeOps>(
         notices: warnings,
         ..Default::default()
     };
-    let (prepared, mut broken) = prepare(&steps, desired, opts, env).await;
+    let (prepared, mut broken) = prepare(&steps, desired, opts).await;
     for (cluster, e) in &broken {
         report.tried += 1;
         report.failed += 1;

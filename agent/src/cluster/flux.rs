@@ -81,55 +81,16 @@ pub fn namespace_of(v: &Value) -> Option<&str> {
     v.pointer("/metadata/namespace").and_then(Value::as_str)
 }
 
-/// Credentials for the GitRepository's Secret, read from the agent's environment.
-#[derive(Clone)]
-pub struct GitCredentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for GitCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GitCredentials(<redacted>)")
-    }
-}
-
-/// Read the credentials `flux.secret_ref` names from the environment.
-pub fn credentials(
-    flux: &FluxResolved,
-    env: &crate::desired::interpolate::Env,
-) -> Result<Option<GitCredentials>, String> {
-    let Some(s) = &flux.secret_ref else {
-        return Ok(None);
-    };
-    let get = |k: &str| {
-        env.get(k)
-            .map(str::to_string)
-            .ok_or_else(|| format!("flux.secret_ref: environment variable {k} is not set"))
-    };
-    Ok(Some(GitCredentials {
-        username: get(&s.username_env)?,
-        password: get(&s.password_env)?,
-    }))
-}
-
-/// GitRepository and Kustomization `flux-system/flux-system` as `flux bootstrap` creates them,
-/// preceded by the credentials Secret when the repo is private.
-pub fn sync_objects(flux: &FluxResolved, creds: Option<&GitCredentials>) -> Vec<Value> {
+/// GitRepository and Kustomization `flux-system/flux-system` as `flux bootstrap` creates them
+/// (the credentials Secret a private repo needs is one of the cluster's `secrets`).
+pub fn sync_objects(flux: &FluxResolved) -> Vec<Value> {
     let mut objs = Vec::new();
     let mut git_spec = json!({
         "interval": flux.interval,
         "ref": {"branch": flux.branch},
         "url": flux.git_url,
     });
-    if let (Some(s), Some(c)) = (&flux.secret_ref, creds) {
-        objs.push(json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": s.name, "namespace": NAMESPACE},
-            "type": "Opaque",
-            "data": {"username": base64(c.username.as_bytes()), "password": base64(c.password.as_bytes())},
-        }));
+    if let Some(s) = &flux.secret_ref {
         git_spec["secretRef"] = json!({"name": s.name});
     }
     objs.push(json!({

@@ -68,7 +68,6 @@ pub async fn apply_host(
     clusters: &ResolvedClusters,
     prune: bool,
     opts: &ApplyOptions,
-    env: &Env,
 ) -> Result<ClusterReport, ClusterError> {
     if state.selection.clusters.is_empty() && !prune {
         return Ok(ClusterReport::default());
@@ -76,7 +75,7 @@ pub async fn apply_host(
     let (desired, wiring) = clusters.desired(prune, &opts.kind_network);
     let engine = ClusterEngine::connect().await?;
     let kind = Kind::from_env()?;
-    apply::apply(&kind, &engine, &desired, wiring.as_ref(), opts, env).await
+    apply::apply(&kind, &engine, &desired, wiring.as_ref(), opts).await
 }
 
 /// `diff`: the cluster steps `apply` would run (print each with `Display`), plus warnings.
@@ -162,7 +161,7 @@ fn entry_points_are_send(
     env: &Env,
 ) {
     fn send<T: Send>(_: T) {}
-    send(apply_host(state, clusters, false, opts, env));
+    send(apply_host(state, clusters, false, opts));
     send(diff_host(state, clusters, false, opts));
     send(status_host(state));
     send(images_host(state, env, &[], false, &mut |_| {}));

@@ -22,6 +22,10 @@ pub struct DesiredSecret {
     pub name: String,
     /// (key, environment variable), in file order.
     pub from_env: Vec<(String, String)>,
+    /// (key, environment variable holding the path of a file whose content is the value).
+    pub from_files: Vec<(String, String)>,
+    /// Where in clusters.yaml it is declared, for diagnostics.
+    pub origin: String,
     /// The values, once read from the environment; `None` before (or when a variable is unset).
     pub values: Option<BTreeMap<String, Sensitive>>,
 }
@@ -32,8 +36,52 @@ impl DesiredSecret {
             namespace: s.namespace.clone(),
             name: s.name.clone(),
             from_env: s.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            from_files: Vec::new(),
+            origin: String::new(),
             values: None,
         }
+    }
+
+    /// Flux's `secret_ref` for `url`: `username`/`password` for http(s), `identity` and
+    /// `known_hosts` (what source-controller reads for ssh) otherwise. `Err` names the keys
+    /// the URL's scheme needs and `secret_ref` lacks.
+    pub fn for_git(r: &super::spec::SecretRef, url: &str) -> Result<Self, String> {
+        let ssh = url.starts_with("ssh://");
+        let (a, b, want) = if ssh {
+            (
+                &r.identity_file_env,
+                &r.known_hosts_file_env,
+                "identity_file_env and known_hosts_file_env (for an ssh:// git_url)",
+            )
+        } else {
+            (
+                &r.username_env,
+                &r.password_env,
+                "username_env and password_env (for an http(s) git_url)",
+            )
+        };
+        let (Some(a), Some(b)) = (a, b) else {
+            return Err(format!("needs {want}"));
+        };
+        let (k1, k2) = if ssh {
+            ("identity", "known_hosts")
+        } else {
+            ("username", "password")
+        };
+        let pairs = vec![(k1.to_string(), a.clone()), (k2.to_string(), b.clone())];
+        let (from_env, from_files) = if ssh {
+            (Vec::new(), pairs)
+        } else {
+            (pairs, Vec::new())
+        };
+        Ok(Self {
+            namespace: super::flux::NAMESPACE.into(),
+            name: r.name.clone(),
+            from_env,
+            from_files,
+            origin: String::new(),
+            values: None,
+        })
     }
 
     pub fn id(&self) -> String {
@@ -46,24 +94,44 @@ impl DesiredSecret {
             .from_env
             .iter()
             .map(|(k, e)| format!("{k} ← ${e}"))
+            .chain(
+                self.from_files
+                    .iter()
+                    .map(|(k, e)| format!("{k} ← file ${e}")),
+            )
             .collect();
         format!("{} ({})", self.id(), keys.join(", "))
     }
 
-    /// Read every value; the names of the variables that are not set.
-    pub fn read(&mut self, env: &Env) -> Vec<String> {
+    /// Read every value; (key, problem) for each that could not be read.
+    pub fn read(&mut self, env: &Env) -> Vec<(String, String)> {
         let mut values = BTreeMap::new();
-        let mut missing = Vec::new();
+        let mut problems = Vec::new();
+        let unset = |var: &str| {
+            format!("environment variable {var} is not set (the agent reads the value from its environment)")
+        };
         for (key, var) in &self.from_env {
             match env.get(var) {
                 Some(v) => {
                     values.insert(key.clone(), Sensitive(v.as_bytes().to_vec()));
                 }
-                None => missing.push(var.clone()),
+                None => problems.push((key.clone(), unset(var))),
             }
         }
-        self.values = missing.is_empty().then_some(values);
-        missing
+        for (key, var) in &self.from_files {
+            let Some(path) = env.get(var) else {
+                problems.push((key.clone(), unset(var)));
+                continue;
+            };
+            match read_capped(std::path::Path::new(path)) {
+                Ok(v) => {
+                    values.insert(key.clone(), Sensitive(v));
+                }
+                Err(e) => problems.push((key.clone(), format!("${var}: {path}: {e}"))),
+            }
+        }
+        self.values = problems.is_empty().then_some(values);
+        problems
     }
 
     /// The Secret to apply (with its Namespace, which Flux may not have created yet); `None`
@@ -74,17 +142,24 @@ impl DesiredSecret {
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(super::flux::base64(&v.0))))
             .collect();
-        Some(vec![
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}),
-            json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": self.name, "namespace": self.namespace,
-                             "labels": {MANAGED_LABEL: super::FIELD_MANAGER}},
-                "type": "Opaque",
-                "data": data,
-            }),
-        ])
+        // flux-system is the install's: re-applying it bare under the same field manager would
+        // drop the labels and annotations the install gave it.
+        let namespace = (self.namespace != super::flux::NAMESPACE).then(|| {
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
+        });
+        Some(
+            namespace
+                .into_iter()
+                .chain([json!({
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": self.name, "namespace": self.namespace,
+                                 "labels": {MANAGED_LABEL: super::FIELD_MANAGER}},
+                    "type": "Opaque",
+                    "data": data,
+                })])
+                .collect(),
+        )
     }
 
     /// Whether the Secret in the cluster holds exactly these values (`have` as the API returns
@@ -103,24 +178,34 @@ impl DesiredSecret {
     }
 }
 
-/// Read the values of every selected cluster's secrets from `env`; an unset variable is an
+/// Key files (an ssh identity, known_hosts) are small; refuse anything else.
+const MAX_FILE_BYTES: u64 = 64 << 10;
+
+fn read_capped(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+        return Err(format!("not a file of at most {MAX_FILE_BYTES} bytes"));
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
+}
+
+/// Read the values of every selected cluster's secrets from `env`; what cannot be read is an
 /// error at the key that names it.
 pub fn read_all(resolved: &mut ResolvedClusters, file: &ClustersFile, env: &Env) -> Diagnostics {
     let mut d = Diagnostics::default();
     for c in &mut resolved.clusters {
         for (i, s) in c.secrets.iter_mut().enumerate() {
-            for var in s.read(env) {
-                let key = s
-                    .from_env
-                    .iter()
-                    .find(|(_, v)| *v == var)
-                    .map(|(k, _)| k.clone())
-                    .unwrap_or_default();
+            for (key, problem) in s.read(env) {
+                let at = if s.origin.is_empty() {
+                    format!("clusters.{}.secrets[{i}].data.{key}", c.name)
+                } else {
+                    s.origin.clone()
+                };
                 d.error(
                     file.origin.file.as_path(),
                     Some(&file.origin.lines),
-                    format!("clusters.{}.secrets[{i}].data.{key}", c.name),
-                    format!("environment variable {var} is not set (the agent reads the value from its environment)"),
+                    at,
+                    problem,
                 );
             }
         }
@@ -212,14 +297,14 @@ mod tests {
     #[test]
     fn values_come_from_the_environment_and_never_show() {
         let mut s = secret();
-        assert_eq!(s.read(&Env::default()), ["PDNS_API_KEY"]);
+        assert_eq!(s.read(&Env::default()).len(), 1);
         assert!(s.objects().is_none());
-        assert_eq!(
-            s.read(&Env::from_pairs([("PDNS_API_KEY", "k3y")])),
-            Vec::<String>::new()
-        );
+        assert!(s
+            .read(&Env::from_pairs([("PDNS_API_KEY", "k3y")]))
+            .is_empty());
         let objs = s.objects().unwrap();
         assert_eq!(objs[0]["kind"], "Namespace");
+        assert_eq!(objs.len(), 2);
         assert_eq!(objs[1]["data"]["api-key"], "azN5");
         assert!(s.matches(Some(&objs[1])));
         let mut changed = objs[1].clone();

@@ -84,13 +84,17 @@ fn opt_scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, 
     }
 }
 
-/// Credentials for a private repo: the agent creates Secret `flux-system/<name>` with
-/// `username`/`password` read from the agent's environment (never from the file).
+/// Credentials for a private repo: the agent creates Secret `flux-system/<name>` from the
+/// host (never from the file): for http(s) `username`/`password` from the environment
+/// variables named here; for ssh `identity` and `known_hosts` from the files whose paths the
+/// named variables hold (the host decides which files; the repo only names the variables).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct SecretRef {
     pub name: String,
-    pub username_env: String,
-    pub password_env: String,
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
+    pub identity_file_env: Option<String>,
+    pub known_hosts_file_env: Option<String>,
 }
 
 /// A host-stack service joined to the nodes' network under `alias`: pods resolve the alias
@@ -216,7 +220,13 @@ pub const FLUX_KEYS: &[&str] = &[
     "path",
     "secret_ref",
 ];
-pub const SECRET_KEYS: &[&str] = &["name", "username_env", "password_env"];
+pub const SECRET_KEYS: &[&str] = &[
+    "name",
+    "username_env",
+    "password_env",
+    "identity_file_env",
+    "known_hosts_file_env",
+];
 pub const CLUSTER_KEYS: &[&str] = &["image", "recreate", "nodes", "flux", "secrets"];
 pub const NODE_KEYS: &[&str] = &["role", "image", "extraPortMappings"];
 pub const PORT_KEYS: &[&str] = &["containerPort", "hostPort", "protocol", "listenAddress"];

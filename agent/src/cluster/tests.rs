@@ -206,6 +206,26 @@ fn scp_style_git_url_is_refused_with_the_ssh_form() {
 }
 
 #[test]
+fn secret_ref_must_fit_the_git_url_scheme() {
+    let r = repo();
+    let text = file_text().replace(
+        "  interval: 1m\n",
+        "  interval: 1m\n  secret_ref: {name: flux-git, identity_file_env: KEY_FILE, known_hosts_file_env: HOSTS_FILE}\n",
+    );
+    let (f, errs) = load_text(r.path(), &text);
+    assert!(errs.is_empty(), "{errs:?}");
+    let msgs: Vec<String> = validate(&f.unwrap(), &catalog(), &["macula-dev".into()])
+        .into_sorted()
+        .iter()
+        .map(|d| format!("{}: {}", d.path, d.message))
+        .collect();
+    assert_eq!(
+        msgs,
+        ["flux.secret_ref: needs username_env and password_env (for an http(s) git_url)"]
+    );
+}
+
+#[test]
 fn cross_file_errors() {
     let r = repo();
     let text = file_text()

@@ -65,12 +65,30 @@ pub fn resolve(
             continue;
         };
         match f.flux_for(name, source_url) {
-            Ok(flux) => clusters.push(DesiredCluster {
-                name: name.clone(),
-                spec: spec.clone(),
-                flux,
-                secrets: spec.secrets.iter().map(DesiredSecret::from_spec).collect(),
-            }),
+            Ok(flux) => {
+                let mut secrets: Vec<DesiredSecret> =
+                    spec.secrets.iter().map(DesiredSecret::from_spec).collect();
+                if let Some(r) = &flux.secret_ref {
+                    let at = if spec.flux.secret_ref.is_some() {
+                        format!("clusters.{name}.flux.secret_ref")
+                    } else {
+                        "flux.secret_ref".to_string()
+                    };
+                    match DesiredSecret::for_git(r, &flux.git_url) {
+                        Ok(mut s) => {
+                            s.origin = at;
+                            secrets.push(s);
+                        }
+                        Err(e) => d.error(f.origin.file.as_path(), Some(&f.origin.lines), at, e),
+                    }
+                }
+                clusters.push(DesiredCluster {
+                    name: name.clone(),
+                    spec: spec.clone(),
+                    flux,
+                    secrets,
+                })
+            }
             Err(("git_url", message)) => d.error(
                 f.origin.file.as_path(),
                 Some(&f.origin.lines),

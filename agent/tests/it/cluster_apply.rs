@@ -12,7 +12,6 @@ use macula_gitops::cluster::kind::Kind;
 use macula_gitops::cluster::plan::ClusterStep;
 use macula_gitops::cluster::status;
 use macula_gitops::desired::catalog::{Catalog, Protocol, ServiceRef};
-use macula_gitops::desired::interpolate::Env;
 use serde_json::json;
 use support::recording_kind::RecordingKind;
 use support::standin_apiserver::StandIn;
@@ -56,7 +55,6 @@ async fn apply_creates_wires_bootstraps_and_converges() {
     let engine = ClusterEngine::connect().await.unwrap();
     let state = tempfile::tempdir().unwrap();
     let opts = support::quick_options(state.path(), &net);
-    let env = Env::default();
 
     let (steps, _) = apply::diff(&kind, &engine, &desired, wiring.as_ref(), &opts)
         .await
@@ -73,7 +71,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
     );
     assert_eq!(ours.len(), 7, "{ours:#?}");
 
-    let report = apply::apply(&kind, &engine, &desired, wiring.as_ref(), &opts, &env)
+    let report = apply::apply(&kind, &engine, &desired, wiring.as_ref(), &opts)
         .await
         .unwrap();
     assert_eq!((report.failed, report.changed), (0, 7), "{report:#?}");
@@ -142,7 +140,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
     api_dev.clear_requests();
     api_new.clear_requests();
     let calls_before = rec.calls().len();
-    let report = apply::apply(&kind, &engine, &desired, wiring.as_ref(), &opts, &env)
+    let report = apply::apply(&kind, &engine, &desired, wiring.as_ref(), &opts)
         .await
         .unwrap();
     assert_eq!(

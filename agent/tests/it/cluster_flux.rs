@@ -8,6 +8,7 @@ use std::time::Duration;
 use macula_gitops::cluster::flux::{self, INSTALL_ANNOTATION};
 use macula_gitops::cluster::kube_ops::{FluxBootstrap, InstallMark, KubeCluster};
 use macula_gitops::cluster::plan::SyncObserved;
+use macula_gitops::cluster::secrets::DesiredSecret;
 use macula_gitops::cluster::spec::{FluxResolved, SecretRef};
 use macula_gitops::cluster::ClusterError;
 use macula_gitops::desired::interpolate::Env;
@@ -193,16 +194,12 @@ async fn sync_objects_as_flux_bootstrap_creates_them() {
     s.clear_requests();
 
     let mut f = resolved(&sha);
-    f.secret_ref = Some(SecretRef {
-        name: "flux-git".into(),
-        username_env: "GIT_USER".into(),
-        password_env: "GIT_TOKEN".into(),
-    });
+    f.secret_ref = Some(https_ref());
     let env = Env::from_pairs([("GIT_USER", "bot"), ("GIT_TOKEN", "s3cret")]);
-    let creds = flux::credentials(&f, &env).unwrap();
-    c.apply(&flux::sync_objects(&f, creds.as_ref()))
-        .await
-        .unwrap();
+    let mut secret = DesiredSecret::for_git(f.secret_ref.as_ref().unwrap(), &f.git_url).unwrap();
+    assert!(secret.read(&env).is_empty());
+    c.apply(&secret.objects().unwrap()).await.unwrap();
+    c.apply(&flux::sync_objects(&f)).await.unwrap();
 
     let bodies: Vec<serde_json::Value> = s
         .requests()
@@ -210,10 +207,11 @@ async fn sync_objects_as_flux_bootstrap_creates_them() {
         .filter(|r| r.method == "PATCH")
         .map(|r| r.body.unwrap())
         .collect();
+    // No bare Namespace for flux-system: it would strip the install's labels and annotations.
     assert_eq!(bodies.len(), 3);
     assert_eq!(
         bodies[0],
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "flux-git", "namespace": "flux-system"}, "type": "Opaque",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "flux-git", "namespace": "flux-system", "labels": {"app.kubernetes.io/managed-by": "macula-gitops"}}, "type": "Opaque",
                "data": {"username": "Ym90", "password": "czNjcmV0"}})
     );
     assert_eq!(
@@ -246,17 +244,99 @@ async fn sync_objects_as_flux_bootstrap_creates_them() {
     );
 }
 
+fn https_ref() -> SecretRef {
+    SecretRef {
+        name: "flux-git".into(),
+        username_env: Some("GIT_USER".into()),
+        password_env: Some("GIT_TOKEN".into()),
+        identity_file_env: None,
+        known_hosts_file_env: None,
+    }
+}
+
 #[tokio::test]
 async fn missing_credentials_are_named() {
-    let mut f = resolved(&"0".repeat(64));
-    f.secret_ref = Some(SecretRef {
-        name: "flux-git".into(),
-        username_env: "GIT_USER".into(),
-        password_env: "GIT_TOKEN".into(),
-    });
-    let e = flux::credentials(&f, &Env::from_pairs([("GIT_USER", "bot")])).unwrap_err();
+    let mut secret = DesiredSecret::for_git(
+        &https_ref(),
+        "https://github.com/macula-io/macula-gitops.git",
+    )
+    .unwrap();
+    let problems = secret.read(&Env::from_pairs([("GIT_USER", "bot")]));
     assert_eq!(
-        e,
-        "flux.secret_ref: environment variable GIT_TOKEN is not set"
+        problems,
+        [(
+            "password".to_string(),
+            "environment variable GIT_TOKEN is not set (the agent reads the value from its environment)"
+                .to_string()
+        )]
+    );
+    assert!(secret.objects().is_none());
+    // An ssh:// URL needs the key files, which an http(s) secret_ref does not name.
+    assert_eq!(
+        DesiredSecret::for_git(
+            &https_ref(),
+            "ssh://git@github.com/macula-io/macula-gitops.git"
+        )
+        .unwrap_err(),
+        "needs identity_file_env and known_hosts_file_env (for an ssh:// git_url)"
+    );
+}
+
+#[tokio::test]
+async fn ssh_source_gets_identity_and_known_hosts_from_host_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, hosts) = (
+        dir.path().join("id_ed25519"),
+        dir.path().join("known_hosts"),
+    );
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n").unwrap();
+    std::fs::write(&hosts, "github.com ssh-ed25519 AAAAC3Nza\n").unwrap();
+    let r = SecretRef {
+        name: "flux-ssh".into(),
+        username_env: None,
+        password_env: None,
+        identity_file_env: Some("FLUX_SSH_KEY_FILE".into()),
+        known_hosts_file_env: Some("FLUX_KNOWN_HOSTS_FILE".into()),
+    };
+    let mut secret =
+        DesiredSecret::for_git(&r, "ssh://git@github.com/macula-io/macula-gitops.git").unwrap();
+    let env = Env::from_pairs([
+        ("FLUX_SSH_KEY_FILE", key.to_str().unwrap()),
+        ("FLUX_KNOWN_HOSTS_FILE", hosts.to_str().unwrap()),
+    ]);
+    assert!(secret.read(&env).is_empty());
+    assert_eq!(
+        secret.describe(),
+        "flux-system/flux-ssh (identity ← file $FLUX_SSH_KEY_FILE, known_hosts ← file $FLUX_KNOWN_HOSTS_FILE)"
+    );
+    let s = StandIn::start().await;
+    let c = client(&s).await;
+    c.apply(&secret.objects().unwrap()).await.unwrap();
+    let stored = s.object("/v1/secrets/flux-system/flux-ssh").unwrap();
+    assert_eq!(
+        stored["data"]["identity"],
+        flux::base64(&std::fs::read(&key).unwrap())
+    );
+    assert_eq!(
+        stored["data"]["known_hosts"],
+        flux::base64(&std::fs::read(&hosts).unwrap())
+    );
+    assert!(secret.matches(Some(&stored)));
+    // A rotated key on the host: the Secret no longer matches, so the next pass re-applies it.
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nrotated\n").unwrap();
+    assert!(secret.read(&env).is_empty());
+    assert!(!secret.matches(Some(&stored)));
+    // A file the host does not have is named with the variable that points at it.
+    let missing = Env::from_pairs([
+        ("FLUX_SSH_KEY_FILE", "/nonexistent/id"),
+        ("FLUX_KNOWN_HOSTS_FILE", hosts.to_str().unwrap()),
+    ]);
+    let problems = secret.read(&missing);
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0]
+            .1
+            .starts_with("$FLUX_SSH_KEY_FILE: /nonexistent/id: "),
+        "{problems:?}"
     );
 }

@@ -73,7 +73,7 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
     );
     assert!(!first.iter().any(|l| l.contains("first-k3y")));
 
-    let report = apply::apply(kind, engine, &desired, None, opts, &Env::default())
+    let report = apply::apply(kind, engine, &desired, None, opts)
         .await
         .unwrap();
     assert_eq!(report.failed, 0, "{report:#?}");
@@ -110,7 +110,7 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
 
     // Converged: nothing planned, nothing done.
     assert_eq!(diff(&desired).await, Vec::<String>::new());
-    let again = apply::apply(kind, engine, &desired, None, opts, &Env::default())
+    let again = apply::apply(kind, engine, &desired, None, opts)
         .await
         .unwrap();
     assert_eq!((again.tried, again.changed), (0, 0), "{again:#?}");
@@ -124,7 +124,7 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
             "~ cluster {name}: secrets external-dns/external-dns-pdns (api-key ← $PDNS_API_KEY)"
         )]
     );
-    let report = apply::apply(kind, engine, &rotated, None, opts, &Env::default())
+    let report = apply::apply(kind, engine, &rotated, None, opts)
         .await
         .unwrap();
     assert_eq!((report.failed, report.changed), (0, 1), "{report:#?}");

@@ -51,7 +51,7 @@ pub async fn apply_once<K: KindCli, N: NodeOps>(
     wiring: Option<&Wiring>,
     opts: &ApplyOptions,
 ) -> ClusterReport {
-    apply::apply(kind, engine, desired, wiring, opts, &Env::default())
+    apply::apply(kind, engine, desired, wiring, opts)
         .await
         .expect("apply pass runs")
 }
