@@ -92,7 +92,7 @@ impl Diagnostics {
     pub fn error(
         &mut self,
         file: &Path,
-        lines: Option<&crate::desired::lines::LineIndex>,
+        lines: Option<&crate::input::LineIndex>,
         path: impl Into<String>,
         message: impl Into<String>,
     ) {
@@ -103,7 +103,7 @@ impl Diagnostics {
     pub fn warn(
         &mut self,
         file: &Path,
-        lines: Option<&crate::desired::lines::LineIndex>,
+        lines: Option<&crate::input::LineIndex>,
         path: impl Into<String>,
         message: impl Into<String>,
     ) {
@@ -114,7 +114,7 @@ impl Diagnostics {
         &mut self,
         severity: Severity,
         file: &Path,
-        lines: Option<&crate::desired::lines::LineIndex>,
+        lines: Option<&crate::input::LineIndex>,
         path: String,
         message: String,
     ) {

@@ -12,6 +12,7 @@ pub mod desired;
 pub mod diag;
 pub mod drift;
 pub mod engine;
+pub mod input;
 pub mod labels;
 pub mod plan;
 pub mod reconcile;

@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ClusterError;
-use crate::desired::interpolate::Env;
-use crate::desired::load::{deserialize_at, read_yaml};
 use crate::diag::Diagnostics;
+use crate::input::Env;
+use crate::input::{deserialize_at, read_yaml};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ImagesFile {
@@ -64,7 +64,7 @@ pub fn load(path: &Path, env: &Env, repo_root: &Path) -> (Option<ImagesFile>, Di
     let mut d = Diagnostics::default();
     let dir = path.parent().unwrap_or(Path::new("."));
     let rel = Path::new(path.file_name().unwrap_or(path.as_os_str()));
-    let Some((value, source)) = read_yaml(dir, rel, env, &mut d) else {
+    let Some((value, source)) = read_yaml(dir, rel, Some(env), &mut d) else {
         return (None, d);
     };
     let supported = |p: &str| -> &'static [&'static str] {

@@ -13,9 +13,9 @@ use super::spec;
 use super::status::ClusterStatus;
 use super::validate::{resolve, ResolvedClusters};
 use super::ClusterError;
-use crate::desired::interpolate::Env;
 use crate::desired::spec::DesiredState;
 use crate::diag::Diagnostic;
+use crate::input::Env;
 
 pub fn clusters_path(state: &DesiredState) -> PathBuf {
     state.root.join("clusters.yaml")

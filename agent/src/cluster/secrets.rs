@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use super::spec::{ClusterSecretSpec, ClustersFile};
 use super::validate::ResolvedClusters;
-use crate::desired::interpolate::Env;
 use crate::desired::spec::Sensitive;
 use crate::diag::Diagnostics;
+use crate::input::Env;
 
 /// On every Secret the agent makes, so `kubectl` shows where it came from.
 pub const MANAGED_LABEL: &str = "app.kubernetes.io/managed-by";

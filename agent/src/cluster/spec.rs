@@ -10,10 +10,10 @@ use std::path::{Component, Path, PathBuf};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::desired::interpolate::Env;
-use crate::desired::lines::{self, LineIndex};
-use crate::desired::load::{deserialize_at, read_yaml};
 use crate::diag::Diagnostics;
+use crate::input::lines::{self, LineIndex};
+use crate::input::Env;
+use crate::input::{deserialize_at, read_yaml};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ClustersFile {
@@ -349,7 +349,7 @@ pub fn load(path: &Path, env: &Env, repo_root: &Path) -> (Option<ClustersFile>, 
     let mut diags = Diagnostics::default();
     let dir = path.parent().unwrap_or(Path::new("."));
     let rel = Path::new(path.file_name().unwrap_or(path.as_os_str()));
-    let Some((value, source)) = read_yaml(dir, rel, env, &mut diags) else {
+    let Some((value, source)) = read_yaml(dir, rel, Some(env), &mut diags) else {
         return (None, diags);
     };
     let interpolation_failed = diags.has_errors();

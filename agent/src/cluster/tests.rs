@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::desired::catalog::{Catalog, Protocol, ServiceRef};
-use crate::desired::interpolate::Env;
+use crate::input::Env;
 
 use super::kindconfig;
 use super::plan::*;

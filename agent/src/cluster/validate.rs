@@ -10,8 +10,8 @@ use super::plan::{Desired, DesiredCluster, HostService};
 use super::registry::Wiring;
 use super::secrets::{self, DesiredSecret};
 use crate::desired::catalog::{Catalog, Protocol};
-use crate::desired::lines;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::input::lines;
 
 use super::spec::{split_host_port, ClustersFile, PortProtocol, RegistrySpec};
 

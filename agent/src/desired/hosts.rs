@@ -7,7 +7,6 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HostsFile {
     #[serde(default)]
     pub profiles: IndexMap<String, Selection>,
@@ -16,7 +15,6 @@ pub struct HostsFile {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Selection {
     pub stacks: Option<Vec<String>>,
     /// Compose profiles enabled on the host (services without `profiles:` always run).
@@ -26,13 +24,22 @@ pub struct Selection {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HostEntry {
     pub profile: Option<String>,
     pub stacks: Option<Vec<String>>,
     pub compose_profiles: Option<Vec<String>>,
     pub routing: Option<bool>,
     pub clusters: Option<Vec<String>>,
+}
+
+/// Keys allowed where an unknown key was found in `hosts.yaml`.
+pub fn keys_at(path: &str) -> &'static [&'static str] {
+    match path.split('.').count() {
+        1 => &["profiles", "hosts"],
+        3 if path.starts_with("profiles.") => &["stacks", "routing", "clusters"],
+        3 => &["profile", "stacks", "routing", "clusters"],
+        _ => &[],
+    }
 }
 
 /// What one host runs, resolved from its entry and profile.

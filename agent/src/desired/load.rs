@@ -12,9 +12,11 @@ use serde_yaml::Value;
 
 use super::compose::{self, FileDef, NetworkDef, Service, VolumeDef};
 use super::hosts::{HostSelection, HostsFile};
-use super::interpolate::Env;
-use super::lines::{self, LineIndex};
 use crate::diag::Diagnostics;
+use crate::input::deserialize::unknown_key_message;
+use crate::input::interpolate::{parse_dotenv, Env};
+pub use crate::input::SourceFile;
+use crate::input::{deserialize_at, lines, read_yaml};
 
 pub const HOSTS_FILE: &str = "hosts.yaml";
 pub const STACKS_DIR: &str = "stacks";
@@ -24,14 +26,6 @@ const COMPOSE_NAMES: &[&str] = &[
     "docker-compose.yaml",
     "docker-compose.yml",
 ];
-
-/// One parsed YAML file with what is needed to point at its lines.
-#[derive(Debug, Clone)]
-pub struct SourceFile {
-    /// Path relative to the desired-state root, as shown in diagnostics.
-    pub rel: PathBuf,
-    pub lines: LineIndex,
-}
 
 #[derive(Debug, Clone)]
 pub struct LoadedStack {
@@ -58,117 +52,15 @@ pub struct Loaded {
     pub stacks: Vec<LoadedStack>,
 }
 
-/// Read a YAML file and interpolate it. Syntax and interpolation problems go to `diags`;
-/// `None` when the file could not be read or parsed at all.
-pub fn read_yaml(
-    root: &Path,
-    rel: &Path,
-    env: &Env,
-    diags: &mut Diagnostics,
-) -> Option<(Value, SourceFile)> {
-    let text = match std::fs::read_to_string(root.join(rel)) {
-        Ok(t) => t,
-        Err(e) => {
-            diags.error(rel, None, "", format!("cannot read: {e}"));
-            return None;
-        }
-    };
-    let mut value: Value = match serde_yaml::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => {
-            diags.push(crate::diag::Diagnostic::error(
-                rel,
-                e.location().map(|l| l.line()),
-                "",
-                format!("YAML syntax: {e}"),
-            ));
-            return None;
-        }
-    };
-    let source = SourceFile {
-        rel: rel.to_path_buf(),
-        lines: LineIndex::build(&text),
-    };
-    env.interpolate_value(&mut value, "", &mut |path, err| {
-        diags.error(rel, Some(&source.lines), path, err.to_string());
-    });
-    Some((value, source))
-}
-
-/// Deserialise `value` (found at `path` in `file`) into `T`, reporting every unknown key and
-/// the first type error with its full path. `supported` names the keys allowed at a path.
-pub fn deserialize_at<T: DeserializeOwned>(
-    value: Value,
-    path: &str,
-    file: &SourceFile,
-    supported: &dyn Fn(&str) -> &'static [&'static str],
-    diags: &mut Diagnostics,
-) -> Option<T> {
-    let mut unknown = Vec::new();
-    let mut on_ignored = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
-    let ignored = serde_ignored::Deserializer::new(value, &mut on_ignored);
-    let result: Result<T, _> = serde_path_to_error::deserialize(ignored);
-    for rel in unknown {
-        let full = lines::join(path, &rel);
-        let key = rel.rsplit('.').next().unwrap_or(&rel).to_string();
-        if key.starts_with("x-") {
-            continue;
-        }
-        let keys = supported(&full);
-        let hint = if keys.is_empty() {
-            String::new()
-        } else {
-            format!(" (supported: {})", keys.join(", "))
-        };
-        diags.error(
-            &file.rel,
-            Some(&file.lines),
-            full,
-            format!("unknown key {key:?}{hint}"),
-        );
-    }
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = if inner == "." {
-                path.to_string()
-            } else {
-                lines::join(path, &inner)
-            };
-            diags.error(
-                &file.rel,
-                Some(&file.lines),
-                full,
-                e.into_inner().to_string(),
-            );
-            None
-        }
-    }
-}
-
-fn ignored_path(p: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path as P;
-    match p {
-        P::Root => String::new(),
-        P::Seq { parent, index } => lines::index(&ignored_path(parent), *index),
-        P::Map { parent, key } => lines::join(&ignored_path(parent), key),
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
-    }
-}
-
 /// Load `hosts.yaml` and every stack `host` runs.
 pub fn load(root: &Path, host: &str, env: &Env) -> (Option<Loaded>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let hosts_rel = Path::new(HOSTS_FILE);
-    let Some((value, hosts_source)) = read_yaml(root, hosts_rel, env, &mut diags) else {
+    let Some((value, hosts_source)) = read_yaml(root, hosts_rel, Some(env), &mut diags) else {
         return (None, diags);
     };
-    let no_keys = |_: &str| -> &'static [&'static str] { &[] };
     let Some(hosts): Option<HostsFile> =
-        deserialize_at(value, "", &hosts_source, &no_keys, &mut diags)
+        deserialize_at(value, "", &hosts_source, &super::hosts::keys_at, &mut diags)
     else {
         return (None, diags);
     };
@@ -181,6 +73,15 @@ pub fn load(root: &Path, host: &str, env: &Env) -> (Option<Loaded>, Diagnostics)
     };
     let mut stacks = Vec::new();
     for name in &selection.stacks {
+        if !is_stack_name(name) {
+            diags.error(
+                hosts_rel,
+                Some(&hosts_source.lines),
+                format!("hosts.{}", selection.entry),
+                format!("stack name {name:?} is invalid: a stack is a directory stacks/<name>/ named as a Compose project (lowercase letters, digits, '_' and '-', starting with a letter or digit)"),
+            );
+            continue;
+        }
         if let Some(stack) = load_stack(root, name, env, &mut diags) {
             stacks.push(stack);
         } else if !stack_exists(root, name) {
@@ -203,6 +104,33 @@ pub fn load(root: &Path, host: &str, env: &Env) -> (Option<Loaded>, Diagnostics)
     )
 }
 
+/// The project directory's `.env` under the desired-state environment, as Compose layers
+/// them: the process environment, then the desired-state env file, then this file.
+fn project_env(root: &Path, compose: &Path, env: &Env, diags: &mut Diagnostics) -> Env {
+    let rel = compose
+        .parent()
+        .expect("compose file path has a parent")
+        .join(".env");
+    match std::fs::read_to_string(root.join(&rel)) {
+        Ok(text) => env.over(parse_dotenv(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => env.clone(),
+        Err(e) => {
+            diags.error(&rel, None, "", format!("cannot read: {e}"));
+            env.clone()
+        }
+    }
+}
+
+/// Compose's project-name rule; it also keeps the name one directory below `stacks/`.
+fn is_stack_name(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 fn stack_exists(root: &Path, name: &str) -> bool {
     compose_file(root, name).is_some()
 }
@@ -216,7 +144,8 @@ fn compose_file(root: &Path, name: &str) -> Option<PathBuf> {
 
 fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Option<LoadedStack> {
     let rel = compose_file(root, name)?;
-    let (value, source) = read_yaml(root, &rel, env, diags)?;
+    let env = project_env(root, &rel, env, diags);
+    let (value, source) = read_yaml(root, &rel, Some(&env), diags)?;
     let Value::Mapping(top) = value else {
         diags.error(
             &rel,
@@ -259,10 +188,7 @@ fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Op
                 &rel,
                 Some(&source.lines),
                 other,
-                format!(
-                    "unknown key {other:?} (supported: {})",
-                    compose::TOP_LEVEL_KEYS.join(", ")
-                ),
+                unknown_key_message(other, compose::TOP_LEVEL_KEYS),
             ),
         }
     }
@@ -310,5 +236,98 @@ fn each_entry<T: DeserializeOwned + Default>(
         {
             out.insert(name, d);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().expect("has a parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        }
+        dir
+    }
+
+    fn messages(d: Diagnostics) -> Vec<String> {
+        d.into_sorted().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn stack_names_stay_below_stacks() {
+        for bad in ["../../x", "/tmp/x", "a/b", "", "a\0b", "Upper", "-x", "."] {
+            let hosts = format!("hosts:\n  default: {{stacks: [{bad:?}]}}\n");
+            let dir = repo(&[
+                ("hosts.yaml", &hosts),
+                ("stacks/ok/compose.yaml", "services: {}\n"),
+            ]);
+            let (loaded, d) = load(dir.path(), "h", &Env::default());
+            assert!(loaded.expect("hosts.yaml reads").stacks.is_empty());
+            let d = messages(d);
+            assert_eq!(d.len(), 1, "{bad:?}: {d:?}");
+            assert!(
+                d[0].starts_with("hosts.yaml:2: hosts.default: stack name"),
+                "{d:?}"
+            );
+            assert!(d[0].contains("is invalid"), "{d:?}");
+        }
+        let dir = repo(&[
+            ("hosts.yaml", "hosts:\n  default: {stacks: [ok_1-a]}\n"),
+            ("stacks/ok_1-a/compose.yaml", "services: {}\n"),
+        ]);
+        let (loaded, d) = load(dir.path(), "h", &Env::default());
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(loaded.expect("loads").stacks.len(), 1);
+    }
+
+    #[test]
+    fn project_env_is_layered_under_the_desired_state_env() {
+        let dir = repo(&[
+            ("hosts.yaml", "hosts:\n  default: {stacks: [app]}\n"),
+            ("stacks/app/.env", "TAG=from-project\nN=3\nRO=true\n"),
+            (
+                "stacks/app/compose.yaml",
+                "services:\n  a:\n    image: app:${TAG}\n    labels: {n: '${N}', who: '${WHO}'}\n",
+            ),
+        ]);
+        let env = Env::from_pairs([("WHO", "desired-state")]);
+        let (loaded, d) = load(dir.path(), "h", &env);
+        assert!(d.is_empty(), "{d:?}");
+        let s = &loaded.expect("loads").stacks[0].services["a"];
+        assert_eq!(s.image.as_deref(), Some("app:from-project"));
+        let env = Env::from_pairs([("WHO", "x"), ("TAG", "from-env")]);
+        let (loaded, _) = load(dir.path(), "h", &env);
+        let s = &loaded.expect("loads").stacks[0].services["a"];
+        assert_eq!(
+            s.image.as_deref(),
+            Some("app:from-env"),
+            "the desired-state env wins"
+        );
+    }
+
+    #[test]
+    fn compose_merge_keys_report_the_anchor_lines() {
+        let dir = repo(&[
+            ("hosts.yaml", "hosts:\n  default: {stacks: [app]}\n"),
+            (
+                "stacks/app/compose.yaml",
+                "x-common: &common\n  restart: [always]\n  image: busybox\nservices:\n  a:\n    <<: *common\n    healthcheck: {retries: lots}\n",
+            ),
+        ]);
+        let (_, d) = load(dir.path(), "h", &Env::default());
+        let d = messages(d);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(
+            d[0].starts_with("stacks/app/compose.yaml:2: services.a.restart:"),
+            "{d:?}"
+        );
+        assert!(
+            d[1].starts_with("stacks/app/compose.yaml:7: services.a.healthcheck.retries:"),
+            "{d:?}"
+        );
     }
 }

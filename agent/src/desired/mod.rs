@@ -8,8 +8,6 @@ pub mod catalog;
 pub mod compose;
 pub mod dockerignore;
 pub mod hosts;
-pub mod interpolate;
-pub mod lines;
 pub mod load;
 pub mod paths;
 pub mod spec;
@@ -18,7 +16,9 @@ pub mod validate;
 use std::path::Path;
 
 use crate::diag::Diagnostic;
-use interpolate::Env;
+/// Interpolation moved to the reader (`input/`); integration tests and benches name it here.
+pub use crate::input::interpolate;
+use crate::input::Env;
 use spec::DesiredState;
 
 /// Load, build and validate the desired state for `host`. Either everything is valid (the

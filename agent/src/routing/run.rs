@@ -11,8 +11,8 @@ use super::resolve::{DockerResolver, Resolve, StaticResolver};
 use super::validate::{Resolved, TargetSpec};
 use super::RoutingError;
 use crate::desired::catalog::Catalog;
-use crate::desired::interpolate::Env;
 use crate::diag::Diagnostic;
+use crate::input::Env;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {

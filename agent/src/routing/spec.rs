@@ -8,9 +8,10 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::desired::interpolate::Env;
-use crate::desired::lines::{self, LineIndex};
 use crate::diag::Diagnostics;
+use crate::input::deserialize::unknown_key_message;
+use crate::input::lines::{self, LineIndex};
+use crate::input::{self, deserialize_at, Env, Limits, SourceFile};
 
 #[derive(Debug, Clone, Default)]
 pub struct RoutingFile {
@@ -156,68 +157,61 @@ pub fn supported_keys_at(path: &str) -> &'static [&'static str] {
 /// Read, interpolate and parse `path`. Returns the file when it parsed well enough to be
 /// validated (items that failed to parse are left out and reported).
 pub fn load(path: &Path, env: &Env) -> (Option<RoutingFile>, Diagnostics) {
-    let mut diags = Diagnostics::default();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    match input::read_text(path, path, &Limits::current()) {
+        Ok(text) => parse(path, &text, env),
         Err(e) => {
-            diags.error(path, None, "", format!("cannot read: {e}"));
-            return (None, diags);
+            let mut diags = Diagnostics::default();
+            diags.push(e.to_diagnostic());
+            (None, diags)
         }
-    };
-    let (file, d) = parse(path, &text, env);
-    diags.extend(d);
-    (file, diags)
+    }
 }
 
 /// `load` on text already in memory (tests, and sources that are not files).
 pub fn parse(path: &Path, text: &str, env: &Env) -> (Option<RoutingFile>, Diagnostics) {
     let mut diags = Diagnostics::default();
-    let idx = LineIndex::build(text);
-    let mut root: Value = match serde_yaml::from_str(text) {
-        Ok(Value::Null) => Value::Mapping(Default::default()),
-        Ok(v) => v,
-        Err(e) => {
-            diags.push(crate::diag::Diagnostic::error(
+    let Some((root, source)) =
+        input::parse_yaml(path, text, Some(env), &Limits::current(), &mut diags)
+    else {
+        return (None, diags);
+    };
+    let map = match root {
+        Value::Null => Default::default(),
+        Value::Mapping(m) => m,
+        _ => {
+            diags.error(
                 path,
-                e.location().map(|l| l.line()),
+                None,
                 "",
-                format!("not valid YAML: {e}"),
-            ));
+                "expected a mapping with loopback, forwards, dns",
+            );
             return (None, diags);
         }
     };
-    env.interpolate_value(&mut root, "", &mut |p, e| {
-        diags.error(path, Some(&idx), p, e.to_string());
-    });
-    let Value::Mapping(map) = root else {
-        diags.error(
-            path,
-            None,
-            "",
-            "expected a mapping with loopback, forwards, dns",
-        );
-        return (None, diags);
-    };
     let mut out = RoutingFile {
         file: path.to_path_buf(),
-        lines: idx.clone(),
+        lines: source.lines.clone(),
         ..Default::default()
     };
     for (k, v) in map {
         let key = k.as_str().unwrap_or_default().to_string();
         match key.as_str() {
-            "loopback" => out.loopback = items(path, &idx, "loopback", v, &mut diags),
-            "forwards" => out.forwards = items(path, &idx, "forwards", v, &mut diags),
-            "dns" => out.dns = one(path, &idx, "dns", v, &mut diags),
-            _ => unknown(path, &idx, &key, &mut diags),
+            "loopback" => out.loopback = items(&source, "loopback", v, &mut diags),
+            "forwards" => out.forwards = items(&source, "forwards", v, &mut diags),
+            "dns" => out.dns = deserialize_at(v, "dns", &source, &supported_keys_at, &mut diags),
+            _ => diags.error(
+                path,
+                Some(&source.lines),
+                &key,
+                unknown_key_message(&key, TOP_LEVEL_KEYS),
+            ),
         }
     }
     (Some(out), diags)
 }
 
 fn items<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    idx: &LineIndex,
+    source: &SourceFile,
     key: &str,
     v: Value,
     diags: &mut Diagnostics,
@@ -227,57 +221,19 @@ fn items<T: serde::de::DeserializeOwned>(
         Value::Sequence(seq) => seq
             .into_iter()
             .enumerate()
-            .filter_map(|(i, item)| one(file, idx, &lines::index(key, i), item, diags))
+            .filter_map(|(i, item)| {
+                deserialize_at(
+                    item,
+                    &lines::index(key, i),
+                    source,
+                    &supported_keys_at,
+                    diags,
+                )
+            })
             .collect(),
         _ => {
-            diags.error(file, Some(idx), key, "expected a list");
+            diags.error(&source.rel, Some(&source.lines), key, "expected a list");
             Vec::new()
-        }
-    }
-}
-
-fn one<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    idx: &LineIndex,
-    at: &str,
-    v: Value,
-    diags: &mut Diagnostics,
-) -> Option<T> {
-    let mut ignored = Vec::new();
-    let parsed = serde_ignored::deserialize(v, |p| ignored.push(path_string(&p)));
-    for rel in ignored {
-        unknown(file, idx, &lines::join(at, &rel), diags);
-    }
-    match parsed {
-        Ok(t) => Some(t),
-        Err(e) => {
-            diags.error(file, Some(idx), at, e.to_string());
-            None
-        }
-    }
-}
-
-fn unknown(file: &Path, idx: &LineIndex, path: &str, diags: &mut Diagnostics) {
-    diags.error(
-        file,
-        Some(idx),
-        path,
-        format!(
-            "unknown key (supported here: {})",
-            supported_keys_at(path).join(", ")
-        ),
-    );
-}
-
-/// serde_ignored's path in the crate's `a.b[0].c` spelling (it writes `a.b.0.c` and `?` for options).
-fn path_string(p: &serde_ignored::Path) -> String {
-    use serde_ignored::Path as P;
-    match p {
-        P::Root => String::new(),
-        P::Seq { parent, index } => lines::index(&path_string(parent), *index),
-        P::Map { parent, key } => lines::join(&path_string(parent), key),
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            path_string(parent)
         }
     }
 }
@@ -294,10 +250,10 @@ mod tests {
         assert_eq!(
             d,
             [
-                "routing.yaml:2: loopback[0].colour: unknown key (supported here: address, name)",
-                "routing.yaml:6: forwards[0].target.weight: unknown key (supported here: service, port, network, address)",
-                "routing.yaml:10: dns.backends.bind9: unknown key (supported here: hosts, dnsmasq, powerdns)",
-                "routing.yaml:11: extra: unknown key (supported here: loopback, forwards, dns)",
+                "routing.yaml:2: loopback[0].colour: unknown key \"colour\" (supported: address, name)",
+                "routing.yaml:6: forwards[0].target.weight: unknown key \"weight\" (supported: service, port, network, address)",
+                "routing.yaml:10: dns.backends.bind9: unknown key \"bind9\" (supported: hosts, dnsmasq, powerdns)",
+                "routing.yaml:11: extra: unknown key \"extra\" (supported: loopback, forwards, dns)",
             ]
         );
         let f = f.expect("parsed");

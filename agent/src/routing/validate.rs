@@ -470,7 +470,7 @@ fn check_dns_name(n: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::desired::catalog::ServiceRef;
-    use crate::desired::interpolate::Env;
+    use crate::input::Env;
 
     fn catalog() -> Catalog {
         Catalog {

@@ -61,7 +61,7 @@ fn every_problem_at_once_and_nothing_torn_down() {
     let err = String::from_utf8_lossy(&o.stderr);
     let bad = "stacks/bad/compose.yaml";
     let expect = [
-        format!("{bad}:3: services.api.imagee: unknown key \"imagee\" (supported: image, build,"),
+        format!("{bad}:3: services.api.imagee: unknown key \"imagee\"; did you mean \"image\"? (supported: image, build,"),
         format!("{bad}:7: services.api.environment.TOKEN: variable T{}_UNSET_TOKEN is not set", f.id),
         format!("{bad}:8: services.api.env_file: \"/etc/environment\" is absolute"),
         format!("{bad}:10: services.api.volumes[0]: \"../../../outside\" leaves the desired-state directory"),

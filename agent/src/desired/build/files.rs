@@ -10,10 +10,10 @@ use sha2::{Digest, Sha256};
 
 use super::{rel_to, Report};
 use crate::desired::compose::{FileDef, FileRef, Service};
-use crate::desired::interpolate::Env;
 use crate::desired::load::LoadedStack;
 use crate::desired::paths::{self, resolve_inside};
 use crate::desired::spec::{MountOptions, MountSource, MountSpec, Sensitive};
+use crate::input::Env;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {

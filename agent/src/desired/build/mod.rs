@@ -13,11 +13,11 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::compose::{NetworkDef, Service};
-use super::interpolate::Env;
-use super::lines;
 use super::load::{Loaded, LoadedStack, SourceFile};
 use super::spec::*;
 use crate::diag::Diagnostics;
+use crate::input::lines;
+use crate::input::Env;
 
 pub use units::parse_duration;
 

@@ -7,11 +7,11 @@ use std::path::Path;
 use super::units::{parse_bytes, parse_duration};
 use super::{files, image, rel_to, runtime, valid_container_name, Report, StackNames};
 use crate::desired::compose::{Condition, MountKind, Service};
-use crate::desired::interpolate::{parse_dotenv, Env};
-use crate::desired::lines;
 use crate::desired::load::LoadedStack;
 use crate::desired::paths::{self, resolve_inside};
 use crate::desired::spec::*;
+use crate::input::interpolate::{parse_dotenv, Env};
+use crate::input::lines;
 
 const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
 

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use bollard::models::{ContainerCreateBody, HostConfig, MountType};
 
 use super::container_body;
-use crate::desired::interpolate::Env;
 use crate::desired::load_desired;
 use crate::desired::spec::{DesiredState, ServiceSpec};
 use crate::engine::CreateContext;
+use crate::input::Env;
 
 /// The desired state of one stack `app` whose compose file is `compose` (plus `files`).
 pub(crate) fn desired(compose: &str, files: &[(&str, &str)]) -> Result<DesiredState, String> {

@@ -1,13 +1,11 @@
 //! Compose-style variable interpolation: `${VAR}`, `$VAR`, `${VAR:-default}`, `${VAR-default}`,
 //! `${VAR:?message}`, `${VAR?message}`, `${VAR:+alt}`, `${VAR+alt}` and `$$` for a literal `$`.
-//! Values come from the process environment, which wins over the `.env` file (as Compose does).
+//! Values come from the process environment, which wins over the env file (as Compose does).
+//! An unset `${VAR}` without a default is an empty string, as Compose has it; the reader turns
+//! the names it collects into warnings. `${VAR:?msg}` is the way to make a variable required.
 
 use std::collections::HashMap;
 use std::path::Path;
-
-use serde_yaml::Value;
-
-use super::lines;
 
 /// The variables interpolation reads.
 #[derive(Debug, Clone, Default)]
@@ -64,17 +62,28 @@ impl Env {
         self.vars.get(name).map(String::as_str)
     }
 
-    /// A plain `${VAR}` must be set: Compose would substitute an empty string with only a
-    /// warning, which is how a missing password silently becomes an empty one.
-    fn lookup(&self, name: &str) -> Result<&str, InterpolateError> {
-        self.get(name).ok_or_else(|| InterpolateError::Missing {
-            name: name.to_string(),
-            message: String::new(),
+    /// This environment under `base`: a name set here wins. Compose reads the project
+    /// directory's `.env` only for names the environment it was started with does not set.
+    pub fn over(&self, base: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut vars: HashMap<String, String> = base.into_iter().collect();
+        vars.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Self { vars }
+    }
+
+    /// A plain `${VAR}` that is not set is empty; its name goes to `unset`.
+    fn lookup<'a>(&'a self, name: &str, unset: &mut Vec<String>) -> &'a str {
+        self.get(name).unwrap_or_else(|| {
+            unset.push(name.to_string());
+            ""
         })
     }
 
-    /// Interpolate one string.
-    pub fn interpolate(&self, text: &str) -> Result<String, InterpolateError> {
+    /// Interpolate one string; names of unset variables read as empty go to `unset`.
+    pub fn interpolate(
+        &self,
+        text: &str,
+        unset: &mut Vec<String>,
+    ) -> Result<String, InterpolateError> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(pos) = rest.find('$') {
@@ -88,7 +97,7 @@ impl Env {
                     text: text.to_string(),
                     reason: "missing closing '}'",
                 })?;
-                out.push_str(&self.expand(&body[..end], text)?);
+                out.push_str(&self.expand(&body[..end], text, unset)?);
                 rest = &body[end + 1..];
             } else {
                 let starts_name = after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
@@ -101,7 +110,7 @@ impl Env {
                     rest = after;
                     continue;
                 } else {
-                    out.push_str(self.lookup(&after[..len])?);
+                    out.push_str(self.lookup(&after[..len], unset));
                 }
                 rest = &after[len..];
             }
@@ -110,7 +119,12 @@ impl Env {
         Ok(out)
     }
 
-    fn expand(&self, expr: &str, whole: &str) -> Result<String, InterpolateError> {
+    fn expand(
+        &self,
+        expr: &str,
+        whole: &str,
+        unset: &mut Vec<String>,
+    ) -> Result<String, InterpolateError> {
         let name_len = expr
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(expr.len());
@@ -132,19 +146,19 @@ impl Env {
             ("+", value.is_some()),
         ];
         if op.is_empty() {
-            return self.lookup(name).map(str::to_string);
+            return Ok(self.lookup(name, unset).to_string());
         }
         for (sym, cond) in ops {
             if let Some(arg) = op.strip_prefix(sym) {
                 return match sym {
                     ":-" | "-" if cond => Ok(value.unwrap_or("").to_string()),
-                    ":-" | "-" => self.interpolate(arg),
+                    ":-" | "-" => self.interpolate(arg, unset),
                     ":?" | "?" if cond => Ok(value.unwrap_or("").to_string()),
                     ":?" | "?" => Err(InterpolateError::Missing {
                         name: name.to_string(),
-                        message: self.interpolate(arg)?,
+                        message: self.interpolate(arg, unset)?,
                     }),
-                    _ if cond => self.interpolate(arg),
+                    _ if cond => self.interpolate(arg, unset),
                     _ => Ok(String::new()),
                 };
             }
@@ -153,35 +167,6 @@ impl Env {
             text: whole.to_string(),
             reason: "unsupported modifier (use :-, -, :?, ?, :+ or +)",
         })
-    }
-
-    /// Interpolate every string in `value` (keys stay as written, as in Compose).
-    /// Errors are reported through `report(path, error)`; interpolation keeps going.
-    pub fn interpolate_value(
-        &self,
-        value: &mut Value,
-        path: &str,
-        report: &mut dyn FnMut(&str, InterpolateError),
-    ) {
-        match value {
-            Value::String(s) if s.contains('$') => match self.interpolate(s) {
-                Ok(v) => *s = v,
-                Err(e) => report(path, e),
-            },
-            Value::Sequence(items) => {
-                for (i, item) in items.iter_mut().enumerate() {
-                    self.interpolate_value(item, &lines::index(path, i), report);
-                }
-            }
-            Value::Mapping(map) => {
-                for (k, v) in map.iter_mut() {
-                    let key = k.as_str().map(str::to_string).unwrap_or_default();
-                    self.interpolate_value(v, &lines::join(path, &key), report);
-                }
-            }
-            Value::Tagged(t) => self.interpolate_value(&mut t.value, path, report),
-            _ => {}
-        }
     }
 }
 
@@ -255,26 +240,46 @@ mod tests {
             ("cost $5", "cost $5"),
         ];
         for (input, want) in cases {
-            assert_eq!(env().interpolate(input).unwrap(), want, "input {input}");
+            let mut unset = Vec::new();
+            let got = env().interpolate(input, &mut unset).unwrap();
+            assert_eq!(got, want, "input {input}");
+            assert!(unset.is_empty(), "input {input}: {unset:?}");
         }
     }
 
     #[test]
     fn required_variables() {
+        let mut unset = Vec::new();
         let err = env()
-            .interpolate("${UNSET:?set the db password}")
+            .interpolate("${UNSET:?set the db password}", &mut unset)
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "variable UNSET is not set: set the db password"
         );
-        assert!(env().interpolate("${EMPTY:?x}").is_err());
-        assert_eq!(env().interpolate("${EMPTY?x}").unwrap(), "");
-        assert!(env().interpolate("${A").is_err());
-        assert!(matches!(
-            env().interpolate("x ${UNSET} $UNSET"),
-            Err(InterpolateError::Missing { .. })
-        ));
+        assert!(env().interpolate("${EMPTY:?x}", &mut unset).is_err());
+        assert_eq!(env().interpolate("${EMPTY?x}", &mut unset).unwrap(), "");
+        assert!(env().interpolate("${A", &mut unset).is_err());
+        assert!(unset.is_empty());
+    }
+
+    #[test]
+    fn unset_without_default_is_empty_and_noted() {
+        let mut unset = Vec::new();
+        let got = env().interpolate("x ${UNSET} $ALSO.", &mut unset).unwrap();
+        assert_eq!(got, "x  .");
+        assert_eq!(unset, ["UNSET", "ALSO"]);
+    }
+
+    #[test]
+    fn over_keeps_this_environment_first() {
+        let project = [
+            ("A".to_string(), "from .env".to_string()),
+            ("P".into(), "p".into()),
+        ];
+        let layered = env().over(project);
+        assert_eq!(layered.get("A"), Some("1"));
+        assert_eq!(layered.get("P"), Some("p"));
     }
 
     #[test]
