@@ -486,7 +486,8 @@ pub(crate) fn resolve(s: &str) -> Value {
         && unsigned.starts_with('0')
         && unsigned[1..].bytes().all(|b| b.is_ascii_digit());
     let unpositive = s.strip_prefix('+').unwrap_or(s);
-    if !leading_zero_digits && !(s.starts_with('+') && unpositive.starts_with(['+', '-'])) {
+    let two_signs = s.starts_with('+') && unpositive.starts_with(['+', '-']);
+    if !(leading_zero_digits || two_signs) {
         if let Ok(f) = unpositive.parse::<f64>() {
             if f.is_finite() {
                 return Value::Number(f.into());
