@@ -67,7 +67,7 @@ for n in "${names[@]}"; do
     a=yes; agent_ok=$((agent_ok + 1)); why=""
   else
     a=no
-    why="$(grep -v '^\s*$' "$TMP/a.out" | head -1 | sed "s|$ds/||g; s/|/\\\\|/g" | cut -c1-160)"
+    why="$(grep -m1 '^error: ' "$TMP/a.out" | sed "s|^error: ||; s|$ds/||g; s/|/\\\\|/g" | cut -c1-160)"
   fi
   t2=$(now)
   cm=$(ms "$t0" "$t1"); am=$(ms "$t1" "$t2")
