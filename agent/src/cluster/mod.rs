@@ -17,6 +17,7 @@ pub mod run;
 pub mod secrets;
 pub mod spec;
 pub mod status;
+pub mod sync;
 pub mod validate;
 
 pub use apply::{apply, ApplyOptions, ClusterReport};

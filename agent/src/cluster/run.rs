@@ -54,6 +54,7 @@ pub fn load_for_host(
     );
     diags.extend(d);
     diags.extend(super::secrets::read_all(&mut resolved, &file, env));
+    diags.extend(super::sync::check_repo(&resolved, &repo_root(state)));
     if diags.has_errors() {
         return Err(diags.into_sorted());
     }

@@ -20,6 +20,7 @@ mod cluster_kind;
 mod cluster_reach;
 mod cluster_release;
 mod cluster_repo_files;
+mod cluster_two_managers;
 mod cluster_upgrade;
 mod compose_corpus;
 mod compose_keys;

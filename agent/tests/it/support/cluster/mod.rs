@@ -1,8 +1,10 @@
 //! Stand-ins for what a cluster test cannot run here: a `kind` that records its command lines,
 //! a Kubernetes API server that serves what Flux bootstrap needs, and the reduced Flux install.
 
+pub mod openapi;
 pub mod recording_kind;
 pub mod release_dir;
+pub mod ssa;
 pub mod standin_apiserver;
 
 use macula_gitops::cluster::apply::{self, ApplyOptions};

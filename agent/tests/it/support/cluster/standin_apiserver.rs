@@ -1,10 +1,12 @@
 //! A stand-in Kubernetes API server (not a real one): plain HTTP on 127.0.0.1, reached by
-//! kube-rs through a real kubeconfig. It implements only the surface the agent uses —
-//! discovery of the kinds involved, GET, LIST, server-side apply PATCH (which must carry
-//! `fieldManager=macula-gitops` and `force=true`) — and plays the controllers' part the
-//! agent waits for: a CRD becomes Established (its kinds then appear in discovery) and a
-//! Deployment becomes Available. Every request is recorded so tests can assert exactly what
-//! the agent sent.
+//! kube-rs through a real kubeconfig. It implements the surface the agent uses — discovery of
+//! the kinds involved, GET, LIST, DELETE, and server-side apply PATCH with field ownership per
+//! manager (`ssa`: `managedFields`, 409 on a conflicting unforced apply, no write for a no-op)
+//! and, for custom resources, validation against the `openAPIV3Schema` of the CRD applied
+//! (`openapi`: 422 for a bad pattern, a missing required field, a value outside an enum) — and
+//! plays the controllers' part the agent waits for: a CRD becomes Established (its kinds then
+//! appear in discovery), `metadata.generation` counts spec changes, and a Deployment reports
+//! its rollout. Every request is recorded so tests can assert exactly what the agent sent.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+
+use super::{openapi, ssa};
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -44,6 +48,12 @@ struct State {
     /// the new generation (an upgrade that has not rolled out).
     deployments_rolling: bool,
     revision: u64,
+    /// Apply requests that changed an object.
+    writes: u64,
+    /// Field ownership per object key.
+    managed: BTreeMap<String, ssa::Managed>,
+    /// `openAPIV3Schema` of every served CRD version: (group, version, kind).
+    schemas: BTreeMap<(String, String, String), Value>,
 }
 
 #[derive(Clone)]
@@ -175,6 +185,62 @@ impl StandIn {
 
     pub fn deployments_rolling(&self, rolling: bool) {
         self.state.lock().unwrap().deployments_rolling = rolling;
+    }
+
+    /// How many applies changed an object so far.
+    pub fn writes(&self) -> u64 {
+        self.state.lock().unwrap().writes
+    }
+
+    /// Server-side apply `obj` as `manager` over real HTTP, as another controller (Flux's
+    /// kustomize-controller) would: (status code, response body).
+    pub async fn apply_as(&self, manager: &str, force: bool, obj: &Value) -> (u16, Value) {
+        let (group, version) = obj["apiVersion"]
+            .as_str()
+            .unwrap()
+            .split_once('/')
+            .unwrap_or(("", obj["apiVersion"].as_str().unwrap()));
+        let k = self
+            .state
+            .lock()
+            .unwrap()
+            .kinds
+            .iter()
+            .find(|k| k.group == group && k.version == version && k.kind == obj["kind"])
+            .cloned()
+            .expect("kind served");
+        let root = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .filter(|_| k.namespaced);
+        let path = match ns {
+            Some(ns) => format!(
+                "{root}/namespaces/{ns}/{}/{}",
+                k.plural,
+                obj["metadata"]["name"].as_str().unwrap()
+            ),
+            None => format!(
+                "{root}/{}/{}",
+                k.plural,
+                obj["metadata"]["name"].as_str().unwrap()
+            ),
+        };
+        let resp = reqwest::Client::new()
+            .patch(format!(
+                "{}{path}?fieldManager={manager}&force={force}",
+                self.url
+            ))
+            .header("content-type", "application/apply-patch+yaml")
+            .body(serde_json::to_vec(obj).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        (code, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// Keys of every stored object (as in [`Self::object`]).
@@ -312,22 +378,23 @@ fn handle(
             }
             let q: BTreeMap<&str, &str> =
                 query.split('&').filter_map(|p| p.split_once('=')).collect();
-            if q.get("fieldManager") != Some(&"macula-gitops") || q.get("force") != Some(&"true") {
+            let Some(manager) = q.get("fieldManager").map(|m| m.to_string()) else {
                 return status(
                     StatusCode::BAD_REQUEST,
                     "BadRequest",
-                    format!("apply needs fieldManager=macula-gitops&force=true, got {query}"),
+                    "fieldManager is required for apply patch".into(),
                 );
-            }
-            let Some(mut obj) = parsed_body else {
+            };
+            let force = q.get("force") == Some(&"true");
+            let Some(body) = parsed_body else {
                 return status(
                     StatusCode::BAD_REQUEST,
                     "BadRequest",
                     "body is not JSON".into(),
                 );
             };
-            if obj["metadata"]["name"] != name
-                || (kind.namespaced && obj["metadata"]["namespace"] != namespace)
+            if body["metadata"]["name"] != name
+                || (kind.namespaced && body["metadata"]["namespace"] != namespace)
             {
                 return status(
                     StatusCode::BAD_REQUEST,
@@ -335,23 +402,57 @@ fn handle(
                     "name/namespace in body and URL differ".into(),
                 );
             }
-            s.revision += 1;
             let key = format!("{prefix}{namespace}/{name}");
-            // metadata.generation counts spec changes, as the API server does.
-            let mut generation = 1;
-            if let Some(old) = s.objects.get(&key) {
-                if let Some(st) = old.get("status") {
-                    obj["status"] = st.clone();
-                }
-                let old_gen = old["metadata"]["generation"].as_i64().unwrap_or(1);
-                generation = if old.get("spec") == obj.get("spec") {
-                    old_gen
-                } else {
-                    old_gen + 1
+            let current = s.objects.get(&key).cloned();
+            let managed = s.managed.get(&key).cloned().unwrap_or_default();
+            let (mut obj, managed) =
+                match ssa::apply(current.as_ref(), &managed, &body, &manager, force) {
+                    Ok(r) => r,
+                    Err(ssa::Conflicts(c)) => {
+                        let list: Vec<String> = c
+                            .iter()
+                            .map(|(m, f)| format!("conflict with \"{m}\": {f}"))
+                            .collect();
+                        return status(
+                            StatusCode::CONFLICT,
+                            "Conflict",
+                            format!(
+                                "Apply failed with {} conflict{}: {}",
+                                c.len(),
+                                if c.len() == 1 { "" } else { "s" },
+                                list.join(", ")
+                            ),
+                        );
+                    }
                 };
+            let schema_key = (group.to_string(), version.to_string(), kind.kind.clone());
+            if let Some(schema) = s.schemas.get(&schema_key) {
+                let errs = openapi::validate(schema, &obj);
+                if !errs.is_empty() {
+                    return status(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        format!(
+                            "{}.{group} \"{name}\" is invalid: [{}]",
+                            kind.kind,
+                            errs.join(", ")
+                        ),
+                    );
+                }
             }
+            // metadata.generation counts spec changes, as the API server does.
+            let generation = match &current {
+                None => 1,
+                Some(old) => {
+                    let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                    if old.get("spec") == obj.get("spec") {
+                        g
+                    } else {
+                        g + 1
+                    }
+                }
+            };
             obj["metadata"]["generation"] = json!(generation);
-            obj["metadata"]["resourceVersion"] = json!(s.revision.to_string());
             match kind.kind.as_str() {
                 "CustomResourceDefinition" => {
                     let spec = obj["spec"].clone();
@@ -361,13 +462,24 @@ fn handle(
                         .flatten()
                         .filter(|v| v["served"] == true)
                     {
-                        s.kinds.push(Kind {
+                        let k = Kind {
                             group: spec["group"].as_str().unwrap_or("").into(),
                             version: v["name"].as_str().unwrap_or("").into(),
                             plural: spec["names"]["plural"].as_str().unwrap_or("").into(),
                             kind: spec["names"]["kind"].as_str().unwrap_or("").into(),
                             namespaced: spec["scope"] == "Namespaced",
-                        });
+                        };
+                        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+                            s.schemas.insert(
+                                (k.group.clone(), k.version.clone(), k.kind.clone()),
+                                schema.clone(),
+                            );
+                        }
+                        if !s.kinds.iter().any(|e| {
+                            e.group == k.group && e.version == k.version && e.kind == k.kind
+                        }) {
+                            s.kinds.push(k);
+                        }
                     }
                     obj["status"] = json!({"conditions": [{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}]});
                 }
@@ -383,6 +495,19 @@ fn handle(
                 }
                 _ => {}
             }
+            obj["metadata"]["managedFields"] = ssa::render(&managed, &obj["apiVersion"]);
+            // A no-op apply writes nothing: the resourceVersion stays.
+            let unchanged = current.as_ref().is_some_and(|c| {
+                let mut c = c.clone();
+                c["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
+                c == obj
+            });
+            if !unchanged {
+                s.revision += 1;
+                obj["metadata"]["resourceVersion"] = json!(s.revision.to_string());
+                s.writes += 1;
+            }
+            s.managed.insert(key.clone(), managed);
             s.objects.insert(key, obj.clone());
             Json(obj).into_response()
         }
