@@ -289,15 +289,16 @@ runtime_spec! {
     stop_timeout: Option<i64> = "Option::is_none",
     shm_size: Option<i64> = "Option::is_none",
     runtime: Option<String> = "Option::is_none",
-    /// name -> (soft, hard)
-    ulimits: BTreeMap<String, (i64, i64)> = "BTreeMap::is_empty",
+    /// (name, soft, hard), in file order as compose passes them.
+    ulimits: Vec<(String, i64, i64)> = "Vec::is_empty",
     sysctls: BTreeMap<String, String> = "BTreeMap::is_empty",
     tmpfs: BTreeMap<String, String> = "BTreeMap::is_empty",
     devices: Vec<DeviceSpec> = "Vec::is_empty",
     device_cgroup_rules: Vec<String> = "Vec::is_empty",
     device_requests: Vec<DeviceRequestSpec> = "Vec::is_empty",
     privileged: bool = "std::ops::Not::not",
-    cap_drop: BTreeSet<String> = "BTreeSet::is_empty",
+    /// In file order, as compose passes them.
+    cap_drop: Vec<String> = "Vec::is_empty",
     security_opt: Vec<String> = "Vec::is_empty",
     read_only: bool = "std::ops::Not::not",
     init: Option<bool> = "Option::is_none",

@@ -2,7 +2,6 @@
 //! networks: values with units checked, `deploy.resources` and legacy `mem_limit`-style keys
 //! merged as Compose merges them, `service:` references resolved to container names.
 
-use std::collections::BTreeMap;
 
 use super::units::{parse_bytes, parse_cpus, parse_duration, parse_micros};
 use super::{Report, StackNames};
@@ -96,7 +95,7 @@ pub(super) fn runtime(
     let cpu_rt_runtime = micros(r, "cpu_rt_runtime", &svc.cpu_rt_runtime);
     let cpu_rt_period = micros(r, "cpu_rt_period", &svc.cpu_rt_period);
 
-    let mut ulimits = BTreeMap::new();
+    let mut ulimits = Vec::new();
     for (name, u) in &svc.ulimits {
         if u.soft > u.hard {
             r.err(
@@ -104,7 +103,7 @@ pub(super) fn runtime(
                 format!("soft limit {} is above hard limit {}", u.soft, u.hard),
             );
         }
-        ulimits.insert(name.clone(), (u.soft, u.hard));
+        ulimits.push((name.clone(), u.soft, u.hard));
     }
 
     let tmpfs = svc
@@ -156,9 +155,15 @@ pub(super) fn runtime(
         match names.container(service) {
             // compose v2's getLinks: the alias, `<service>-1` and `<project>-<service>-1`.
             Some(c) => {
-                links.push(format!("{c}:{alias}"));
-                links.push(format!("{c}:{service}-1"));
-                links.push(format!("{c}:{}-{service}-1", names.project));
+                for l in [
+                    format!("{c}:{alias}"),
+                    format!("{c}:{service}-1"),
+                    format!("{c}:{}-{service}-1", names.project),
+                ] {
+                    if !links.contains(&l) {
+                        links.push(l);
+                    }
+                }
             }
             None => r.err(
                 format!("{base}.links[{i}]"),
@@ -222,7 +227,7 @@ pub(super) fn runtime(
         device_cgroup_rules: svc.device_cgroup_rules.clone(),
         device_requests,
         privileged: svc.privileged,
-        cap_drop: svc.cap_drop.iter().cloned().collect(),
+        cap_drop: svc.cap_drop.clone(),
         security_opt: svc.security_opt.clone(),
         read_only: svc.read_only,
         init: svc.init,

@@ -26,7 +26,7 @@ pub(super) fn host_config(rt: &RuntimeSpec) -> HostConfig {
         ulimits: (!rt.ulimits.is_empty()).then(|| {
             rt.ulimits
                 .iter()
-                .map(|(name, (soft, hard))| ResourcesUlimits {
+                .map(|(name, soft, hard)| ResourcesUlimits {
                     name: Some(name.clone()),
                     soft: Some(*soft),
                     hard: Some(*hard),
@@ -59,7 +59,7 @@ pub(super) fn host_config(rt: &RuntimeSpec) -> HostConfig {
                 .collect()
         }),
         privileged: rt.privileged.then_some(true),
-        cap_drop: (!rt.cap_drop.is_empty()).then(|| rt.cap_drop.iter().cloned().collect()),
+        cap_drop: list(&rt.cap_drop),
         security_opt: list(&rt.security_opt),
         readonly_rootfs: rt.read_only.then_some(true),
         init: rt.init,
@@ -80,7 +80,6 @@ pub(super) fn host_config(rt: &RuntimeSpec) -> HostConfig {
         dns_search: list(&rt.dns_search),
         dns_options: list(&rt.dns_opt),
         group_add: list(&rt.group_add),
-        links: list(&rt.links),
         volumes_from: list(&rt.volumes_from),
         nano_cpus: rt.nano_cpus,
         cpu_shares: rt.cpu_shares,

@@ -175,6 +175,8 @@ pub fn endpoint(spec: &ServiceSpec, att: &AttachSpec) -> EndpointSettings {
         driver_opts: (!att.driver_opts.is_empty())
             .then(|| att.driver_opts.clone().into_iter().collect()),
         gw_priority: att.gw_priority,
+        // compose v2 sets links on every endpoint (not HostConfig.Links).
+        links: (!spec.runtime.links.is_empty()).then(|| spec.runtime.links.clone()),
         ..Default::default()
     }
 }

@@ -211,13 +211,13 @@ fn network_mode_service_and_links_resolve_to_container_names() {
         &[],
     )
     .expect("valid");
-    let web = container_body(spec_of(&d, "web"), &ctx())
-        .host_config
-        .expect("hc");
+    let web_spec = spec_of(&d, "web");
+    let web_ep = super::endpoint(web_spec, &web_spec.networks["app_default"]);
     assert_eq!(
-        web.links.expect("links"),
+        web_ep.links.expect("links"),
         ["app-db-1:database", "app-db-1:db-1", "app-db-1:app-db-1"]
     );
+    let web = container_body(web_spec, &ctx()).host_config.expect("hc");
     assert_eq!(
         web.volumes_from,
         Some(vec!["app-db-1:ro".into(), "other".into()])
@@ -484,3 +484,18 @@ fn services_without_new_keys_keep_their_hash() {
 }
 
 const PINNED_HASH: &str = "788c535a580419068585aa58fc6ccc18cbcd9101c55ba9fb5c2b0e95180c171b";
+
+#[test]
+fn ulimits_and_cap_drop_keep_file_order() {
+    let h = host(&svc(
+        "    ulimits: {nproc: 512, nofile: 1024}\n    cap_drop: [NET_RAW, MKNOD]\n",
+    ));
+    let names: Vec<String> = h
+        .ulimits
+        .expect("ulimits")
+        .into_iter()
+        .filter_map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["nproc", "nofile"]);
+    assert_eq!(h.cap_drop, Some(vec!["NET_RAW".into(), "MKNOD".into()]));
+}

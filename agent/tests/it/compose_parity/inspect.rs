@@ -230,3 +230,26 @@ fn deproject(v: Value, project: &str) -> Value {
         v => v,
     }
 }
+
+/// Ids of the project's own containers (in `container:<id>` network/ipc/pid modes, and as the
+/// hostname a `network_mode: service:x` container shares with x) become `<id of SERVICE>`: each
+/// run creates new containers, but "the container of service x" is the same thing to a user.
+pub fn name_ids(v: Value, ids: &[(String, String)]) -> Value {
+    match v {
+        Value::String(mut s) => {
+            for (id, service) in ids {
+                if id.len() >= 12 {
+                    s = s
+                        .replace(id.as_str(), &format!("<id of {service}>"))
+                        .replace(&id[..12], &format!("<id of {service}>"));
+                }
+            }
+            Value::String(s)
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(|v| name_ids(v, ids)).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, name_ids(v, ids))).collect())
+        }
+        v => v,
+    }
+}

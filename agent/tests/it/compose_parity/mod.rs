@@ -273,6 +273,21 @@ fn containers(
         }
         out.insert(key, inspect::fields(c, side));
     }
+    let ids: Vec<(String, String)> = list
+        .iter()
+        .map(|c| {
+            let service = c["Config"]["Labels"][service_label].as_str().unwrap_or("?");
+            (
+                c["Id"].as_str().unwrap_or_default().to_string(),
+                service.to_string(),
+            )
+        })
+        .collect();
+    for fields in out.values_mut() {
+        for v in fields.values_mut() {
+            *v = inspect::name_ids(std::mem::take(v), &ids);
+        }
+    }
     out
 }
 
