@@ -9,16 +9,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::flux::{kind_of, name_of, sync_objects};
 use super::validate::ResolvedClusters;
-use crate::desired::lines::LineIndex;
 use crate::diag::{Diagnostic, Diagnostics};
-
-/// Bounded like every file the agent reads from the repo.
-const MAX_BYTES: u64 = 1 << 20;
+use crate::input::lines::LineIndex;
+use crate::input::Limits;
 
 /// Where the repo declares the sync objects of a cluster whose Flux path is `path`.
 pub fn repo_file(path: &str) -> PathBuf {
@@ -45,22 +42,14 @@ pub fn check_repo(resolved: &ResolvedClusters, repo_root: &Path) -> Diagnostics 
     for c in &resolved.clusters {
         let rel = repo_file(&c.flux.path);
         let full = repo_root.join(&rel);
-        let Ok(meta) = std::fs::metadata(&full) else {
+        if !full.exists() {
             continue;
-        };
-        let text = match (meta.len() <= MAX_BYTES).then(|| std::fs::read_to_string(&full)) {
-            Some(Ok(t)) => t,
-            Some(Err(e)) => {
-                d.push(Diagnostic::error(&rel, None, "", e.to_string()));
-                continue;
-            }
-            None => {
-                d.push(Diagnostic::error(
-                    &rel,
-                    None,
-                    "",
-                    format!("larger than {MAX_BYTES} bytes"),
-                ));
+        }
+        let limits = Limits::current();
+        let text = match crate::input::read_text(&full, &rel, &limits) {
+            Ok(t) => t,
+            Err(e) => {
+                d.push(e.to_diagnostic());
                 continue;
             }
         };
@@ -77,8 +66,11 @@ pub fn check_repo(resolved: &ResolvedClusters, repo_root: &Path) -> Diagnostics 
         let docs: Vec<(Value, LineIndex, usize)> = chunks
             .into_iter()
             .filter_map(|(first, body)| {
-                let v = Value::deserialize(serde_yaml::Deserializer::from_str(&body)).ok()?;
-                (!v.is_null()).then(|| (v, LineIndex::build(&body), first - 1))
+                // Syntax problems are Flux's to report when it applies the file.
+                let mut ignored = Diagnostics::default();
+                let (v, src) = crate::input::parse_yaml(&rel, &body, None, &limits, &mut ignored)?;
+                let v = serde_json::to_value(v).ok()?;
+                (!v.is_null()).then_some((v, src.lines, first - 1))
             })
             .collect();
         for want in sync_objects(&c.flux) {
