@@ -42,7 +42,7 @@ impl Default for Limits {
         Self {
             max_bytes: 10 * 1024 * 1024,
             max_depth: 64,
-            max_nodes: 1_000_000,
+            max_nodes: 500_000,
             max_alias_nodes: 100_000,
         }
     }
