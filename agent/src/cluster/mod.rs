@@ -10,6 +10,7 @@ pub mod images;
 pub mod kind;
 pub mod kindconfig;
 pub mod kube_ops;
+pub mod nokind;
 pub mod plan;
 pub mod registry;
 pub mod release;

@@ -91,8 +91,23 @@ pub async fn diff_host(
     }
     let (desired, wiring) = clusters.desired(prune, &opts.kind_network);
     let engine = ClusterEngine::connect().await?;
-    let kind = Kind::from_env()?;
-    apply::diff(&kind, &engine, &desired, wiring.as_ref(), opts).await
+    match Kind::from_env() {
+        Ok(kind) => apply::diff(&kind, &engine, &desired, wiring.as_ref(), opts).await,
+        // The clusters are on the engine either way; only creating them needs kind.
+        Err(ClusterError::KindMissing) => {
+            let kind = super::nokind::EngineKind {
+                engine: engine.clone(),
+            };
+            let (steps, mut warnings) =
+                apply::diff(&kind, &engine, &desired, wiring.as_ref(), opts).await?;
+            warnings.insert(
+                0,
+                "kind is not on PATH: clusters observed through the engine (node labels, each control-plane's admin kubeconfig); apply needs kind to create or delete one".into(),
+            );
+            Ok((steps, warnings))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// `status` / `/status` / metrics: per selected cluster, Flux Kustomizations' Ready and revision.

@@ -12,6 +12,7 @@
 mod support;
 
 mod cluster_apply;
+mod cluster_diff;
 mod cluster_docker;
 mod cluster_e2e;
 mod cluster_flux;

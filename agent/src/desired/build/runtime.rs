@@ -2,7 +2,6 @@
 //! networks: values with units checked, `deploy.resources` and legacy `mem_limit`-style keys
 //! merged as Compose merges them, `service:` references resolved to container names.
 
-
 use super::units::{parse_bytes, parse_cpus, parse_duration, parse_micros};
 use super::{Report, StackNames};
 use crate::desired::compose::{Scalar, Service};
