@@ -398,8 +398,8 @@ async fn run_step<K: KindCli, N: NodeOps>(
 
 /// Fail before `kind create` when a host port is taken: kind would leave a half-created
 /// cluster behind and bury the cause in Docker's error text.
-fn check_ports(cluster: &str, spec: &super::spec::ClusterSpec) -> Result<(), ClusterError> {
-    use super::spec::PortProtocol;
+fn check_ports(cluster: &str, spec: &super::file::ClusterSpec) -> Result<(), ClusterError> {
+    use super::file::PortProtocol;
     for m in spec.nodes.iter().flat_map(|n| &n.extra_port_mappings) {
         let addr = m.listen_address.as_deref().unwrap_or("0.0.0.0");
         let Ok(ip) = addr.parse::<std::net::IpAddr>() else {

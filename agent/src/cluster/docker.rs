@@ -11,8 +11,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 
+use super::file::{PortMapping, PortProtocol, Role};
 use super::plan::ObservedNode;
-use super::spec::{PortMapping, PortProtocol, Role};
 use super::ClusterError;
 
 /// kind's labels on node containers.

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::spec::FluxResolved;
+use super::file::FluxResolved;
 use super::ClusterError;
 
 pub const NAMESPACE: &str = "flux-system";

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use super::docker::NodeOps;
+use super::file::ClustersFile;
 use super::plan::HostService;
-use super::spec::ClustersFile;
 use super::ClusterError;
 use crate::desired::catalog::Catalog;
 use crate::diag::Diagnostics;

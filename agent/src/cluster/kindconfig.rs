@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::spec::ClusterSpec;
+use super::file::ClusterSpec;
 
 pub const API_VERSION: &str = "kind.x-k8s.io/v1alpha4";
 

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod docker;
+pub mod file;
 pub mod flux;
 pub mod host_services;
 pub mod images;
@@ -16,14 +17,13 @@ pub mod registry;
 pub mod release;
 pub mod run;
 pub mod secrets;
-pub mod spec;
 pub mod status;
 pub mod sync;
 pub mod validate;
 
 pub use apply::{apply, ApplyOptions, ClusterReport};
+pub use file::{load, ClustersFile};
 pub use plan::{plan, ClusterStep, ClustersObserved, Desired, DesiredCluster, ObservedCluster};
-pub use spec::{load, ClustersFile};
 pub use status::{status, ClusterStatus};
 pub use validate::{resolve, ResolvedClusters};
 

@@ -6,8 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::file::{ClusterSpec, FluxResolved, PortMapping, PortProtocol, RegistrySpec, Role};
 use super::secrets::DesiredSecret;
-use super::spec::{ClusterSpec, FluxResolved, PortMapping, PortProtocol, RegistrySpec, Role};
 
 #[derive(Debug, Clone, Default)]
 pub struct Desired {

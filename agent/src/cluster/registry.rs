@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::docker::{NodeContainer, NodeOps};
-use super::spec::{split_host_port, RegistrySpec};
+use super::file::{split_host_port, RegistrySpec};
 use super::ClusterError;
 
 pub const CERTS_DIR: &str = "/etc/containerd/certs.d";

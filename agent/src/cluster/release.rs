@@ -37,7 +37,7 @@ pub struct Release {
 }
 
 impl Release {
-    pub fn of(flux: &super::spec::FluxResolved) -> Self {
+    pub fn of(flux: &super::file::FluxResolved) -> Self {
         Self {
             version: flux.version.clone(),
             checksums_url: checksums_url_for(&flux.install_url, &flux.version),

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use super::apply::{self, ApplyOptions, ClusterReport};
 use super::docker::ClusterEngine;
+use super::file;
 use super::images::{self, ImagesReport};
 use super::kind::Kind;
 use super::plan::ClusterStep;
-use super::spec;
 use super::status::ClusterStatus;
 use super::validate::{resolve, ResolvedClusters};
 use super::ClusterError;
@@ -42,7 +42,7 @@ pub fn load_for_host(
     if !path.exists() && state.selection.clusters.is_empty() {
         return Ok(None);
     }
-    let (file, mut diags) = spec::load(&path, env, &repo_root(state));
+    let (file, mut diags) = file::load(&path, env, &repo_root(state));
     let Some(file) = file else {
         return Err(diags.into_sorted());
     };
@@ -138,7 +138,7 @@ pub async fn images_host(
     let registry = match file.registry.clone() {
         Some(r) => r,
         None => {
-            let (clusters, d) = spec::load(&clusters_path(state), env, &root);
+            let (clusters, d) = file::load(&clusters_path(state), env, &root);
             match clusters.and_then(|c| c.registry).map(|r| r.host) {
                 Some(h) if !d.has_errors() => h,
                 _ => {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::spec::{ClusterSecretSpec, ClustersFile};
+use super::file::{ClusterSecretSpec, ClustersFile};
 use super::validate::ResolvedClusters;
 use crate::desired::spec::Sensitive;
 use crate::diag::Diagnostics;
@@ -45,7 +45,7 @@ impl DesiredSecret {
     /// Flux's `secret_ref` for `url`: `username`/`password` for http(s), `identity` and
     /// `known_hosts` (what source-controller reads for ssh) otherwise. `Err` names the keys
     /// the URL's scheme needs and `secret_ref` lacks.
-    pub fn for_git(r: &super::spec::SecretRef, url: &str) -> Result<Self, String> {
+    pub fn for_git(r: &super::file::SecretRef, url: &str) -> Result<Self, String> {
         let ssh = url.starts_with("ssh://");
         let (a, b, want) = if ssh {
             (

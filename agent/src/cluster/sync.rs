@@ -121,7 +121,7 @@ pub fn check_repo(resolved: &ResolvedClusters, repo_root: &Path) -> Diagnostics 
 mod tests {
     use super::*;
     use crate::cluster::plan::DesiredCluster;
-    use crate::cluster::spec::FluxResolved;
+    use crate::cluster::file::FluxResolved;
 
     fn resolved(path: &str) -> ResolvedClusters {
         ResolvedClusters {

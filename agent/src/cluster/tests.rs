@@ -5,9 +5,9 @@ use std::path::Path;
 use crate::desired::catalog::{Catalog, Protocol, ServiceRef};
 use crate::input::Env;
 
+use super::file::*;
 use super::kindconfig;
 use super::plan::*;
-use super::spec::*;
 use crate::diag::Diagnostics;
 
 /// The cross-file problems `resolve` reports for a host selecting `selected`.

@@ -13,7 +13,7 @@ use crate::desired::catalog::{Catalog, Protocol};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::input::lines;
 
-use super::spec::{split_host_port, ClustersFile, PortProtocol, RegistrySpec};
+use super::file::{split_host_port, ClustersFile, PortProtocol, RegistrySpec};
 
 /// `clusters.yaml` resolved for one host. Only [`resolve`] builds it, from a file it found no
 /// error in, so nothing downstream re-checks or fails on what validation could have seen.
@@ -95,7 +95,7 @@ pub fn resolve(
                 format!("clusters.{name}.flux.git_url"),
                 message,
             ),
-            // The other keys are the file's own business: `spec::load` reports them.
+            // The other keys are the file's own business: `file::load` reports them.
             Err(_) => {}
         }
     }

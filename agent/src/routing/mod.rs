@@ -1,26 +1,26 @@
 //! Loopback routing: named loopback addresses, TCP/UDP forwarders run inside the agent (in place
 //! of hand-run `socat`), and DNS names published to a hosts file, dnsmasq and PowerDNS.
 //!
-//! Flow: `spec::load` (file → `RoutingFile`, unknown keys and interpolation errors) →
+//! Flow: `file::load` (file → `RoutingFile`, unknown keys and interpolation errors) →
 //! `validate::resolve` (against the host's `Catalog` → `Resolved` specs) → `Forwarder::apply`
 //! (live listeners) and `dns::reconcile` (backends). `run` ties them together for the
 //! foreground `macula-gitops routing run` command.
 
 pub mod bind;
 pub mod dns;
+pub mod file;
 pub mod forward;
 pub mod resolve;
 pub mod run;
-pub mod spec;
 pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use file::{load, RoutingFile};
 pub use forward::{ForwardReport, ForwardStatus, Forwarder};
 pub use resolve::{DockerResolver, Resolve};
 pub use run::{check, load_resolved, run_blocking, run_file, RunOptions};
-pub use spec::{load, RoutingFile};
 pub use validate::{
     resolve as resolve_specs, validate, DnsSpec, ForwardSpec, Resolved, TargetSpec,
 };

@@ -47,7 +47,7 @@ pub fn load_resolved(opts: &RunOptions) -> Result<Resolved, RoutingError> {
 /// `routing.yaml` at `path` → runnable specs, or every problem (sorted) — the routing half of
 /// `validate` / `apply`, shaped like `desired::load_desired`.
 pub fn check(path: &Path, env: &Env, catalog: &Catalog) -> Result<Resolved, Vec<Diagnostic>> {
-    let (file, mut diags) = super::spec::load(path, env);
+    let (file, mut diags) = super::file::load(path, env);
     let Some(file) = file else {
         return Err(diags.into_sorted());
     };

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::spec::{Backends, RoutingFile};
+use super::file::{Backends, RoutingFile};
 use crate::desired::catalog::{Catalog, Protocol};
 use crate::diag::Diagnostics;
 
@@ -214,7 +214,7 @@ impl Checker<'_> {
     fn target(
         &mut self,
         at: &str,
-        t: &super::spec::Target,
+        t: &super::file::Target,
         proto: Option<Protocol>,
         catalog: &Catalog,
     ) -> Option<TargetSpec> {
@@ -496,7 +496,7 @@ mod tests {
     }
 
     fn run(text: &str) -> (Resolved, Vec<String>) {
-        let (f, d) = super::super::spec::parse(Path::new("routing.yaml"), text, &Env::default());
+        let (f, d) = super::super::file::parse(Path::new("routing.yaml"), text, &Env::default());
         assert!(d.is_empty(), "{d}");
         let f = f.unwrap();
         let (r, d) = check(&f, &catalog(), Path::new("routing.yaml"));

@@ -4,8 +4,8 @@
 use crate::support::docker::Sandbox;
 use crate::support::image;
 use macula_gitops::cluster::docker::{ClusterEngine, NodeOps, CLUSTER_LABEL, ROLE_LABEL};
+use macula_gitops::cluster::file::{RegistrySpec, Role};
 use macula_gitops::cluster::registry::Wiring;
-use macula_gitops::cluster::spec::{RegistrySpec, Role};
 
 #[tokio::test]
 async fn registry_wiring_on_fake_nodes() {

@@ -5,11 +5,11 @@ use crate::support::cluster as support;
 
 use std::time::Duration;
 
+use macula_gitops::cluster::file::{FluxResolved, SecretRef};
 use macula_gitops::cluster::flux::{self, INSTALL_ANNOTATION};
 use macula_gitops::cluster::kube_ops::{FluxBootstrap, InstallMark, KubeCluster};
 use macula_gitops::cluster::plan::SyncObserved;
 use macula_gitops::cluster::secrets::DesiredSecret;
-use macula_gitops::cluster::spec::{FluxResolved, SecretRef};
 use macula_gitops::cluster::ClusterError;
 use macula_gitops::desired::interpolate::Env;
 use serde_json::json;

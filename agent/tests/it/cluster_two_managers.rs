@@ -25,7 +25,7 @@ const GIT: &str = "source.toolkit.fluxcd.io/v1/gitrepositories/flux-system/flux-
 const KS: &str = "kustomize.toolkit.fluxcd.io/v1/kustomizations/flux-system/flux-system";
 
 /// The repo's own macula-dev Flux settings, resolved as `validate` resolves them.
-fn repo_flux() -> macula_gitops::cluster::spec::FluxResolved {
+fn repo_flux() -> macula_gitops::cluster::file::FluxResolved {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../desired-state");
     let env = Env::load(Some(&root.join(".env.example"))).unwrap();
     let state = load_desired(&root, "dev", &env).unwrap();

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 
 use super::{DnsBackend, Names};
-use crate::routing::spec::DnsmasqBackend;
+use crate::routing::file::DnsmasqBackend;
 use crate::routing::RoutingError;
 
 pub const DEFAULT_FILE: &str = "macula-gitops.conf";

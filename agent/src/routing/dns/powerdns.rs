@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{DnsBackend, Names};
-use crate::routing::spec::PowerDnsBackend;
+use crate::routing::file::PowerDnsBackend;
 use crate::routing::RoutingError;
 
 pub const OWNER: &str = "macula-gitops";
