@@ -9,8 +9,8 @@ use std::time::Duration;
 use bollard::query_parameters::InspectContainerOptions;
 
 use super::docker::{ClusterEngine, NodeOps};
+use super::file::Role;
 use super::kind::KindCli;
-use super::spec::Role;
 use super::ClusterError;
 
 /// Where kubeadm writes the cluster-admin kubeconfig on a control-plane node.

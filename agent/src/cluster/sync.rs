@@ -120,8 +120,8 @@ pub fn check_repo(resolved: &ResolvedClusters, repo_root: &Path) -> Diagnostics 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::plan::DesiredCluster;
     use crate::cluster::file::FluxResolved;
+    use crate::cluster::plan::DesiredCluster;
 
     fn resolved(path: &str) -> ResolvedClusters {
         ResolvedClusters {
