@@ -7,8 +7,11 @@
 //!   [`docker::Sandbox`] adds a bollard client and creates networks/containers through it.
 //! - [`KillOnDrop`]: every process a test starts (servers, the agent binary) dies with the test.
 //! - Starting the agent: [`fixture::Fixture::spawn`] runs the binary (CLI tests);
-//!   [`daemon::start`] runs the daemon in-process with [`reconciler::BusyboxReconciler`].
-//! - [`git`]: real repos, smart HTTP (`git http-backend`) and sshd; [`cluster`]: kind/Flux fakes.
+//!   [`daemon::start`] / [`daemon::start_applied`] run the daemon in-process with
+//!   [`reconciler::BusyboxReconciler`], from a [`daemon::Scenario`] (repo + `app.env`).
+//! - [`run`] a command that must succeed, [`free_port`], [`wait_until`], [`wait_for_listener`].
+//! - [`git`]: real repos, smart HTTP (`git http-backend`) and sshd; [`cluster`]: kind/Flux fakes
+//!   and `clusters.yaml` text → what `apply` receives.
 // The push_latency example compiles this module too: it uses only part of it, and it is not
 // under it/main.rs's crate attributes.
 #![allow(dead_code, clippy::unwrap_used)]
