@@ -3,14 +3,14 @@
 //! `source-sync` for benchmarks) as [`DaemonCommand`], flattened into main's subcommands.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use macula_gitops::config::{AgentConfig, SourceConfig};
 use macula_gitops::daemon::{self, DaemonArgs, ServiceOptions};
-use macula_gitops::server::client;
+use macula_gitops::server::{auth, client};
 use macula_gitops::source::{Source, SourceSpec};
 
 #[derive(Subcommand, Debug)]
@@ -96,15 +96,32 @@ pub enum StatusOutput {
     Json,
 }
 
-fn daemon_addr(c: &ClientArgs) -> anyhow::Result<SocketAddr> {
-    if let Some(a) = c.listen {
-        return Ok(a);
-    }
-    let config = &c.config;
-    let path = config
+fn load_config(c: &ClientArgs) -> anyhow::Result<AgentConfig> {
+    let path = c
+        .config
         .clone()
         .unwrap_or_else(macula_gitops::config::default_config_path);
-    Ok(AgentConfig::load(&path, config.is_some())?.listen())
+    Ok(AgentConfig::load(&path, c.config.is_some())?)
+}
+
+fn daemon_addr(c: &ClientArgs) -> anyhow::Result<SocketAddr> {
+    match c.listen {
+        Some(a) => Ok(a),
+        None => Ok(load_config(c)?.listen()),
+    }
+}
+
+/// The daemon's address and the control token it wrote to its state dir (`--state-dir`, else
+/// the config's `state_dir`, else the default).
+fn control(c: &ClientArgs, state_dir: Option<&Path>) -> anyhow::Result<(SocketAddr, String)> {
+    let dir = match state_dir {
+        Some(d) => d.to_path_buf(),
+        None => load_config(c)?.state_dir(),
+    };
+    let token = auth::read_token(&dir).with_context(|| {
+        "reading the daemon's control token (run as the agent's user, or pass --state-dir)"
+    })?;
+    Ok((daemon_addr(c)?, token))
 }
 
 /// The GitOps daemon's arguments when a source is configured (flag or config file), else
@@ -136,18 +153,21 @@ pub fn gitops_args(
     Ok(cfg.source.is_some().then_some(args))
 }
 
-pub async fn dispatch(command: &DaemonCommand) -> anyhow::Result<()> {
+pub async fn dispatch(command: &DaemonCommand, state_dir: Option<&Path>) -> anyhow::Result<()> {
     match command {
         DaemonCommand::Reconcile(c) => {
-            println!("{}", client::reconcile(daemon_addr(c)?).await?);
+            let (addr, token) = control(c, state_dir)?;
+            println!("{}", client::reconcile(addr, &token).await?);
             Ok(())
         }
         DaemonCommand::Suspend(c) => {
-            println!("{}", client::suspend(daemon_addr(c)?).await?);
+            let (addr, token) = control(c, state_dir)?;
+            println!("{}", client::suspend(addr, &token).await?);
             Ok(())
         }
         DaemonCommand::Resume(c) => {
-            println!("{}", client::resume(daemon_addr(c)?).await?);
+            let (addr, token) = control(c, state_dir)?;
+            println!("{}", client::resume(addr, &token).await?);
             Ok(())
         }
         DaemonCommand::Status { client: c, output } => {

@@ -254,6 +254,7 @@ impl<R: Reconciler> Daemon<R> {
         })?;
         let spec = SourceSpec::from_config(&src_cfg)?;
         let secret = cfg.webhook.secret()?.map(Arc::new);
+        let token = crate::server::auth::write_token(&state_dir)?;
         let status = Status {
             host: cfg.host(),
             source_url: spec.url.clone(),
@@ -271,6 +272,7 @@ impl<R: Reconciler> Daemon<R> {
             secret,
             watch_ref: spec.reference.clone(),
             forwarder: None,
+            guard: Arc::new(crate::server::auth::ApiGuard::new(cfg.listen(), token)),
         };
         let template = ReconcileOptions {
             prune: cfg.reconcile.prune,

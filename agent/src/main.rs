@@ -472,7 +472,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon(d) => {
-            cli_daemon::dispatch(d).await?;
+            cli_daemon::dispatch(d, g.state_dir.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,4 +1,5 @@
 //! Client side of the local API, for `macula-gitops reconcile|suspend|resume|status`.
+//! Control calls take the token the daemon wrote to its state dir (`super::auth::read_token`).
 
 use std::net::SocketAddr;
 
@@ -18,10 +19,11 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-async fn post(addr: SocketAddr, path: &str) -> Result<String, ServerError> {
+async fn post(addr: SocketAddr, token: &str, path: &str) -> Result<String, ServerError> {
     let url = format!("http://{addr}{path}");
     let resp = http_client()
         .post(&url)
+        .bearer_auth(token)
         .send()
         .await
         .map_err(|e| client_err(addr, format!("{e} (is `macula-gitops run` running?)")))?;
@@ -34,17 +36,17 @@ async fn post(addr: SocketAddr, path: &str) -> Result<String, ServerError> {
 }
 
 /// Ask the running daemon to fetch and reconcile now.
-pub async fn reconcile(addr: SocketAddr) -> Result<String, ServerError> {
-    post(addr, "/reconcile").await
+pub async fn reconcile(addr: SocketAddr, token: &str) -> Result<String, ServerError> {
+    post(addr, token, "/reconcile").await
 }
 
 /// Stop applying (fetching continues); persists across daemon restarts.
-pub async fn suspend(addr: SocketAddr) -> Result<String, ServerError> {
-    post(addr, "/suspend").await
+pub async fn suspend(addr: SocketAddr, token: &str) -> Result<String, ServerError> {
+    post(addr, token, "/suspend").await
 }
 
-pub async fn resume(addr: SocketAddr) -> Result<String, ServerError> {
-    post(addr, "/resume").await
+pub async fn resume(addr: SocketAddr, token: &str) -> Result<String, ServerError> {
+    post(addr, token, "/resume").await
 }
 
 pub async fn status(addr: SocketAddr) -> Result<Status, ServerError> {

@@ -1,9 +1,11 @@
 //! The daemon's HTTP listener: push webhooks, the local API (`/status`, `/healthz`,
 //! `/metrics`) and control endpoints (`/reconcile`, `/suspend`, `/resume`).
 //!
-//! Control endpoints answer only to loopback peers, so binding the listener to a public
-//! address for webhooks does not hand out control of the host.
+//! Control endpoints answer only to loopback peers that present the token from the state dir,
+//! so binding the listener to a public address for webhooks does not hand out control of the
+//! host; see `auth` for the token and the Host/Origin checks.
 
+pub mod auth;
 pub mod client;
 pub mod metrics;
 pub mod status;
@@ -117,6 +119,7 @@ pub struct AppState {
     pub watch_ref: Option<String>,
     /// The running forwarders, for their live counters in `/status`.
     pub forwarder: Option<crate::reconcile::SharedForwarder>,
+    pub guard: Arc<auth::ApiGuard>,
 }
 
 /// Does a push to `pushed` (`refs/heads/x`, `refs/tags/y`, from the payload) concern `watched`?
@@ -142,9 +145,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .route("/reconcile", post(reconcile))
-        .route("/suspend", post(suspend))
-        .route("/resume", post(resume))
+        .route("/reconcile", control_route(Action::Reconcile))
+        .route("/suspend", control_route(Action::Suspend))
+        .route("/resume", control_route(Action::Resume))
         .with_state(state)
 }
 
@@ -201,7 +204,14 @@ async fn hook(
     (StatusCode::ACCEPTED, "queued\n").into_response()
 }
 
-async fn status(State(s): State<AppState>) -> Json<Status> {
+async fn status(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = s.guard.check_read(&peer, &headers) {
+        return refused(r);
+    }
     let mut st = s.status.read().expect("status lock").clone();
     st.suspended = s.control.suspended();
     if let Some(f) = &s.forwarder {
@@ -212,7 +222,7 @@ async fn status(State(s): State<AppState>) -> Json<Status> {
                 .filter_map(|f| serde_json::to_value(f).ok())
                 .collect();
     }
-    Json(st)
+    Json(st).into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -226,40 +236,55 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `Some(403 response)` unless the peer is on this host.
-fn refuse_remote(peer: &SocketAddr) -> Option<Response> {
-    (!peer.ip().is_loopback())
-        .then(|| (StatusCode::FORBIDDEN, "control endpoints are local only\n").into_response())
+fn refused(r: auth::Refusal) -> Response {
+    match r {
+        auth::Refusal::Forbidden(why) => {
+            tracing::warn!(reason = %why, "API request refused");
+            (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
+        }
+        auth::Refusal::Unauthorized => (
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "control endpoints need `Authorization: Bearer <token>` (the token is in {} under the state dir)\n",
+                auth::TOKEN_FILE
+            ),
+        )
+            .into_response(),
+    }
 }
 
-async fn reconcile(
-    State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Response {
-    if let Some(r) = refuse_remote(&peer) {
-        return r;
-    }
-    s.trigger.fire(Cause::Manual);
-    (StatusCode::ACCEPTED, "reconcile queued\n").into_response()
+#[derive(Clone, Copy)]
+enum Action {
+    Reconcile,
+    Suspend,
+    Resume,
 }
 
-async fn suspend(
-    State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Response {
-    if let Some(r) = refuse_remote(&peer) {
-        return r;
+async fn control(s: AppState, peer: SocketAddr, headers: HeaderMap, action: Action) -> Response {
+    if let Err(r) = s.guard.check_control(&peer, &headers) {
+        return refused(r);
     }
-    set_suspended(&s, true)
+    match action {
+        Action::Reconcile => {
+            s.trigger.fire(Cause::Manual);
+            (StatusCode::ACCEPTED, "reconcile queued\n").into_response()
+        }
+        Action::Suspend => set_suspended(&s, true),
+        Action::Resume => {
+            let r = set_suspended(&s, false);
+            s.trigger.fire(Cause::Resume);
+            r
+        }
+    }
 }
 
-async fn resume(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if let Some(r) = refuse_remote(&peer) {
-        return r;
-    }
-    let r = set_suspended(&s, false);
-    s.trigger.fire(Cause::Resume);
-    r
+/// The axum handler for one control endpoint.
+fn control_route(action: Action) -> axum::routing::MethodRouter<AppState> {
+    post(
+        move |State(s): State<AppState>,
+              ConnectInfo(peer): ConnectInfo<SocketAddr>,
+              headers: HeaderMap| control(s, peer, headers, action),
+    )
 }
 
 fn set_suspended(s: &AppState, on: bool) -> Response {

@@ -168,7 +168,9 @@ async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
         "MESSAGE=bad\nthis is not an env line\n",
     );
     let broken = r.commit_push("broken");
-    client::reconcile(d.addr).await.expect("reconcile request");
+    client::reconcile(d.addr, &d.token)
+        .await
+        .expect("reconcile request");
     let s = wait_status(d.addr, "invalid result", |s| {
         s.last_result.as_deref() == Some("invalid")
     })
@@ -193,7 +195,9 @@ async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
     std::os::unix::fs::symlink("../../../etc/passwd", r.work.join("desired-state/passwd"))
         .expect("ln");
     let unsafe_c = r.commit_push("escape");
-    client::reconcile(d.addr).await.expect("reconcile request");
+    client::reconcile(d.addr, &d.token)
+        .await
+        .expect("reconcile request");
     let s = wait_status(d.addr, "refused", |s| {
         s.last_result.as_deref() == Some("refused")
     })
@@ -207,7 +211,9 @@ async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
     std::fs::remove_file(r.work.join("desired-state/passwd")).expect("rm");
     r.write("desired-state/app.env", "MESSAGE=fixed\n");
     let fixed = r.commit_push("fixed");
-    client::reconcile(d.addr).await.expect("reconcile request");
+    client::reconcile(d.addr, &d.token)
+        .await
+        .expect("reconcile request");
     let s = wait_status(d.addr, "fixed apply", |s| {
         s.applied_revision.as_deref() == Some(&fixed)
     })
@@ -250,10 +256,12 @@ async fn suspend_holds_changes_across_restart_until_resume() {
     let cfg = config(&r.file_url(), state.path(), None);
     let d = start_applied(cfg.clone(), rec, c1).await;
 
-    client::suspend(d.addr).await.expect("suspend");
+    client::suspend(d.addr, &d.token).await.expect("suspend");
     r.write("desired-state/app.env", "MESSAGE=s2\n");
     let c2 = r.commit_push("s2");
-    client::reconcile(d.addr).await.expect("reconcile");
+    client::reconcile(d.addr, &d.token)
+        .await
+        .expect("reconcile");
     let s = wait_status(d.addr, "held", |s| {
         s.fetched_revision.as_deref() == Some(&c2)
     })
@@ -284,7 +292,7 @@ async fn suspend_holds_changes_across_restart_until_resume() {
     );
     assert_eq!(inspect(&name).expect("container").0, "s1");
 
-    client::resume(d.addr).await.expect("resume");
+    client::resume(d.addr, &d.token).await.expect("resume");
     let s = wait_status(d.addr, "applied after resume", |s| {
         s.applied_revision.as_deref() == Some(&c2)
     })
@@ -334,7 +342,9 @@ async fn control_endpoints_refuse_remote_peers() {
         .expect("get");
     assert_eq!(resp.status().as_u16(), 200);
     let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    client::suspend(local).await.expect("local suspend allowed");
+    client::suspend(local, &d.token)
+        .await
+        .expect("local suspend allowed");
     assert!(state.path().join("suspended").exists());
     d.stop().await;
 }

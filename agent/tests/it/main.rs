@@ -26,6 +26,7 @@ mod cluster_upgrade;
 mod compose_corpus;
 mod compose_keys;
 mod compose_parity;
+mod daemon_api;
 mod daemon_cli;
 mod daemon_e2e;
 mod daemon_git;

@@ -47,6 +47,8 @@ impl Scenario {
 
 pub struct Running {
     pub addr: SocketAddr,
+    /// The control token the daemon wrote to its state dir.
+    pub token: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -90,7 +92,10 @@ pub fn config(url: &str, state: &Path, secret: Option<&Path>) -> AgentConfig {
 pub async fn start(cfg: AgentConfig, rec: BusyboxReconciler) -> Running {
     let addr = cfg.listen();
     let http = client::http_client();
+    let state_dir = cfg.state_dir();
     let daemon = Daemon::new(cfg, rec, Arc::new(Metrics::new())).expect("daemon config valid");
+    let token =
+        macula_gitops::server::auth::read_token(&state_dir).expect("daemon wrote its token");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         daemon
@@ -114,6 +119,7 @@ pub async fn start(cfg: AgentConfig, rec: BusyboxReconciler) -> Running {
     }
     Running {
         addr,
+        token,
         stop: Some(tx),
         handle: Some(handle),
     }

@@ -1,0 +1,85 @@
+//! The daemon's local API against forged browsers and unauthenticated local users: a real
+//! daemon on a real listener, requests written byte by byte so Host and Origin are exactly what
+//! an attacker's page would send.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::daemon::{config, start, Scenario};
+
+/// POST `path` with exactly `headers`; the HTTP status code.
+async fn raw_post(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("POST {path} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {out:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_needs_the_token_and_the_agents_own_name() {
+    let sc = Scenario::new("api");
+    let (rec, _guard) = sc.reconciler();
+    let cfg = config(&sc.r.file_url(), sc.state.path(), None);
+    let d = start(cfg, rec).await;
+    let marker = sc.state.path().join("suspended");
+    let own = d.addr.to_string();
+    let bearer = format!("Bearer {}", d.token);
+
+    // A page on evil.example that rebinds its name to 127.0.0.1 — even holding the token.
+    let forged = [("Host", "evil.example"), ("Origin", "http://evil.example")];
+    assert_eq!(raw_post(d.addr, "/suspend", &forged).await, 403);
+    let forged_tok = [
+        ("Host", "evil.example"),
+        ("Origin", "http://evil.example"),
+        ("Authorization", bearer.as_str()),
+    ];
+    assert_eq!(raw_post(d.addr, "/suspend", &forged_tok).await, 403);
+    // CSRF: right Host (the browser talks to 127.0.0.1), foreign Origin.
+    let csrf = [("Host", own.as_str()), ("Origin", "http://evil.example")];
+    assert_eq!(raw_post(d.addr, "/suspend", &csrf).await, 403);
+    assert!(!marker.exists(), "a forged request suspended the agent");
+
+    // Another local user without the token.
+    let anon = [("Host", own.as_str())];
+    assert_eq!(raw_post(d.addr, "/suspend", &anon).await, 401);
+    let wrong = [("Host", own.as_str()), ("Authorization", "Bearer 0000")];
+    assert_eq!(raw_post(d.addr, "/suspend", &wrong).await, 401);
+    assert_eq!(raw_post(d.addr, "/reconcile", &wrong).await, 401);
+    assert!(!marker.exists());
+
+    // The owner.
+    let owner = [("Host", own.as_str()), ("Authorization", bearer.as_str())];
+    assert_eq!(raw_post(d.addr, "/suspend", &owner).await, 200);
+    assert!(marker.exists());
+    assert_eq!(raw_post(d.addr, "/resume", &owner).await, 200);
+    assert!(!marker.exists());
+
+    // Read-only status: open on loopback, but not to a rebound name.
+    let http = macula_gitops::server::client::http_client();
+    let ok = http
+        .get(format!("http://{own}/status"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(ok.status().as_u16(), 200);
+    let mut s = tokio::net::TcpStream::connect(d.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    d.stop().await;
+}
