@@ -46,6 +46,14 @@ pub struct AgentConfig {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub reconcile: ReconcileConfig,
+    /// Privileges this host grants to services (`crate::policy`); default: none.
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
+    /// Where read-write relative binds keep their data (`crate::data`).
+    pub data_root: Option<PathBuf>,
+    /// The file this config was read from: named in policy refusals.
+    #[serde(skip)]
+    pub loaded_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -151,13 +159,38 @@ impl AgentConfig {
                 })
             }
         };
-        let cfg: AgentConfig =
+        let mut cfg: AgentConfig =
             serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
                 path: path.to_path_buf(),
                 source,
             })?;
         cfg.check()?;
+        cfg.loaded_from = Some(path.to_path_buf());
         Ok(cfg)
+    }
+
+    /// Load from `--config` / `MACULA_GITOPS_CONFIG` when given, else the default location.
+    pub fn load_from(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let path = explicit
+            .map(Path::to_path_buf)
+            .unwrap_or_else(default_config_path);
+        let mut cfg = Self::load(&path, explicit.is_some())?;
+        cfg.loaded_from = Some(path);
+        Ok(cfg)
+    }
+
+    /// The privilege policy, naming this config file (or the default path) as where to grant.
+    pub fn policy(&self) -> crate::policy::Policy {
+        crate::policy::Policy::new(
+            self.policy.clone(),
+            self.loaded_from.clone().unwrap_or_else(default_config_path),
+        )
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.data_root
+            .clone()
+            .unwrap_or_else(crate::data::default_data_root)
     }
 
     /// Checks that do not need the network: durations and cron expressions parse.
@@ -173,6 +206,10 @@ impl AgentConfig {
         }
         self.schedule.cron_schedule()?;
         self.schedule.window_schedule()?;
+        if let Some(e) = self.policy().check_config().into_iter().next() {
+            let (field, message) = e.split_once(": ").unwrap_or(("policy", &e));
+            return Err(invalid(field, message));
+        }
         Ok(())
     }
 

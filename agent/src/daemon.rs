@@ -279,6 +279,8 @@ impl<R: Reconciler> Daemon<R> {
             prune_volumes: cfg.reconcile.prune_volumes,
             allow_empty: cfg.reconcile.allow_empty,
             env_file: cfg.reconcile.env_file.clone(),
+            policy: cfg.policy(),
+            data_root: cfg.data_root(),
             ..Default::default()
         };
         Ok(Self {

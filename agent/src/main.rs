@@ -40,6 +40,10 @@ struct Global {
     /// Where the agent keeps its state (default: /var/lib/macula-gitops as root, XDG state dir otherwise).
     #[arg(long, global = true, env = "MACULA_GITOPS_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Where read-write relative binds keep their data (default: `data_root` in the agent
+    /// config, else /var/lib/macula-gitops-data as root, $XDG_DATA_HOME/macula-gitops otherwise).
+    #[arg(long, global = true, env = "MACULA_GITOPS_DATA_ROOT")]
+    data_root: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "MACULA_GITOPS_LOG_JSON")]
     log_json: bool,
@@ -48,9 +52,14 @@ struct Global {
 #[derive(Subcommand)]
 enum Command {
     /// Check the desired state for this host and report every problem.
-    Validate,
+    Validate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Show what apply would change.
     Diff {
+        #[command(flatten)]
+        config: ConfigArg,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
         /// Exit with status 2 when there are changes.
@@ -61,6 +70,8 @@ enum Command {
     },
     /// Converge the host to the desired state once.
     Apply {
+        #[command(flatten)]
+        config: ConfigArg,
         #[command(flatten)]
         prune: PruneArgs,
         #[arg(long, value_enum, default_value = "text")]
@@ -92,8 +103,39 @@ enum Command {
         #[command(flatten)]
         gitops: cli_daemon::RunArgs,
     },
+    /// The stacks' data directories (read-write relative binds): list, remove.
+    Data {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     #[command(flatten)]
     Daemon(cli_daemon::DaemonCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// List every data directory under the data root.
+    Ls,
+    /// Delete a stack's data directory (or all of the stack's data): the only way data goes.
+    Rm {
+        stack: String,
+        /// Path as written in the bind, relative to the stack directory (`data`, `conf/app.conf`).
+        path: Option<String>,
+        /// Confirm the deletion (nothing is deleted without it).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// The agent config whose `policy:` (privileges the host grants) and `data_root` every command
+/// uses, so `validate` on a laptop refuses exactly what `apply` on the host would.
+#[derive(Args, Clone, Default)]
+struct ConfigArg {
+    /// Agent config file (default /etc/macula-gitops/agent.yaml as root, XDG config dir otherwise).
+    #[arg(long, env = "MACULA_GITOPS_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -169,7 +211,12 @@ fn default_desired_state() -> PathBuf {
     }
 }
 
-fn options(g: &Global, p: Option<&PruneArgs>) -> anyhow::Result<ReconcileOptions> {
+fn options(
+    g: &Global,
+    config: Option<&PathBuf>,
+    p: Option<&PruneArgs>,
+) -> anyhow::Result<ReconcileOptions> {
+    let cfg = macula_gitops::config::AgentConfig::load_from(config.map(PathBuf::as_path))?;
     let host = match &g.host {
         Some(h) => h.clone(),
         None => nix::unistd::gethostname()
@@ -186,9 +233,11 @@ fn options(g: &Global, p: Option<&PruneArgs>) -> anyhow::Result<ReconcileOptions
         env_file: g.env_file.clone(),
         ..Default::default()
     };
-    if let Some(s) = &g.state_dir {
-        o.state_dir = s.clone();
+    if let Some(s) = g.state_dir.clone().or_else(|| cfg.state_dir.clone()) {
+        o.state_dir = s;
     }
+    o.policy = cfg.policy();
+    o.data_root = g.data_root.clone().unwrap_or_else(|| cfg.data_root());
     if let Some(p) = p {
         o.prune = !p.no_prune;
         o.prune_volumes = p.prune_volumes;
@@ -227,6 +276,9 @@ fn report_error(e: ReconcileError) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Everything the agent writes (state, snapshots, cache, copies) is its own: 0700/0600
+    // unless a path is opened up on purpose (see `state::materialise`, `data::ensure`).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     init_tracing(cli.global.log_json);
     match run(cli).await {
         Ok(code) => code,
@@ -253,8 +305,8 @@ fn init_tracing(json: bool) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
     match &cli.command {
-        Command::Validate => {
-            let o = options(g, None)?;
+        Command::Validate { config } => {
+            let o = options(g, config.config.as_ref(), None)?;
             match reconcile::desired(&o) {
                 Ok(hd) => {
                     for w in hd.warnings() {
@@ -287,11 +339,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Diff {
+            config,
             output,
             exit_code,
             prune,
         } => {
-            let o = options(g, Some(prune))?;
+            let o = options(g, config.config.as_ref(), Some(prune))?;
             let engine = DockerEngine::connect().await?;
             match reconcile::diff(&engine, &o).await {
                 Ok((hd, _, plan)) => {
@@ -326,8 +379,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => Ok(report_error(e)),
             }
         }
-        Command::Apply { prune, output } => {
-            let o = options(g, Some(prune))?;
+        Command::Apply {
+            config,
+            prune,
+            output,
+        } => {
+            let o = options(g, config.config.as_ref(), Some(prune))?;
             match reconcile::reconcile(&o).await {
                 Ok(r) => {
                     match output {
@@ -357,7 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images {
             command: ImagesCommand::Build { push, names },
         } => {
-            let o = options(g, None)?;
+            let o = options(g, None, None)?;
             let hd = match reconcile::desired(&o) {
                 Ok(hd) => hd,
                 Err(e) => return Ok(report_error(e)),
@@ -397,7 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             interval,
             gitops,
         } => {
-            let mut o = options(g, Some(prune))?;
+            let mut o = options(g, gitops.config.as_ref(), Some(prune))?;
             // Forwarders live as long as the daemon; every pass hands them the current forwards.
             o.forwarder = match reconcile::SharedForwarder::start().await {
                 Ok(f) => Some(f),
@@ -449,7 +506,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Routing {
             command: RoutingCommand::Run { file },
         } => {
-            let o = options(g, None)?;
+            let o = options(g, None, None)?;
             let env = reconcile::env_for(o.env_file.as_ref(), &o.desired_root)?;
             let catalog = macula_gitops::desired::load_desired(&o.desired_root, &o.host, &env)
                 .map(|d| d.catalog())
@@ -470,6 +527,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             macula_gitops::routing::run_file(opts).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Data { config, command } => {
+            let root = match &g.data_root {
+                Some(r) => r.clone(),
+                None => macula_gitops::config::AgentConfig::load_from(config.config.as_deref())?
+                    .data_root(),
+            };
+            match command {
+                DataCommand::Ls => {
+                    for (name, dir) in macula_gitops::data::list(&root)? {
+                        println!("{name}\t{}", dir.display());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                DataCommand::Rm { stack, path, yes } => {
+                    let what = match path {
+                        Some(p) => format!("{stack}/{p}"),
+                        None => format!("all data of stack {stack}"),
+                    };
+                    if !yes {
+                        eprintln!("refusing to delete {what} under {} without --yes (stop the service first: a running container keeps writing to it)", root.display());
+                        return Ok(ExitCode::from(1));
+                    }
+                    let dir = macula_gitops::data::remove(&root, stack, path.as_deref())?;
+                    println!("removed {}", dir.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
         Command::Daemon(d) => {
             cli_daemon::dispatch(d, g.state_dir.as_deref()).await?;

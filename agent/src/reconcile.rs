@@ -11,10 +11,11 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::apply::{self, ApplyContext, ApplyReport};
 use crate::cluster::{self, ResolvedClusters};
-use crate::desired::{interpolate::Env, load_desired, spec::DesiredState};
+use crate::desired::{interpolate::Env, load_checked, spec::DesiredState};
 use crate::diag::Diagnostic;
 use crate::engine::{DockerEngine, Engine, EngineError};
 use crate::plan::{self, Observed, Plan, PlanOptions};
+use crate::policy::Policy;
 use crate::routing::{self, validate::Resolved, Forwarder};
 use crate::state::{self, Applied};
 
@@ -40,6 +41,11 @@ pub struct ReconcileOptions {
     pub source_url: Option<String>,
     /// The daemon's running forwarders; `None` (one-shot `apply`): DNS only, no listeners.
     pub forwarder: Option<SharedForwarder>,
+    /// Privileges the host grants (the agent config's `policy:`); `validate`, `diff`, `apply`
+    /// and the daemon all check against it.
+    pub policy: Policy,
+    /// Where read-write relative binds keep their data (`crate::data`).
+    pub data_root: PathBuf,
 }
 
 /// The forwarders outlive reconcile passes; passes hand them the new forwards.
@@ -79,6 +85,8 @@ impl Default for ReconcileOptions {
             prune_clusters: false,
             source_url: None,
             forwarder: None,
+            policy: Policy::new(Default::default(), crate::config::default_config_path()),
+            data_root: crate::data::default_data_root(),
         }
     }
 }
@@ -143,8 +151,8 @@ pub struct HostDesired {
 /// Load and validate every file the host uses; nothing touches the host.
 pub fn desired(opts: &ReconcileOptions) -> Result<HostDesired, ReconcileError> {
     let env = env_for(opts.env_file.as_ref(), &opts.desired_root)?;
-    let state =
-        load_desired(&opts.desired_root, &opts.host, &env).map_err(ReconcileError::Invalid)?;
+    let state = load_checked(&opts.desired_root, &opts.host, &env, Some(&opts.policy))
+        .map_err(ReconcileError::Invalid)?;
     let clusters = cluster::run::load_for_host(&state, &env, opts.source_url.as_deref())
         .map_err(ReconcileError::Invalid)?;
     let routing = if state.selection.routing {
@@ -220,7 +228,8 @@ pub async fn diff<E: Engine>(
     opts: &ReconcileOptions,
 ) -> Result<(HostDesired, Observed, Plan), ReconcileError> {
     let d = desired(opts)?;
-    let observed = engine.observe().await?;
+    let mut observed = engine.observe().await?;
+    observed.data = crate::data::desired_dirs(&opts.data_root, &d.state);
     let p = plan::plan(&d.state, &observed, &plan_options(opts));
     Ok((d, observed, p))
 }
@@ -242,9 +251,11 @@ pub async fn reconcile_with<E: Engine>(
             tracing::warn!(warning = %w, "desired state");
         }
         let desired = &hd.state;
+        state::ensure_private_dir(&opts.state_dir)?;
         let ctx = ApplyContext {
             revision: opts.revision.clone(),
             state_dir: opts.state_dir.clone(),
+            data_root: opts.data_root.clone(),
             health_timeout: opts.health_timeout,
         };
         let ApplyReport {

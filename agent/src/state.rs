@@ -14,6 +14,8 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path} changed while it was being applied; the next pass picks up the new content")]
+    Changed { path: PathBuf },
     #[error("state file {path} is corrupt: {source}")]
     Corrupt {
         path: PathBuf,
@@ -84,26 +86,56 @@ pub fn applied_path(state_dir: &Path, host: &str) -> PathBuf {
     state_dir.join("hosts").join(host).join("applied.json")
 }
 
-/// Copy a repo file or directory to `<state_dir>/files/<digest>/<name>` once; returns that path.
-/// Containers bind the copy: an edit in the repo becomes a new digest (and a recreate), never
-/// a half-written file under a running service.
+/// `<state_dir>` with mode 0700 (created if missing, tightened if it exists): snapshots,
+/// cache, materialised files and the applied state are the agent's alone.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| StateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+/// The repo file or directory with content `digest`, at `<state_dir>/files/<digest>/<name>`,
+/// verified: an existing copy whose content no longer matches (edited, half-deleted) is
+/// replaced, a missing one is made. Containers bind the copy read-only: an edit in the repo is
+/// a new digest (and a recreate), never a half-written file under a running service.
+///
+/// Modes: `<state_dir>` and `files/<digest>/` are 0700, so no other host user can read the
+/// copies; the copy itself is 0755 (dirs, executables) / 0644 (files), so a container process
+/// running as any user can read its configuration — it sees the bind mount's root, never the
+/// 0700 parents, which only the engine (root) traverses.
 pub fn materialise(state_dir: &Path, digest: &str, source: &Path) -> Result<PathBuf, StateError> {
     let name = source
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_else(|| "data".into());
-    let dir = state_dir.join("files").join(digest);
+    let files = state_dir.join("files");
+    let dir = files.join(digest);
     let dest = dir.join(&name);
-    if dest.exists() {
-        return Ok(dest);
-    }
     let io = |source| StateError::Io {
         path: dest.clone(),
         source,
     };
-    std::fs::create_dir_all(state_dir.join("files")).map_err(io)?;
-    let tmp = tempfile::tempdir_in(state_dir.join("files")).map_err(io)?;
-    copy_tree(source, &tmp.path().join(&name)).map_err(io)?;
+    if std::fs::symlink_metadata(&dest).is_ok() {
+        if crate::desired::paths::digest(&dest).ok().as_deref() == Some(digest) {
+            return Ok(dest);
+        }
+        tracing::warn!(path = %dest.display(), "materialised copy does not match its digest; re-creating it");
+        std::fs::remove_dir_all(&dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(&files).map_err(io)?;
+    let tmp = tempfile::tempdir_in(&files).map_err(io)?;
+    copy_tree(source, &tmp.path().join(&name), Modes::Readable).map_err(io)?;
+    // The repo changed between load and apply: refuse rather than bind content nobody validated.
+    let got = crate::desired::paths::digest(&tmp.path().join(&name)).map_err(io)?;
+    if got != digest {
+        return Err(StateError::Changed {
+            path: source.to_path_buf(),
+        });
+    }
     match std::fs::rename(tmp.path(), &dir) {
         Ok(()) => {
             // The directory now lives at `dir`; keep TempDir from deleting it.
@@ -116,19 +148,44 @@ pub fn materialise(state_dir: &Path, digest: &str, source: &Path) -> Result<Path
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    if std::fs::metadata(from)?.is_dir() {
+/// How `copy_tree` sets modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modes {
+    /// 0755 for directories and executables, 0644 otherwise: readable by any container user.
+    Readable,
+}
+
+/// Copy a file or tree; symlinks are copied as links, never followed (they were checked to stay
+/// inside the repo when the desired state was built).
+pub fn copy_tree(from: &Path, to: &Path, modes: Modes) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Modes::Readable = modes;
+    let meta = std::fs::metadata(from)?;
+    let set = |p: &Path, exec: bool| {
+        std::fs::set_permissions(
+            p,
+            std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
+        )
+    };
+    if meta.is_dir() {
         std::fs::create_dir_all(to)?;
+        set(to, true)?;
         for e in std::fs::read_dir(from)? {
             let e = e?;
             if e.file_name() == ".git" {
                 continue;
             }
-            copy_tree(&e.path(), &to.join(e.file_name()))?;
+            let target = to.join(e.file_name());
+            if e.file_type()?.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(e.path())?, &target)?;
+            } else {
+                copy_tree(&e.path(), &target, modes)?;
+            }
         }
         Ok(())
     } else {
-        std::fs::copy(from, to).map(|_| ())
+        std::fs::copy(from, to)?;
+        set(to, meta.permissions().mode() & 0o111 != 0)
     }
 }
 

@@ -14,12 +14,14 @@ use crate::desired::compose::Condition;
 use crate::desired::spec::{DesiredState, MountSource, ServiceSpec};
 use crate::engine::{CreateContext, Engine, EngineError};
 use crate::plan::{Observed, Plan, Step};
-use crate::state;
+use crate::{data, state};
 
 #[derive(Debug, Clone)]
 pub struct ApplyContext {
     pub revision: Option<String>,
     pub state_dir: PathBuf,
+    /// Where read-write relative binds live (`crate::data`).
+    pub data_root: PathBuf,
     /// Upper bound on waiting for a dependency to become healthy or complete.
     pub health_timeout: Duration,
 }
@@ -81,6 +83,19 @@ pub async fn apply<E: Engine>(
                 },
                 None => report.fail(format!("volume {volume}: not in the desired state")),
             },
+            Step::CreateData { data, .. } => {
+                let found = observed
+                    .data
+                    .iter()
+                    .find(|d| format!("{}/{}", d.stack, d.path) == *data);
+                match found
+                    .map(|d| data::ensure(&ctx.data_root, &d.stack, &d.path, d.seed.as_deref()))
+                {
+                    Some(Ok(_)) => report.ok(step.to_string()),
+                    Some(Err(e)) => report.fail(e.to_string()),
+                    None => report.fail(format!("data {data}: not in the desired state")),
+                }
+            }
             _ => {}
         }
     }
@@ -148,6 +163,16 @@ pub async fn apply<E: Engine>(
         })
         .filter_map(|s| Some((s.service()?.to_string(), s)))
         .collect();
+
+    // Repo copies of services that keep running are verified too: one deleted or edited under
+    // the state dir is re-made now, so a later restart or drift repair finds it intact.
+    for spec in &desired.services {
+        if !container_steps.contains_key(&spec.key()) {
+            if let Err(e) = create_context(spec, &host, ctx) {
+                report.fail(e.to_string());
+            }
+        }
+    }
 
     // Containers that are already fine, by service, so dependents can wait on them.
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
@@ -312,15 +337,21 @@ fn create_context(
     ctx: &ApplyContext,
 ) -> Result<CreateContext, EngineError> {
     let mut mount_paths = BTreeMap::new();
-    let fail = |e: state::StateError| EngineError::Container {
+    let fail = |message: String| EngineError::Container {
         container: spec.container_name.clone(),
-        message: e.to_string(),
+        message,
     };
     for m in &spec.mounts {
         match &m.source {
             MountSource::Repo { digest, local, .. } => {
-                let p = state::materialise(&ctx.state_dir, digest, local).map_err(fail)?;
-                mount_paths.insert(digest.clone(), p);
+                let p = state::materialise(&ctx.state_dir, digest, local)
+                    .map_err(|e| fail(e.to_string()))?;
+                mount_paths.insert(m.target.clone(), p);
+            }
+            MountSource::Data { path, seed } => {
+                let (p, _) = data::ensure(&ctx.data_root, &spec.stack, path, seed.as_deref())
+                    .map_err(|e| fail(e.to_string()))?;
+                mount_paths.insert(m.target.clone(), p);
             }
             MountSource::Generated {
                 name,
@@ -340,8 +371,8 @@ fn create_context(
                     m.options.file_mode.unwrap_or(0o444),
                     owner,
                 )
-                .map_err(fail)?;
-                mount_paths.insert(digest.clone(), p);
+                .map_err(|e| fail(e.to_string()))?;
+                mount_paths.insert(m.target.clone(), p);
             }
             _ => {}
         }

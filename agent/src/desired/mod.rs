@@ -25,6 +25,17 @@ use spec::DesiredState;
 /// warnings found on the way are in `DesiredState::warnings`), or the complete list of
 /// problems, warnings included, comes back and nothing should be changed on the host.
 pub fn load_desired(root: &Path, host: &str, env: &Env) -> Result<DesiredState, Vec<Diagnostic>> {
+    load_checked(root, host, env, None)
+}
+
+/// `load_desired`, plus the host's privilege policy: what it refuses is reported with every
+/// other problem, so one `validate` shows them all.
+pub fn load_checked(
+    root: &Path,
+    host: &str,
+    env: &Env,
+    policy: Option<&crate::policy::Policy>,
+) -> Result<DesiredState, Vec<Diagnostic>> {
     let (loaded, mut diags) = load::load(root, host, env);
     let Some(loaded) = loaded else {
         return Err(diags.into_sorted());
@@ -32,6 +43,9 @@ pub fn load_desired(root: &Path, host: &str, env: &Env) -> Result<DesiredState, 
     let (mut state, build_diags) = build::build(&loaded, env);
     diags.extend(build_diags);
     diags.extend(validate::validate(&state));
+    if let Some(p) = policy {
+        diags.extend(p.check(&state));
+    }
     state.warnings = diags.into_result()?;
     Ok(state)
 }

@@ -71,6 +71,44 @@ pub fn resolve_inside(root: &Path, base: &Path, raw: &str) -> Result<PathBuf, Pa
     Ok(real)
 }
 
+/// Every symlink inside the directory `dir` (bound into a container as `raw`) must resolve
+/// inside `root`, as the link that names `dir` itself must: otherwise a revision could put any
+/// host file into a container. Dangling links are refused too (their target cannot be judged).
+pub fn check_links(root: &Path, dir: &Path, raw: &str) -> Result<(), PathError> {
+    let io = |e: std::io::Error| PathError::Io {
+        path: raw.into(),
+        message: e.to_string(),
+    };
+    let real_root = root.canonicalize().map_err(io)?;
+    if !std::fs::metadata(dir).map_err(io)?.is_dir() {
+        return Ok(());
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(io)? {
+            let e = e.map_err(io)?;
+            let ft = e.file_type().map_err(io)?;
+            let p = e.path();
+            let shown = || format!("{raw}/{}", p.strip_prefix(dir).unwrap_or(&p).display());
+            if ft.is_symlink() {
+                match p.canonicalize() {
+                    Ok(t) if t.starts_with(&real_root) => {}
+                    Ok(t) => {
+                        return Err(PathError::SymlinkEscape {
+                            path: shown(),
+                            target: t.display().to_string(),
+                        })
+                    }
+                    Err(_) => return Err(PathError::Missing { path: shown() }),
+                }
+            } else if ft.is_dir() && e.file_name() != ".git" {
+                stack.push(p);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// sha256 of a file, or of a directory tree (relative names, modes and contents, sorted),
 /// as lowercase hex.
 pub fn digest(path: &Path) -> std::io::Result<String> {
@@ -95,8 +133,19 @@ fn digest_into(
     ignore: &DockerIgnore,
     h: &mut Sha256,
 ) -> std::io::Result<()> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_dir() {
+    // A link inside a tree is content (its target text), never followed: what is digested is
+    // what `state::materialise` copies.
+    let meta = if rel.as_os_str().is_empty() {
+        std::fs::metadata(path)?
+    } else {
+        std::fs::symlink_metadata(path)?
+    };
+    if meta.file_type().is_symlink() {
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update(b"\0link\0");
+        h.update(std::fs::read_link(path)?.to_string_lossy().as_bytes());
+        h.update([0]);
+    } else if meta.is_dir() {
         let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
@@ -164,6 +213,22 @@ mod tests {
         assert!(matches!(
             resolve_inside(&root, &stack, "./nope"),
             Err(PathError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn links_inside_a_bound_dir_must_stay_in_the_repo() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ds");
+        let conf = root.join("stacks/web/conf");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("app.conf"), "x").unwrap();
+        std::os::unix::fs::symlink("app.conf", conf.join("alias")).unwrap();
+        assert_eq!(check_links(&root, &conf, "./conf"), Ok(()));
+        std::os::unix::fs::symlink("/etc/shadow", conf.join("shadow")).unwrap();
+        assert!(matches!(
+            check_links(&root, &conf, "./conf"),
+            Err(PathError::SymlinkEscape { path, .. }) if path == "./conf/shadow"
         ));
     }
 

@@ -62,15 +62,25 @@ pub struct PortSpec {
 pub enum MountSource {
     /// A named volume (full Docker name).
     Volume { name: String },
-    /// A file or directory from the repo, by repo-relative path and content digest; apply
-    /// materialises it content-addressed so a running container never sees a half-written file.
+    /// A read-only file or directory from the repo, by repo-relative path and content digest;
+    /// apply materialises it content-addressed so a running container never sees a half-written
+    /// file, and git stays the truth for configuration.
     Repo {
         path: String,
         digest: String,
         #[serde(skip)]
         local: PathBuf,
     },
-    /// A host path allowed explicitly (only the Docker socket, with `x-macula.allow_docker_socket`).
+    /// A read-write relative bind: the stack's persistent data directory
+    /// `<data_root>/<stack>/<path>` (`path` relative to the stack directory). Seeded once from
+    /// the repo when `seed` is set; the repo's later content never overwrites it, so the seed is
+    /// not part of the spec hash.
+    Data {
+        path: String,
+        #[serde(skip)]
+        seed: Option<PathBuf>,
+    },
+    /// An absolute (or `~/`) host path; allowed only by the host's policy (`crate::policy`).
     Host { path: String },
     /// An anonymous volume.
     Anonymous,
@@ -103,6 +113,9 @@ pub struct MountSpec {
     pub read_only: bool,
     #[serde(flatten)]
     pub options: MountOptions,
+    /// Where the mount is written in the compose file (`services.web.volumes[2]`), for diagnostics.
+    #[serde(skip)]
+    pub at: String,
 }
 
 /// Per-type mount options; each left out of the hash when unset.

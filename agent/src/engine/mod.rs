@@ -109,7 +109,7 @@ pub enum EngineError {
 pub struct CreateContext {
     pub host: String,
     pub revision: Option<String>,
-    /// Materialised host path for each repo file digest the spec mounts.
+    /// Host path for each bind of a repo copy or a data directory, by mount target.
     pub mount_paths: BTreeMap<String, PathBuf>,
 }
 

@@ -36,6 +36,12 @@ pub enum Step {
     CreateVolume {
         volume: String,
     },
+    /// A stack's data directory for a read-write bind (`crate::data`), seeded from the repo.
+    CreateData {
+        data: String,
+        dir: std::path::PathBuf,
+        seeded: bool,
+    },
     PullImage {
         image: String,
     },
@@ -147,6 +153,14 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
                 volume: name.clone(),
             });
         }
+    }
+
+    for d in observed.data.iter().filter(|d| !d.exists) {
+        steps.push(Step::CreateData {
+            data: format!("{}/{}", d.stack, d.path),
+            dir: d.dir.clone(),
+            seeded: d.seed.is_some(),
+        });
     }
 
     let by_name: BTreeMap<&str, &ObservedContainer> = observed

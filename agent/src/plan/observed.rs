@@ -21,6 +21,9 @@ pub struct Observed {
     /// Local images by reference as written in the desired state.
     #[serde(default)]
     pub images: BTreeMap<String, ObservedImage>,
+    /// The data directories the desired state binds, and whether each exists on the host.
+    #[serde(default)]
+    pub data: Vec<crate::data::DataDir>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,16 @@ impl fmt::Display for Step {
         match self {
             Step::CreateNetwork { network } => write!(f, "+ network {network}"),
             Step::CreateVolume { volume } => write!(f, "+ volume {volume}"),
+            Step::CreateData { data, dir, seeded } => write!(
+                f,
+                "+ data {data} at {} ({})",
+                dir.display(),
+                if *seeded {
+                    "seeded once from the repo"
+                } else {
+                    "empty"
+                }
+            ),
             Step::PullImage { image } => write!(f, "+ image {image} (pull)"),
             Step::BuildImage { service, image } => {
                 write!(f, "+ image {image} (build for {service})")

@@ -30,6 +30,7 @@ mod daemon_api;
 mod daemon_cli;
 mod daemon_e2e;
 mod daemon_git;
+mod data_policy;
 mod docker_apply;
 mod routing_daemon;
 mod routing_dns;

@@ -94,13 +94,44 @@ fn every_problem_at_once_and_nothing_torn_down() {
 }
 
 #[test]
-fn docker_socket_is_allowed_when_asked_for() {
+fn docker_socket_is_granted_by_the_host_policy_never_by_the_repo() {
     let f = Fixture::new();
     f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
     f.write(
         "stacks/s/compose.yaml",
         &f.fill("services:\n  agent:\n    image: {image}\n    volumes: [/var/run/docker.sock:/var/run/docker.sock:ro]\n    x-macula: {allow_docker_socket: true}\nx-notes: ignored like Compose does\n"),
     );
-    let out = f.ok("h", &["validate"]);
-    assert!(out.starts_with("ok: 1 services"), "{out}");
+    let config = f.repo.path().join("agent.yaml");
+    let validate = || {
+        f.command("h", &["validate"])
+            .env("MACULA_GITOPS_CONFIG", &config)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(&config, "host: ignored\n").unwrap();
+    let o = validate();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "stacks/s/compose.yaml:4: services.agent.volumes[0]: binding the Docker socket /var/run/docker.sock gives the container root on the host; the host's policy does not allow it (set `policy.docker_socket: true` in {})",
+            config.display()
+        )),
+        "{err}"
+    );
+    std::fs::write(&config, "policy: {docker_socket: true}\n").unwrap();
+    let o = validate();
+    // The repo's opt-in is only a warning now.
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("x-macula.allow_docker_socket: no longer grants anything"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("ok: 1 services"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -190,5 +190,6 @@ fn mount(kind: Kind, fr: &FileRef, source: MountSource, path: &str, r: &mut Repo
         target,
         read_only: true,
         options,
+        at: path.to_string(),
     }
 }

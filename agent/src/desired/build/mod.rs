@@ -2,6 +2,7 @@
 //! repo paths checked and digested, values with units checked. Problems are collected, never
 //! thrown.
 
+mod binds;
 mod files;
 mod image;
 mod runtime;

@@ -5,15 +5,13 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::units::{parse_bytes, parse_duration};
-use super::{files, image, rel_to, runtime, valid_container_name, Report, StackNames};
+use super::{binds, files, image, rel_to, runtime, valid_container_name, Report, StackNames};
 use crate::desired::compose::{Condition, MountKind, Service};
 use crate::desired::load::LoadedStack;
 use crate::desired::paths::{self, resolve_inside};
 use crate::desired::spec::*;
 use crate::input::interpolate::{parse_dotenv, Env};
 use crate::input::lines;
-
-const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
 
 pub(super) struct Ctx<'a> {
     pub root: &'a Path,
@@ -252,6 +250,12 @@ fn warn_ignored(svc: &Service, base: &str, r: &mut Report) {
 fn mounts(ctx: &Ctx, svc: &Service, base: &str, r: &mut Report) -> Vec<MountSpec> {
     let (root, stack) = (ctx.root, ctx.stack);
     let mut out = Vec::new();
+    if svc.x_macula.allow_docker_socket {
+        r.warn(
+            format!("{base}.x-macula.allow_docker_socket"),
+            "no longer grants anything: privileges come from the host's agent config (`policy.docker_socket`), never from the repo",
+        );
+    }
     for (i, m) in svc.volumes.iter().enumerate() {
         let path = lines::index(&format!("{base}.volumes"), i);
         let source = match (m.kind, &m.source) {
@@ -267,30 +271,22 @@ fn mounts(ctx: &Ctx, svc: &Service, base: &str, r: &mut Report) -> Vec<MountSpec
                     continue;
                 }
             },
-            (MountKind::Bind, Some(src)) if DOCKER_SOCKETS.contains(&src.as_str()) => {
-                if !svc.x_macula.allow_docker_socket {
-                    r.err(path, format!("binding the Docker socket {src} gives the container root on the host; set `x-macula: {{allow_docker_socket: true}}` on the service to allow it"));
-                    continue;
-                }
-                MountSource::Host { path: src.clone() }
-            }
-            (MountKind::Bind, Some(src)) => match resolve_inside(root, &stack.dir, src) {
-                Ok(real) => match paths::digest(&real) {
-                    Ok(digest) => MountSource::Repo {
-                        path: rel_to(root, &real),
-                        digest,
-                        local: real,
-                    },
+            (MountKind::Bind, Some(src)) => {
+                let made = if src.starts_with('/') || src.starts_with('~') {
+                    binds::host_path(src).map(|path| MountSource::Host { path })
+                } else if m.read_only {
+                    binds::repo_copy(root, &stack.dir, src)
+                } else {
+                    binds::data_mount(root, &stack.dir, src)
+                };
+                match made {
+                    Ok(s) => s,
                     Err(e) => {
-                        r.err(path, format!("cannot read bind source {src:?}: {e}"));
+                        r.err(path, e);
                         continue;
                     }
-                },
-                Err(e) => {
-                    r.err(path, e.to_string());
-                    continue;
                 }
-            },
+            }
         };
         let tmpfs_size = m
             .tmpfs_size
@@ -301,6 +297,7 @@ fn mounts(ctx: &Ctx, svc: &Service, base: &str, r: &mut Report) -> Vec<MountSpec
             source,
             target: m.target.clone(),
             read_only: m.read_only,
+            at: path.clone(),
             options: MountOptions {
                 propagation: m.propagation.clone(),
                 selinux: m.selinux.clone(),

@@ -184,19 +184,12 @@ pub fn endpoint(spec: &ServiceSpec, att: &AttachSpec) -> EndpointSettings {
 fn mount(m: &MountSpec, ctx: &CreateContext) -> Mount {
     let (typ, source) = match &m.source {
         MountSource::Volume { name } => (MountType::VOLUME, Some(name.clone())),
-        MountSource::Repo { digest, local, .. } => (
+        // Apply resolves repo copies, data dirs and generated files to host paths first.
+        MountSource::Repo { .. } | MountSource::Data { .. } | MountSource::Generated { .. } => (
             MountType::BIND,
-            Some(
-                ctx.mount_paths
-                    .get(digest)
-                    .unwrap_or(local)
-                    .display()
-                    .to_string(),
-            ),
-        ),
-        MountSource::Generated { digest, .. } => (
-            MountType::BIND,
-            ctx.mount_paths.get(digest).map(|p| p.display().to_string()),
+            ctx.mount_paths
+                .get(&m.target)
+                .map(|p| p.display().to_string()),
         ),
         MountSource::Host { path } => (MountType::BIND, Some(path.clone())),
         MountSource::Anonymous => (MountType::VOLUME, None),

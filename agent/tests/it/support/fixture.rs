@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use super::docker::Cleanup;
-use super::{image, unique_id, KillOnDrop, BIN};
+use super::{bin, image, unique_id, KillOnDrop};
 
 /// The label the agent puts on everything it creates for a host.
 const HOST_LABEL: &str = "io.macula.gitops.host";
@@ -16,6 +16,8 @@ pub struct Fixture {
     pub id: String,
     pub repo: tempfile::TempDir,
     pub state: tempfile::TempDir,
+    /// The data root (read-write binds): outside the state dir, as on a real host.
+    pub data: tempfile::TempDir,
     cleanup: RefCell<Cleanup>,
 }
 
@@ -26,6 +28,7 @@ impl Fixture {
             id: unique_id(),
             repo: tempfile::tempdir().expect("temp dir"),
             state: tempfile::tempdir().expect("temp dir"),
+            data: tempfile::tempdir().expect("temp dir"),
             cleanup: RefCell::default(),
         }
     }
@@ -68,7 +71,7 @@ impl Fixture {
 
     pub fn command(&self, host: &str, args: &[&str]) -> Command {
         let host = self.host(host);
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(bin());
         c.arg("--desired-state")
             .arg(self.root())
             .arg("--host")
@@ -77,6 +80,7 @@ impl Fixture {
             .arg(self.state.path())
             .args(args);
         c.env("MACULA_GITOPS_LOG", "warn");
+        c.env("MACULA_GITOPS_DATA_ROOT", self.data.path());
         c
     }
 

@@ -35,6 +35,13 @@ pub const BIN: &str = match option_env!("CARGO_BIN_EXE_macula-gitops") {
     None => "macula-gitops",
 };
 
+/// The agent binary to run: `MACULA_GITOPS_TEST_BIN` when set, else [`BIN`]. Worktrees sharing
+/// one `CARGO_TARGET_DIR` overwrite each other's `target/debug/macula-gitops`; the variable
+/// points a run at its own `target/debug/deps/macula_gitops-<hash>`.
+pub fn bin() -> String {
+    std::env::var("MACULA_GITOPS_TEST_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 /// Eight hex digits, unique per call across processes and threads; the first is a letter
 /// (a-f), so the id can start a DNS label, a kind cluster or a container name.
 pub fn unique_id() -> String {

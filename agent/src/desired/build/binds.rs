@@ -1,0 +1,73 @@
+//! Bind sources: what a `volumes:` bind becomes. Read-only relative → a repo copy; read-write
+//! relative → the stack's data directory (`crate::data`); absolute or `~/` → a host path the
+//! host's policy must allow (`crate::policy`). Repo paths never leave the repo, links included.
+
+use std::path::Path;
+
+use super::rel_to;
+use crate::desired::paths::{self, resolve_inside};
+use crate::desired::spec::MountSource;
+
+/// A read-only relative bind: the repo file or directory, digested; every link inside a bound
+/// directory must stay in the repo.
+pub(super) fn repo_copy(root: &Path, stack_dir: &Path, src: &str) -> Result<MountSource, String> {
+    let real = resolve_inside(root, stack_dir, src).map_err(|e| e.to_string())?;
+    paths::check_links(root, &real, src).map_err(|e| e.to_string())?;
+    let digest =
+        paths::digest(&real).map_err(|e| format!("cannot read bind source {src:?}: {e}"))?;
+    Ok(MountSource::Repo {
+        path: rel_to(root, &real),
+        digest,
+        local: real,
+    })
+}
+
+/// An absolute host path, or `~/…` expanded with the agent's `$HOME` as Compose does.
+pub(super) fn host_path(src: &str) -> Result<String, String> {
+    if let Some(rest) = src.strip_prefix("~/").or((src == "~").then_some("")) {
+        let home =
+            std::env::var("HOME").map_err(|_| format!("{src:?} needs $HOME, which is not set"))?;
+        return Ok(format!("{}/{rest}", home.trim_end_matches('/'))
+            .trim_end_matches('/')
+            .to_string());
+    }
+    if src.starts_with('~') {
+        return Err(format!(
+            "{src:?}: `~user` paths are not supported; write the absolute path"
+        ));
+    }
+    Ok(src.to_string())
+}
+
+/// A read-write relative bind: the stack's data directory for `src`, seeded from the repo when
+/// the repo has that path. The path must stay inside the stack directory (it names the data
+/// directory), and what seeds it obeys the same rules as any repo path (no escape, no link out).
+pub(super) fn data_mount(root: &Path, stack_dir: &Path, src: &str) -> Result<MountSource, String> {
+    let seed = match resolve_inside(root, stack_dir, src) {
+        Ok(real) => {
+            paths::check_links(root, &real, src).map_err(|e| e.to_string())?;
+            Some(real)
+        }
+        // Compose creates a missing bind directory; so does apply.
+        Err(paths::PathError::Missing { .. }) => None,
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in Path::new(src).components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::Normal(n) => parts.push(n),
+            _ => return Err(format!("{src:?}: a read-write bind is the stack's data directory and must be a path inside the stack directory (no `..`); use a named volume to share data between stacks")),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!(
+            "{src:?}: binding the whole stack directory read-write is not supported; bind a subdirectory"
+        ));
+    }
+    let rel: std::path::PathBuf = parts.iter().collect();
+    Ok(MountSource::Data {
+        path: rel.to_string_lossy().into_owned(),
+        seed,
+    })
+}
