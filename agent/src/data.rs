@@ -51,9 +51,17 @@ fn checked(rel: &str) -> Result<PathBuf, DataError> {
     Ok(p.to_path_buf())
 }
 
-/// `<root>/<stack>/<path>`.
+/// Where a read-write bind of the whole stack directory (`.:/app`) keeps its data.
+pub const WHOLE_STACK: &str = ".stack-dir";
+
+/// `<root>/<stack>/<path>` (`.` → `<root>/<stack>/.stack-dir`).
 pub fn dir_of(root: &Path, stack: &str, path: &str) -> Result<PathBuf, DataError> {
-    Ok(root.join(checked(stack)?).join(checked(path)?))
+    let rel = if Path::new(path).components().all(|c| c == Component::CurDir) {
+        PathBuf::from(WHOLE_STACK)
+    } else {
+        checked(path)?
+    };
+    Ok(root.join(checked(stack)?).join(rel))
 }
 
 /// One data directory a desired service binds.
@@ -222,6 +230,10 @@ mod tests {
         assert_eq!(
             list(&root).unwrap(),
             vec![("db/data".to_string(), dir.clone())]
+        );
+        assert_eq!(
+            dir_of(&root, "db", ".").unwrap(),
+            root.join("db").join(WHOLE_STACK)
         );
         remove(&root, "db", Some("data")).unwrap();
         assert!(!dir.exists());

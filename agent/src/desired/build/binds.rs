@@ -25,8 +25,17 @@ pub(super) fn repo_copy(root: &Path, stack_dir: &Path, src: &str) -> Result<Moun
 /// An absolute host path, or `~/…` expanded with the agent's `$HOME` as Compose does.
 pub(super) fn host_path(src: &str) -> Result<String, String> {
     if let Some(rest) = src.strip_prefix("~/").or((src == "~").then_some("")) {
-        let home =
-            std::env::var("HOME").map_err(|_| format!("{src:?} needs $HOME, which is not set"))?;
+        // $HOME, else the agent user's home from the password database (a service manager may
+        // start the agent without $HOME).
+        let home = std::env::var("HOME")
+            .ok()
+            .or_else(|| {
+                nix::unistd::User::from_uid(nix::unistd::getuid())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.dir.display().to_string())
+            })
+            .ok_or_else(|| format!("{src:?} needs $HOME, which is not set"))?;
         return Ok(format!("{}/{rest}", home.trim_end_matches('/'))
             .trim_end_matches('/')
             .to_string());
@@ -60,12 +69,12 @@ pub(super) fn data_mount(root: &Path, stack_dir: &Path, src: &str) -> Result<Mou
             _ => return Err(format!("{src:?}: a read-write bind is the stack's data directory and must be a path inside the stack directory (no `..`); use a named volume to share data between stacks")),
         }
     }
-    if parts.is_empty() {
-        return Err(format!(
-            "{src:?}: binding the whole stack directory read-write is not supported; bind a subdirectory"
-        ));
-    }
-    let rel: std::path::PathBuf = parts.iter().collect();
+    // `.` (the whole stack directory, a common dev bind) is a data directory like any other.
+    let rel: std::path::PathBuf = if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.iter().collect()
+    };
     Ok(MountSource::Data {
         path: rel.to_string_lossy().into_owned(),
         seed,

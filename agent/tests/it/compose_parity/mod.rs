@@ -192,6 +192,8 @@ fn run_case(case: &str) -> Result<Vec<Diff>, String> {
     };
 
     let stack = format!("t{}pa", f.id);
+    // The host grants what the cases ask for (docker-compose has no policy).
+    f.agent_config("policy: {cap_add: [ALL]}\n");
     f.write(
         "hosts.yaml",
         &format!("hosts:\n  default: {{stacks: [{stack}]}}\n"),

@@ -33,6 +33,16 @@ impl Fixture {
         }
     }
 
+    /// Where `agent_config` writes; every command reads it once it exists.
+    pub fn config_path(&self) -> PathBuf {
+        self.repo.path().join("agent.yaml")
+    }
+
+    /// Write the host's agent config (e.g. the `policy:` granting what a case needs).
+    pub fn agent_config(&self, yaml: &str) {
+        std::fs::write(self.config_path(), yaml).expect("write agent config");
+    }
+
     /// A name unique to this test: `t<id>-<suffix>`.
     pub fn name(&self, suffix: &str) -> String {
         format!("t{}-{suffix}", self.id)
@@ -81,6 +91,10 @@ impl Fixture {
             .args(args);
         c.env("MACULA_GITOPS_LOG", "warn");
         c.env("MACULA_GITOPS_DATA_ROOT", self.data.path());
+        // The host's agent config (its `policy:`), when the test wrote one with `agent_config`.
+        if self.config_path().exists() {
+            c.env("MACULA_GITOPS_CONFIG", self.config_path());
+        }
         c
     }
 
