@@ -257,7 +257,7 @@ impl<R: Reconciler> Daemon<R> {
         let token = crate::server::auth::write_token(&state_dir)?;
         let status = Status {
             host: cfg.host(),
-            source_url: spec.url.clone(),
+            source_url: spec.shown_url(),
             reference: spec.reference.clone(),
             path: spec.path.clone(),
             applied_revision: read_applied(&state_dir),
@@ -328,7 +328,7 @@ impl<R: Reconciler> Daemon<R> {
         let server = tokio::spawn(crate::server::serve(listener, router, async move {
             let _ = server_stop.wait_for(|s| *s).await;
         }));
-        tracing::info!(%addr, url = %self.source.spec().url, "daemon listening");
+        tracing::info!(%addr, url = %self.source.spec().shown_url(), "daemon listening");
 
         let mut tasks = Vec::new();
         let src_cfg = self.cfg.source.clone().expect("checked in new");
@@ -412,7 +412,7 @@ impl<R: Reconciler> Daemon<R> {
             .await
             .unwrap_or_else(|e| {
                 Err(SourceError::Fetch {
-                    url: self.source.spec().url.clone(),
+                    url: self.source.spec().shown_url(),
                     message: format!("fetch task failed: {e}"),
                 })
             });
@@ -469,7 +469,7 @@ impl<R: Reconciler> Daemon<R> {
                 self.status_mut(|st| {
                     st.last_run_at = now;
                     st.last_result = Some("fetch-error".into());
-                    st.last_error = Some(e.to_string());
+                    st.last_error = Some(crate::redact::redact(&e.to_string()).into_owned());
                 });
                 None
             }

@@ -18,6 +18,7 @@ pub mod labels;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
+pub mod redact;
 pub mod repo_path;
 pub mod routing;
 pub mod server;

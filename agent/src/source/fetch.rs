@@ -23,8 +23,8 @@ pub fn cache_dir(state_dir: &Path, url: &str) -> PathBuf {
 
 fn fetch_err(spec: &SourceSpec, e: impl std::error::Error) -> SourceError {
     SourceError::Fetch {
-        url: spec.url.clone(),
-        message: chain(&e),
+        url: spec.shown_url(),
+        message: crate::redact::redact(&chain(&e)).into_owned(),
     }
 }
 
@@ -149,7 +149,7 @@ pub fn fetch(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, SourceE
 pub fn resolve(repo: &gix::Repository, spec: &SourceSpec) -> Result<gix::ObjectId, SourceError> {
     let reference = spec.reference.as_deref().unwrap_or("HEAD");
     let resolve_err = |message: String| SourceError::Resolve {
-        url: spec.url.clone(),
+        url: spec.shown_url(),
         reference: reference.to_string(),
         message,
     };

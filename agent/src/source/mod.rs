@@ -69,7 +69,7 @@ impl std::fmt::Debug for SourceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the credentials.
         f.debug_struct("SourceSpec")
-            .field("url", &self.url)
+            .field("url", &self.shown_url())
             .field("reference", &self.reference)
             .field("path", &self.path)
             .field("depth", &self.depth)
@@ -104,6 +104,11 @@ impl SourceSpec {
                 )),
             },
         })
+    }
+
+    /// The URL as it may be shown (logs, status, errors): credentials masked.
+    pub fn shown_url(&self) -> String {
+        crate::redact::redact(&self.url).into_owned()
     }
 
     /// Is the source a repository on this machine (for the ref watcher)? Returns its git dir.

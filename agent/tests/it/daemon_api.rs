@@ -83,3 +83,81 @@ async fn control_needs_the_token_and_the_agents_own_name() {
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
     d.stop().await;
 }
+
+/// A credentialed source URL refused by a real `git http-backend` (basic auth, other password):
+/// the password is nowhere in `/status` (source_url, last_error) or the agent's log.
+#[test]
+fn credentials_in_the_url_never_show() {
+    use crate::support::git::HttpGit;
+    use crate::support::{free_port, KillOnDrop, BIN};
+    use std::process::{Command, Stdio};
+
+    let secret = "hunter2-pw";
+    let sc = Scenario::new("cred");
+    let http = HttpGit::start(sc.r.bare.parent().expect("parent"), Some(("bot", "right")));
+    let url = http
+        .url("lab.git")
+        .replace("http://", &format!("http://bot:{secret}@"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let state = sc.state.path().join("state");
+    let cfg = sc.state.path().join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: {listen}\nstate_dir: {}\nsource:\n  url: {url}\n  ref: main\n  interval: 0s\n",
+            state.display()
+        ),
+    )
+    .expect("config");
+    let log = sc.state.path().join("agent.log");
+    let _d = KillOnDrop(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("MACULA_GITOPS_LOG", "debug")
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(std::fs::File::create(sc.state.path().join("agent.err")).expect("log"))
+            .spawn()
+            .expect("daemon starts"),
+    );
+    let mut status = None;
+    for _ in 0..300 {
+        let out = Command::new(BIN)
+            .args(["status", "--output", "json", "--listen", &listen])
+            .stderr(Stdio::null())
+            .output()
+            .expect("status runs");
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            if v["last_result"].as_str() == Some("fetch-error") {
+                status = Some((v, String::from_utf8_lossy(&out.stdout).into_owned()));
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (v, text) = status.expect("the refused fetch is reported");
+    assert_eq!(
+        v["source_url"].as_str(),
+        Some(
+            http.url("lab.git")
+                .replace("http://", "http://***@")
+                .as_str()
+        )
+    );
+    let err = v["last_error"].as_str().expect("last_error");
+    assert!(
+        err.contains("127.0.0.1"),
+        "the error names the server: {err}"
+    );
+    assert!(!text.contains(secret), "{text}");
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("http://{listen}/metrics")])
+        .output()
+        .expect("curl");
+    assert!(!String::from_utf8_lossy(&metrics.stdout).contains(secret));
+    let logged = std::fs::read_to_string(&log).expect("log")
+        + &std::fs::read_to_string(sc.state.path().join("agent.err")).expect("log");
+    assert!(logged.contains("fetch failed"), "{logged}");
+    assert!(!logged.contains(secret), "{logged}");
+}
