@@ -124,6 +124,43 @@ async fn install_applies_crds_first_then_waits_then_marks() {
 }
 
 #[tokio::test]
+async fn tls_with_client_certificates_like_a_kind_kubeconfig() {
+    let s = StandIn::start_tls().await;
+    assert!(s.url.starts_with("https://127.0.0.1:"));
+    let c = client(&s).await;
+    let sha = support::install_fixture(&c, "v2.4.0").await;
+    assert_eq!(
+        c.observe_flux().await.unwrap().install_sha256.as_deref(),
+        Some(sha.as_str())
+    );
+    // Without the client certificate the server does not talk to the agent at all.
+    let anonymous: String = s
+        .kubeconfig("macula-dev")
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| {
+            if l.trim() == "user:" {
+                "  user: {}".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = KubeCluster::from_kubeconfig("macula-dev", &anonymous)
+        .await
+        .unwrap();
+    let before = s.requests().len();
+    let err = c.observe_flux().await.unwrap_err();
+    assert!(matches!(err, ClusterError::Kube { .. }), "{err}");
+    assert_eq!(
+        s.requests().len(),
+        before,
+        "the refused client reached no handler"
+    );
+}
+
+#[tokio::test]
 async fn controllers_not_available_is_a_timeout_and_not_marked() {
     let s = StandIn::start().await;
     s.deployments_stuck(true);
@@ -185,12 +222,7 @@ async fn available_on_the_old_version_is_not_rolled_out() {
 async fn sync_objects_as_flux_bootstrap_creates_them() {
     let s = StandIn::start().await;
     let c = client(&s).await;
-    let (path, sha) = support::flux_fixture();
-    let objects =
-        flux::parse_manifests("fixture", &std::fs::read_to_string(path).unwrap()).unwrap();
-    c.install(&objects, &mark(&sha), Duration::from_secs(10))
-        .await
-        .unwrap();
+    let sha = support::install_fixture(&c, "v2.4.0").await;
     s.clear_requests();
 
     let mut f = resolved(&sha);

@@ -7,77 +7,12 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::git::{HttpGit, Repos};
-use crate::support::{free_port, run, wait_for_listener, KillOnDrop};
+use crate::support::{free_port, wait_for_listener, KillOnDrop};
 use macula_gitops::config::{AuthConfig, SourceConfig};
 use macula_gitops::source::{Source, SourceError, SourceSpec};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args));
-}
-
 fn tls_proxy(dir: &Path, backend: u16) -> (KillOnDrop, u16) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=macula test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "srv.key",
-            "-out",
-            "srv.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "srv.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-        ],
-    );
+    crate::support::tls::Pki::create_in(dir);
     let port = free_port();
     std::fs::create_dir_all(dir.join("tmp")).expect("mkdir");
     let d = dir.display();
@@ -88,7 +23,7 @@ fn tls_proxy(dir: &Path, backend: u16) -> (KillOnDrop, u16) {
              events {{}}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;\n\
               fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
-              server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {d}/srv.pem; ssl_certificate_key {d}/srv.key;\n\
+              server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;\n\
                location / {{ proxy_pass http://127.0.0.1:{backend}; proxy_buffering off; }}\n }}\n}}\n"
         ),
     )

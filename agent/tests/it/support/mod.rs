@@ -23,6 +23,7 @@ pub mod fixture;
 pub mod git;
 pub mod image;
 pub mod reconciler;
+pub mod tls;
 
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -66,10 +66,52 @@ pub fn flux_fixture() -> (std::path::PathBuf, String) {
     (p, sum)
 }
 
+/// Install the fixture as Flux `version` through `c` (the agent's install: CRDs, waits, mark);
+/// its sha256.
+pub async fn install_fixture(
+    c: &macula_gitops::cluster::kube_ops::KubeCluster,
+    version: &str,
+) -> String {
+    use macula_gitops::cluster::kube_ops::{FluxBootstrap, InstallMark};
+    let (path, sha) = flux_fixture();
+    let text = std::fs::read_to_string(path).unwrap();
+    let objects = macula_gitops::cluster::flux::parse_manifests("fixture", &text).unwrap();
+    let mark = InstallMark {
+        version: version.into(),
+        sha256: sha.clone(),
+    };
+    c.install(&objects, &mark, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    sha
+}
+
+/// [`serve_local`] over TLS: `https://127.0.0.1:<port>`.
+pub async fn serve_local_tls(
+    app: axum::Router,
+    config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", tcp.local_addr().unwrap());
+    let listener = crate::support::tls::TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(config),
+    };
+    (url, serve_until_dropped(listener, app))
+}
+
 /// Serve `app` on 127.0.0.1 (any free port) until the returned sender is dropped.
 pub async fn serve_local(app: axum::Router) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    (url, serve_until_dropped(listener, app))
+}
+
+fn serve_until_dropped<L>(listener: L, app: axum::Router) -> tokio::sync::oneshot::Sender<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         axum::serve(listener, app)
@@ -79,7 +121,7 @@ pub async fn serve_local(app: axum::Router) -> (String, tokio::sync::oneshot::Se
             .await
             .unwrap();
     });
-    (url, tx)
+    tx
 }
 
 /// Options for a pass against stand-ins: state under `state_dir`, nodes on `network`, waits

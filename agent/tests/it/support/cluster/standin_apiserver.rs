@@ -60,6 +60,8 @@ struct State {
 pub struct StandIn {
     state: Arc<Mutex<State>>,
     pub url: String,
+    /// Set when serving TLS with client certificates ([`Self::start_tls`]).
+    pub pki: Option<Arc<crate::support::tls::Pki>>,
     _shutdown: Arc<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -111,6 +113,16 @@ fn builtin_kinds() -> Vec<Kind> {
 
 impl StandIn {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// HTTPS on 127.0.0.1 with a cluster CA, demanding a client certificate, as a kind
+    /// cluster's API server does; [`Self::kubeconfig`] then carries the certificates.
+    pub async fn start_tls() -> Self {
+        Self::start_with(Some(Arc::new(crate::support::tls::Pki::new()))).await
+    }
+
+    async fn start_with(pki: Option<Arc<crate::support::tls::Pki>>) -> Self {
         let state = Arc::new(Mutex::new(State {
             kinds: builtin_kinds(),
             ..Default::default()
@@ -122,16 +134,30 @@ impl StandIn {
                 async move { handle(&st, method, uri, headers, body) }
             },
         );
-        let (url, tx) = super::serve_local(app).await;
+        let (url, tx) = match &pki {
+            None => super::serve_local(app).await,
+            Some(p) => super::serve_local_tls(app, p.server_config()).await,
+        };
         Self {
             state,
             url,
+            pki,
             _shutdown: Arc::new(tx),
         }
     }
 
     /// A kubeconfig as `kind get kubeconfig` would print it, pointing here.
     pub fn kubeconfig(&self, cluster: &str) -> String {
+        if let Some(p) = &self.pki {
+            let b64 = |s: &str| macula_gitops::cluster::flux::base64(s.as_bytes());
+            return format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {url}\n  name: kind-{cluster}\ncontexts:\n- context:\n    cluster: kind-{cluster}\n    user: kind-{cluster}\n  name: kind-{cluster}\ncurrent-context: kind-{cluster}\nusers:\n- name: kind-{cluster}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+                ca = b64(&p.ca),
+                url = self.url,
+                cert = b64(&p.client_cert),
+                key = b64(&p.client_key),
+            );
+        }
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: {url}\n  name: kind-{cluster}\ncontexts:\n- context:\n    cluster: kind-{cluster}\n    user: kind-{cluster}\n  name: kind-{cluster}\ncurrent-context: kind-{cluster}\nusers:\n- name: kind-{cluster}\n  user: {{}}\n",
             url = self.url
