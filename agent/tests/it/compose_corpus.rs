@@ -8,7 +8,11 @@
 //!   one of the host-policy rules or not-yet-supported reasons, and every rule and reason still
 //!   matches an error line. When a key gets supported, the test says which entry to change.
 //!
-//! A rule or reason is text that must occur in the error line (`file:line: path: message`).
+//! A rule or reason is text that must occur in the error line (`file:line: path: message`);
+//! a rule names the policy key that grants it (`policy.host_paths`, `policy.docker_socket`, ...).
+//! Files are validated under a strict host policy (`policy: {}`), and the refused ones again under
+//! a policy that grants everything: then no refusal may remain, and a file refused only by policy
+//! must load — so "refused" really means "the host's agent config decides".
 //! The test prints how many files load, and how many load or are refused only by host policy.
 //! `CORPUS_FILE=<name>` checks one file; `CORPUS_PRINT=1` prints every file's error lines.
 
@@ -75,7 +79,13 @@ fn every_corpus_file_loads_or_fails_only_as_recorded() {
         .collect();
     assert!(!selected.is_empty(), "no corpus file selected");
 
-    let results = validate_all(&selected);
+    let results = validate_all(&selected, STRICT);
+    let refused: Vec<&String> = selected
+        .iter()
+        .copied()
+        .filter(|n| matches!(&expected[*n], Expected::Fails(f) if !f.refused.is_empty()))
+        .collect();
+    let granted = validate_all(&refused, GRANT_ALL);
     let print = std::env::var_os("CORPUS_PRINT").is_some();
     let (mut loaded, mut policy_only) = (0, 0);
     for (name, errors) in &results {
@@ -87,6 +97,9 @@ fn every_corpus_file_loads_or_fails_only_as_recorded() {
             policy_only += usize::from(f.not_yet.is_empty());
         }
         problems.extend(check(name, &expected[name], errors));
+        if let (Some(after), Expected::Fails(f)) = (granted.get(name), &expected[name]) {
+            problems.extend(check_granted(name, f, after));
+        }
     }
     eprintln!(
         "corpus: {loaded}/{n} load; {}/{n} load or are refused only by a host-policy rule",
@@ -140,6 +153,23 @@ fn check(name: &str, expected: &Expected, errors: &[String]) -> Vec<String> {
     out
 }
 
+/// Under a policy granting everything, a refused file keeps only its not-yet errors.
+fn check_granted(name: &str, fails: &Fails, errors: &[String]) -> Vec<String> {
+    let still: Vec<&str> = errors
+        .iter()
+        .filter(|e| !fails.not_yet.iter().any(|r| e.contains(r.as_str())))
+        .map(String::as_str)
+        .collect();
+    if still.is_empty() {
+        return vec![];
+    }
+    vec![format!(
+        "{name}: with every host-policy rule granted it still fails on more than its not_yet \
+         reasons, so it is not refused only by policy:\n  {}",
+        still.join("\n  ")
+    )]
+}
+
 /// Directories holding a compose.yaml.
 fn corpus_names() -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(corpus_dir())
@@ -152,8 +182,15 @@ fn corpus_names() -> Vec<String> {
     out
 }
 
-/// `name → error lines` from `validate`, a few files at a time.
-fn validate_all(names: &[&String]) -> BTreeMap<String, Vec<String>> {
+/// The agent config of a host that allows nothing beyond the defaults.
+const STRICT: &str = "policy: {}\n";
+/// One that grants every host-policy rule.
+const GRANT_ALL: &str =
+    "policy:\n  host_paths: [\"/:rw\"]\n  docker_socket: true\n  privileged: true\n  \
+     network_host: true\n  pid_host: true\n  ipc_host: true\n  cap_add: [ALL]\n";
+
+/// `name → error lines` from `validate` under `policy`, a few files at a time.
+fn validate_all(names: &[&String], policy: &str) -> BTreeMap<String, Vec<String>> {
     let queue = Mutex::new(names.to_vec());
     let results = Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
@@ -162,7 +199,7 @@ fn validate_all(names: &[&String]) -> BTreeMap<String, Vec<String>> {
                 let Some(name) = queue.lock().expect("queue").pop() else {
                     return;
                 };
-                let errors = validate(name);
+                let errors = validate(name, policy);
                 results
                     .lock()
                     .expect("results")
@@ -173,10 +210,13 @@ fn validate_all(names: &[&String]) -> BTreeMap<String, Vec<String>> {
     results.into_inner().expect("results")
 }
 
-/// The error lines of `validate` for a desired state whose only stack is the corpus file.
-/// The environment is empty, so nothing on the test machine leaks into interpolation.
-fn validate(name: &str) -> Vec<String> {
+/// The error lines of `validate` for a desired state whose only stack is the corpus file, on a
+/// host whose agent config is `policy`. The environment is empty, so nothing on the test
+/// machine (variables, /etc/macula-gitops) leaks in.
+fn validate(name: &str, policy: &str) -> Vec<String> {
     let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("agent.yaml");
+    std::fs::write(&config, policy).expect("agent config");
     let root = tmp.path().join("desired-state");
     copy_dir(&corpus_dir().join(name), &root.join("stacks").join(name));
     std::fs::write(
@@ -187,6 +227,7 @@ fn validate(name: &str) -> Vec<String> {
     let out = Command::new(BIN)
         .env_clear()
         .env("MACULA_GITOPS_LOG", "error")
+        .env("MACULA_GITOPS_CONFIG", &config)
         .arg("--desired-state")
         .arg(&root)
         .args(["--host", "corpus"])
