@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::input;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
@@ -18,10 +20,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    /// Every problem of the file, each with its line (read through `input/`).
+    #[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Parse {
         path: PathBuf,
-        source: serde_yaml::Error,
+        problems: Vec<crate::diag::Diagnostic>,
     },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
@@ -147,23 +150,45 @@ pub struct ReconcileConfig {
 impl AgentConfig {
     /// Load `path`; a missing file at the *default* location is an empty config.
     pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
+        let limits = input::Limits::current();
+        let text = match input::read_text(path, path, &limits) {
             Ok(t) => t,
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+            Err(input::InputError::Read { source, .. })
+                if !explicit && source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 return Ok(Self::default())
             }
-            Err(source) => {
+            Err(input::InputError::Read { source, .. }) => {
                 return Err(ConfigError::Read {
                     path: path.to_path_buf(),
                     source,
                 })
             }
+            Err(e) => {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    problems: vec![e.to_diagnostic()],
+                })
+            }
         };
-        let mut cfg: AgentConfig =
-            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        // No interpolation: secrets are named (`*_env`, `*_file`), never written here.
+        let mut d = crate::diag::Diagnostics::default();
+        let cfg = input::parse_yaml(path, &text, None, &limits, &mut d).and_then(|(v, src)| {
+            if v.is_null() {
+                Some(Self::default())
+            } else {
+                input::deserialize_at::<AgentConfig>(v, "", &src, &|_| &[], &mut d)
+            }
+        });
+        let mut cfg = match cfg {
+            Some(c) if !d.has_errors() => c,
+            _ => {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    problems: d.into_sorted(),
+                })
+            }
+        };
         cfg.check()?;
         cfg.loaded_from = Some(path.to_path_buf());
         Ok(cfg)
@@ -406,5 +431,29 @@ reconcile: {prune: true}
             serde_yaml::from_str("source: {url: x, path: ../up}\n").expect("parses");
         assert!(cfg.check().is_err());
         assert!(serde_yaml::from_str::<AgentConfig>("surprise: 1\n").is_err());
+    }
+
+    #[test]
+    fn load_reports_every_problem_with_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(&path, "host: h\nsurprise: 1\nwebhook: {max_body: lots}\n").expect("write");
+        let err = AgentConfig::load(&path, true)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains("agent.yaml:2: surprise: unknown field `surprise`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("agent.yaml:3: webhook.max_body: invalid type"),
+            "{err}"
+        );
+        let missing = dir.path().join("none.yaml");
+        assert!(AgentConfig::load(&missing, false).is_ok());
+        assert!(matches!(
+            AgentConfig::load(&missing, true),
+            Err(ConfigError::Read { .. })
+        ));
     }
 }
