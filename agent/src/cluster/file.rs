@@ -604,13 +604,28 @@ fn check_file(
         }
         for (i, n) in c.nodes.iter().enumerate() {
             let np = lines::index(&format!("{cp}.nodes"), i);
-            if f.node_image(c, n).is_none_or(|s| s.is_empty()) {
-                d.error(
+            match f.node_image(c, n) {
+                None => d.error(
                     file,
                     Some(idx),
                     format!("{np}.image"),
                     format!("no node image (set clusters.{name}.image or this node's image)"),
-                );
+                ),
+                Some(image) if image.is_empty() => d.error(
+                    file,
+                    Some(idx),
+                    format!("{np}.image"),
+                    format!("no node image (set clusters.{name}.image or this node's image)"),
+                ),
+                // kind's release notes: only the digest guarantees an image built for the
+                // kind release in use; a tag can be re-pushed.
+                Some(image) if image.starts_with("kindest/node:") && !image.contains("@sha256:") => d.warn(
+                    file,
+                    Some(idx),
+                    format!("{np}.image"),
+                    format!("{image} is pinned by tag only; use the @sha256: digest kind's release notes list for it"),
+                ),
+                Some(_) => {}
             }
             for (j, m) in n.extra_port_mappings.iter().enumerate() {
                 let mp = lines::index(&format!("{np}.extraPortMappings"), j);

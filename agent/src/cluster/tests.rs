@@ -71,12 +71,42 @@ fn load_text(repo: &Path, text: &str) -> (Option<ClustersFile>, Vec<String>) {
     let path = repo.join("desired-state/clusters.yaml");
     std::fs::write(&path, text).unwrap();
     let (f, d) = load(&path, &env(), repo);
+    // Errors only: the tag-only node images of these texts warn (tested on their own).
     let msgs = d
         .into_sorted()
         .iter()
+        .filter(|d| d.is_error())
         .map(|d| format!("{}:{}: {}", d.line.unwrap_or(0), d.path, d.message))
         .collect();
     (f, msgs)
+}
+
+#[test]
+fn node_images_pinned_by_tag_only_warn() {
+    let r = repo();
+    let path = r.path().join("desired-state/clusters.yaml");
+    let pinned = "kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed";
+    let text = file_text().replacen("kindest/node:v1.31.0", pinned, 1);
+    std::fs::write(&path, text).unwrap();
+    let (_, d) = load(&path, &env(), r.path());
+    let warnings: Vec<String> = d
+        .into_sorted()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}:{}: {}",
+                d.severity,
+                d.line.unwrap_or(0),
+                d.path,
+                d.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        warnings,
+        ["warning 26:clusters.macula-hub.nodes[0].image: kindest/node:v1.31.0 is pinned by tag only; use the @sha256: digest kind's release notes list for it",
+         "warning 29:clusters.macula-hub.nodes[1].image: kindest/node:v1.31.0 is pinned by tag only; use the @sha256: digest kind's release notes list for it"]
+    );
 }
 
 fn catalog() -> Catalog {
