@@ -81,6 +81,46 @@ pub struct SourceConfig {
     /// Only apply revisions signed by one of these keys.
     #[serde(default)]
     pub verify: Option<VerifyConfig>,
+    /// Deadlines of a fetch, so a slow or silent git server never stalls the agent.
+    #[serde(default)]
+    pub timeouts: FetchTimeoutsConfig,
+}
+
+/// `source.timeouts` (humantime): `connect` (TCP/TLS connect, default 10s), `idle` (no byte
+/// received, default 30s), `total` (the whole fetch, default 5m: a server trickling a byte now
+/// and then never trips `idle`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchTimeoutsConfig {
+    pub connect: Option<String>,
+    pub idle: Option<String>,
+    pub total: Option<String>,
+}
+
+/// [`FetchTimeoutsConfig`] parsed, defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchTimeouts {
+    pub connect: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+impl FetchTimeoutsConfig {
+    pub fn resolve(&self) -> Result<FetchTimeouts, ConfigError> {
+        let one = |v: &Option<String>, field: &str, default: u64| match v {
+            None => Ok(Duration::from_secs(default)),
+            Some(s) => match humantime::parse_duration(s) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(invalid(field, "must be more than 0s")),
+                Err(e) => Err(invalid(field, &e.to_string())),
+            },
+        };
+        Ok(FetchTimeouts {
+            connect: one(&self.connect, "source.timeouts.connect", 10)?,
+            idle: one(&self.idle, "source.timeouts.idle", 30)?,
+            total: one(&self.total, "source.timeouts.total", 300)?,
+        })
+    }
 }
 
 /// `source.verify`: revisions must be signed by one of `keys` (checked by `source::verify`).

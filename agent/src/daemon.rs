@@ -408,14 +408,23 @@ impl<R: Reconciler> Daemon<R> {
     async fn fetch(&mut self) -> Option<SyncOutcome> {
         let src = self.source.clone();
         let started = Instant::now();
-        let res = tokio::task::spawn_blocking(move || src.sync())
+        // A server that trickles bytes defeats every per-read limit: past `total` the fetch is
+        // abandoned (its thread ends with its socket; snapshots are written aside and renamed).
+        let total = self.source.spec().timeouts.total;
+        let fail = |message: String| SourceError::Fetch {
+            url: self.source.spec().shown_url(),
+            message,
+        };
+        let res = match tokio::time::timeout(total, tokio::task::spawn_blocking(move || src.sync()))
             .await
-            .unwrap_or_else(|e| {
-                Err(SourceError::Fetch {
-                    url: self.source.spec().shown_url(),
-                    message: format!("fetch task failed: {e}"),
-                })
-            });
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(fail(format!("fetch task failed: {e}"))),
+            Err(_) => Err(fail(format!(
+                "no answer within source.timeouts.total ({}); fetch abandoned",
+                humantime::format_duration(total)
+            ))),
+        };
         self.app
             .metrics
             .fetch_duration

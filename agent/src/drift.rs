@@ -29,6 +29,7 @@ fn is_drift(action: &str) -> bool {
 /// Watch until `tx` is closed. Reconnects forever; errors are logged, never returned.
 pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
     let mut backoff = Duration::from_millis(200);
+    let mut reconnected = false;
     while !tx.is_closed() {
         match DockerEngine::connect().await {
             Ok(engine) => {
@@ -45,6 +46,18 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
                 let opts = EventsOptionsBuilder::default().filters(&filters).build();
                 let mut events = engine.client().events(Some(opts));
                 tracing::debug!(host, "watching Docker events");
+                if reconnected {
+                    // Containers may have stopped while the stream was down: catch up at once.
+                    let ev = DriftEvent {
+                        container: String::new(),
+                        service: String::new(),
+                        action: "events-reconnected".into(),
+                    };
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+                reconnected = true;
                 while let Some(ev) = events.next().await {
                     match ev {
                         Ok(msg) => {

@@ -273,8 +273,21 @@ fn report_error(e: ReconcileError) -> ExitCode {
     ExitCode::from(1)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = rt.block_on(async_main());
+    // A fetch abandoned at shutdown may still sit in a blocking thread; do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     // Everything the agent writes (state, snapshots, cache, copies) is its own: 0700/0600
     // unless a path is opened up on purpose (see `state::materialise`, `data::ensure`).

@@ -42,9 +42,19 @@ fn api(op: &'static str, subject: impl Into<String>) -> impl FnOnce(BErr) -> Eng
 
 /// A bollard client at `DOCKER_HOST` or the default socket, on an agreed API version
 /// (engines as old as 20.10 speak 1.41 at most). Every part of the agent connects through here.
+///
+/// The first request is bounded by [`ANSWER_WITHIN`]: a socket that accepts and never answers
+/// (a hung engine, a stuck proxy) fails the pass in seconds instead of after bollard's 120 s.
 pub async fn client() -> Result<Docker, BErr> {
-    Docker::connect_with_defaults()?.negotiate_version().await
+    let docker = Docker::connect_with_defaults()?;
+    match tokio::time::timeout(ANSWER_WITHIN, docker.negotiate_version()).await {
+        Ok(r) => r,
+        Err(_) => Err(BErr::RequestTimeoutError),
+    }
 }
+
+/// How long the engine may take to answer its first request (`/version`).
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl DockerEngine {
     pub async fn connect() -> Result<Self, EngineError> {

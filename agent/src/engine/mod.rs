@@ -72,9 +72,20 @@ fn pack_dir(
     Ok(())
 }
 
+/// A timeout says which limit it hit, not just "Timeout error".
+fn unreachable_cause(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::RequestTimeoutError => format!(
+            "no answer to /version within {}s: the socket accepts but the engine does not respond",
+            docker::ANSWER_WITHIN.as_secs()
+        ),
+        other => other.to_string(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot reach the Docker engine at {endpoint}: is Docker running? ({source})")]
+    #[error("cannot reach the Docker engine at {endpoint}: is Docker running? ({})", unreachable_cause(.source))]
     Unreachable {
         endpoint: String,
         source: bollard::errors::Error,

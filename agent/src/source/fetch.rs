@@ -97,6 +97,35 @@ fn open_cache(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, Source
     gix::open_opts(cache, opts).map_err(|e| fetch_err(spec, e))
 }
 
+/// HTTP transport options with the connect and idle deadlines of `source.timeouts` (reqwest's
+/// blocking `timeout` bounds each read, so it is the idle limit); `None` for other schemes.
+/// The `total` deadline is the caller's: `Source::sync` runs on a thread that is abandoned.
+fn http_deadlines(
+    repo: &gix::Repository,
+    spec: &SourceSpec,
+) -> Result<Option<Box<dyn std::any::Any>>, SourceError> {
+    use gix::protocol::transport::client::blocking_io::http;
+    let Some(mut boxed) = repo
+        .transport_options(spec.url.as_str(), None)
+        .map_err(|e| fetch_err(spec, e))?
+    else {
+        return Ok(None);
+    };
+    let Some(opts) = boxed.downcast_mut::<http::Options>() else {
+        return Ok(Some(boxed));
+    };
+    let t = spec.timeouts;
+    opts.connect_timeout = Some(t.connect);
+    let client =
+        move |b: reqwest::blocking::ClientBuilder| Ok(b.connect_timeout(t.connect).timeout(t.idle));
+    let backend = http::reqwest::Options {
+        configure_client: Some(Box::new(client)),
+        configure_request: None,
+    };
+    opts.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
+    Ok(Some(boxed))
+}
+
 /// Fetch heads, tags, and the remote HEAD into `cache`.
 pub fn fetch(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, SourceError> {
     let repo = open_cache(spec, cache)?;
@@ -106,9 +135,12 @@ pub fn fetch(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, SourceE
         .with_refspecs([HEADS, TAGS, HEAD], Direction::Fetch)
         .map_err(|e| fetch_err(spec, e))?
         .with_fetch_tags(gix::remote::fetch::Tags::None);
-    let conn = remote
+    let mut conn = remote
         .connect(Direction::Fetch)
         .map_err(|e| fetch_err(spec, e))?;
+    if let Some(opts) = http_deadlines(&repo, spec)? {
+        conn = conn.with_transport_options(opts);
+    }
     let interrupt = AtomicBool::new(false);
     let progress = gix::progress::Discard;
     let outcome = if let Some((user, pass)) = spec.basic_auth.clone() {

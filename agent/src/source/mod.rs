@@ -63,6 +63,7 @@ pub struct SourceSpec {
     pub ssh_key: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub verify: Option<(VerifyMode, verify::Keys)>,
+    pub timeouts: crate::config::FetchTimeouts,
 }
 
 impl std::fmt::Debug for SourceSpec {
@@ -93,6 +94,7 @@ impl SourceSpec {
             basic_auth: cfg.auth.basic()?,
             ssh_key: cfg.auth.ssh_key.clone(),
             known_hosts: cfg.auth.known_hosts.clone(),
+            timeouts: cfg.timeouts.resolve()?,
             verify: match &cfg.verify {
                 None => None,
                 Some(v) => Some((

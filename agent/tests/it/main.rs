@@ -28,6 +28,7 @@ mod compose_keys;
 mod compose_parity;
 mod daemon_api;
 mod daemon_cli;
+mod daemon_deadlines;
 mod daemon_e2e;
 mod daemon_git;
 mod data_policy;

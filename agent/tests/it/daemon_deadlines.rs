@@ -1,0 +1,169 @@
+//! Nothing hangs: a git server that trickles one byte every 2 s (a real TCP server speaking
+//! just enough HTTP), and a Docker socket that accepts and never answers, against the agent
+//! binary. Deadlines are measured from outside, as an operator would see them.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{free_port, KillOnDrop, BIN};
+
+/// An HTTP server on 127.0.0.1 that answers every request with a 200 header, then one byte of
+/// a ref advertisement every 2 s, forever.
+fn trickling_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\n\r\n";
+                if c.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for b in b"001e# service=git-upload-pack\n0000".iter().cycle() {
+                    if c.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            });
+        }
+    });
+    port
+}
+
+fn status_json(cfg: &std::path::Path) -> Option<serde_json::Value> {
+    let out = Command::new(BIN)
+        .args(["status", "--output", "json", "--config"])
+        .arg(cfg)
+        .stderr(Stdio::null())
+        .output()
+        .expect("status runs");
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("json"))
+}
+
+#[test]
+fn trickling_git_server_fails_the_fetch_at_the_deadline_and_sigterm_still_exits() {
+    let port = trickling_server();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{}\nstate_dir: {}\nsource:\n  url: http://127.0.0.1:{port}/lab.git\n  interval: 0s\n  timeouts:\n    total: 3s\n",
+            free_port(),
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("config");
+    let started = Instant::now();
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon starts"),
+    );
+    let mut failed = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Some(v) = status_json(&cfg) {
+            if v["last_result"].as_str() == Some("fetch-error") {
+                failed = Some((started.elapsed(), v));
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (took, v) = failed.expect("the trickled fetch fails");
+    let err = v["last_error"].as_str().expect("last_error");
+    assert!(err.contains("source.timeouts.total (3s)"), "{err}");
+    // 3 s deadline + start-up; the trickle alone would take minutes.
+    assert!(
+        took < Duration::from_secs(8),
+        "fetch failed only after {took:?}"
+    );
+    eprintln!("trickled fetch failed after {took:?}");
+
+    // A new fetch is in flight (stalled on the trickle) when SIGTERM arrives.
+    let out = Command::new(BIN)
+        .args(["reconcile", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("reconcile runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    let term = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    let mut code = None;
+    while term.elapsed() < Duration::from_secs(10) {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            code = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let code =
+        code.unwrap_or_else(|| panic!("daemon still running {:?} after SIGTERM", term.elapsed()));
+    assert!(code.success(), "{code:?}");
+    assert!(
+        term.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        term.elapsed()
+    );
+    eprintln!("SIGTERM → exit in {:?}", term.elapsed());
+}
+
+#[test]
+fn docker_socket_that_never_answers_fails_apply_in_seconds() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock = dir.path().join("mute.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c); // accepted, never read, never answered
+        }
+    });
+    let desired = dir.path().join("desired-state");
+    std::fs::create_dir_all(&desired).expect("mkdir");
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "apply",
+            "--allow-empty",
+            "--host",
+            "mute-test",
+            "--desired-state",
+        ])
+        .arg(&desired)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .output()
+        .expect("apply runs");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "apply succeeded against a mute socket"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "apply failed only after {took:?}"
+    );
+    assert!(stderr.contains(sock.to_str().expect("utf8")), "{stderr}");
+    assert!(stderr.contains("does not respond"), "{stderr}");
+    eprintln!("apply against a mute socket failed after {took:?}: {stderr}");
+}
