@@ -78,7 +78,8 @@ pub struct Side<'a> {
     /// The compose project / agent stack name; replaced by `<project>` everywhere.
     pub project: &'a str,
     /// Directories a bind source is "a file of the repo" under: the compose project directory,
-    /// or the agent's content-addressed `<state>/files/<sha256>/` copies.
+    /// or the agent's content-addressed `<state>/files/<sha256>/` copies (read-only binds) and
+    /// its data root `<data>/<stack>/<path>` (read-write binds, seeded from the repo once).
     pub repo_dirs: Vec<&'a Path>,
 }
 
@@ -182,7 +183,8 @@ fn mounts(list: &Value, side: &Side) -> Value {
 }
 
 /// A bind of a repo file is compared by its file name: compose binds it where it lies in the
-/// project directory, the agent binds a content-addressed copy of the same bytes.
+/// project directory, the agent a content-addressed copy of the same bytes (read-only) or the
+/// stack's persistent data directory of that name (read-write).
 fn bind_source(source: &str, side: &Side) -> Value {
     let path = Path::new(source);
     for dir in &side.repo_dirs {

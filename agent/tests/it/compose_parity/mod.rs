@@ -209,7 +209,7 @@ fn run_case(case: &str) -> Result<Vec<Diff>, String> {
     }
     let side = inspect::Side {
         project: &stack,
-        repo_dirs: vec![f.state.path()],
+        repo_dirs: vec![f.state.path(), f.data.path()],
     };
     let agent = containers(
         &format!("label=io.macula.gitops.host={}", f.host("a")),
