@@ -26,3 +26,43 @@ pub fn owned_by(labels: &BTreeMap<String, String>, host: &str) -> bool {
     labels.get(MANAGED).map(String::as_str) == Some("true")
         && labels.get(HOST).map(String::as_str) == Some(host)
 }
+
+/// The labels docker compose puts on a service's container, so `docker compose ps/logs/top`
+/// and tools built on them see the agent's stacks (compose's `api.ProjectLabel` and friends).
+pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+pub const COMPOSE_ONEOFF: &str = "com.docker.compose.oneoff";
+
+pub fn compose_container(
+    project: &str,
+    service: &str,
+    config_hash: &str,
+    config_file: &std::path::Path,
+) -> BTreeMap<String, String> {
+    let dir = config_file.parent().unwrap_or(std::path::Path::new("/"));
+    BTreeMap::from([
+        (COMPOSE_PROJECT.to_string(), project.to_string()),
+        (COMPOSE_SERVICE.to_string(), service.to_string()),
+        (
+            "com.docker.compose.container-number".to_string(),
+            "1".to_string(),
+        ),
+        (COMPOSE_ONEOFF.to_string(), "False".to_string()),
+        (
+            "com.docker.compose.config-hash".to_string(),
+            config_hash.to_string(),
+        ),
+        (
+            "com.docker.compose.project.working_dir".to_string(),
+            dir.display().to_string(),
+        ),
+        (
+            "com.docker.compose.project.config_files".to_string(),
+            config_file.display().to_string(),
+        ),
+        (
+            "com.docker.compose.version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ])
+}

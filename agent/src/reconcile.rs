@@ -256,6 +256,7 @@ pub async fn reconcile_with<E: Engine>(
             revision: opts.revision.clone(),
             state_dir: opts.state_dir.clone(),
             data_root: opts.data_root.clone(),
+            prune_volumes: opts.prune_volumes,
             health_timeout: opts.health_timeout,
         };
         let ApplyReport {

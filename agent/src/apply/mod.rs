@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::desired::compose::Condition;
 use crate::desired::spec::{DesiredState, MountSource, ServiceSpec};
 use crate::engine::{CreateContext, Engine, EngineError};
-use crate::plan::{Observed, Plan, Step};
+use crate::plan::{Observed, ObservedMount, Plan, Step};
 use crate::{data, state};
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct ApplyContext {
     pub state_dir: PathBuf,
     /// Where read-write relative binds live (`crate::data`).
     pub data_root: PathBuf,
+    /// `--prune-volumes`: a pruned container's anonymous volumes go with it.
+    pub prune_volumes: bool,
     /// Upper bound on waiting for a dependency to become healthy or complete.
     pub health_timeout: Duration,
 }
@@ -204,6 +206,15 @@ pub async fn apply<E: Engine>(
             let image_failed = failed_images.contains(&spec.image);
             let blocked = blocked_services.contains(&key);
             let existing = observed_ids.get(&key).cloned();
+            let old_mounts: &[ObservedMount] = match step {
+                Some(Step::RecreateContainer { id, .. }) => observed
+                    .containers
+                    .iter()
+                    .find(|c| &c.id == id)
+                    .map(|c| c.mounts.as_slice())
+                    .unwrap_or_default(),
+                _ => &[],
+            };
             let host = host.clone();
             async move {
                 if blocked {
@@ -245,10 +256,12 @@ pub async fn apply<E: Engine>(
                         Some(id) => (key, Outcome::Ready(id), None),
                         None => (key, Outcome::Failed, None),
                     },
-                    Some(step) => match run_container_step(engine, spec, step, &host, ctx).await {
-                        Ok(id) => (key, Outcome::Ready(id), Some(Ok(step.to_string()))),
-                        Err(e) => (key.clone(), Outcome::Failed, Some(Err(e.to_string()))),
-                    },
+                    Some(step) => {
+                        match run_container_step(engine, spec, step, &host, ctx, old_mounts).await {
+                            Ok(id) => (key, Outcome::Ready(id), Some(Ok(step.to_string()))),
+                            Err(e) => (key.clone(), Outcome::Failed, Some(Err(e.to_string()))),
+                        }
+                    }
                 }
             }
         });
@@ -264,6 +277,22 @@ pub async fn apply<E: Engine>(
 
     for step in &plan.steps {
         let result = match step {
+            Step::RemoveContainer { id, .. } if ctx.prune_volumes => {
+                // `rm -v` removes only volumes Docker made for this container; carried-over
+                // anonymous volumes were passed by name, so they are removed here.
+                let result = engine.remove_container_and_volumes(id).await;
+                if result.is_ok() {
+                    let old = observed.containers.iter().find(|c| &c.id == id);
+                    for m in old.map(|c| c.mounts.as_slice()).unwrap_or_default() {
+                        if m.is_anonymous() {
+                            if let Err(e) = engine.remove_volume(&m.volume).await {
+                                report.fail(e.to_string());
+                            }
+                        }
+                    }
+                }
+                result
+            }
             Step::RemoveContainer { id, .. } => engine.remove_container(id).await,
             Step::RemoveNetwork { network } => engine.remove_network(network).await,
             Step::RemoveVolume { volume } => engine.remove_volume(volume).await,
@@ -288,12 +317,30 @@ fn current_ids(observed: &Observed, desired: &DesiredState) -> BTreeMap<String, 
         .collect()
 }
 
+/// The old container's anonymous volumes the new one takes over, by target: those at a target
+/// the spec leaves anonymous (`- /cache`) or does not mount at all (an image `VOLUME`), as
+/// compose v2's `mergeMounts`/`getInheritedVolume` (v1: `get_container_data_volumes`) do. A
+/// target the spec now gives a named volume or a bind gets that instead.
+fn inherited(spec: &ServiceSpec, old: &[ObservedMount]) -> BTreeMap<String, String> {
+    old.iter()
+        .filter(|m| m.is_anonymous())
+        .filter(|m| {
+            spec.mounts
+                .iter()
+                .find(|s| s.target == m.target)
+                .is_none_or(|s| s.source == MountSource::Anonymous)
+        })
+        .map(|m| (m.target.clone(), m.volume.clone()))
+        .collect()
+}
+
 async fn run_container_step<E: Engine>(
     engine: &E,
     spec: &ServiceSpec,
     step: &Step,
     host: &str,
     ctx: &ApplyContext,
+    old_mounts: &[ObservedMount],
 ) -> Result<String, EngineError> {
     match step {
         Step::StartContainer { id, .. } => {
@@ -305,7 +352,8 @@ async fn run_container_step<E: Engine>(
             Ok(id.clone())
         }
         Step::RecreateContainer { id, .. } => {
-            let cctx = create_context(spec, host, ctx)?;
+            let mut cctx = create_context(spec, host, ctx)?;
+            cctx.inherited = inherited(spec, old_mounts);
             engine.remove_container(id).await?;
             create_and_start(engine, spec, &cctx).await
         }
@@ -381,6 +429,7 @@ fn create_context(
         host: host.to_string(),
         revision: ctx.revision.clone(),
         mount_paths,
+        inherited: BTreeMap::new(),
     })
 }
 

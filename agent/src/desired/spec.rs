@@ -221,6 +221,9 @@ pub struct ServiceSpec {
     pub project: String,
     #[serde(skip)]
     pub depends_on: IndexMap<String, Condition>,
+    /// The compose file the service comes from, for compose's `project.config_files` label.
+    #[serde(skip)]
+    pub compose_file: PathBuf,
     pub container_name: String,
     pub image: String,
     pub build: Option<BuildSpec>,

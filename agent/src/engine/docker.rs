@@ -130,6 +130,18 @@ impl Engine for DockerEngine {
                     .flatten(),
                 health: health_from_status(&status),
                 labels: c.labels.unwrap_or_default().into_iter().collect(),
+                mounts: c
+                    .mounts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|m| m.typ.as_deref() == Some("volume"))
+                    .filter_map(|m| {
+                        Some(crate::plan::ObservedMount {
+                            volume: m.name?,
+                            target: m.destination?,
+                        })
+                    })
+                    .collect(),
             });
         }
         for n in networks.map_err(api("list", "networks"))? {
@@ -266,10 +278,17 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
-        self.docker
+        match self
+            .docker
             .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
             .await
-            .map_err(api("remove volume", name))
+        {
+            // Already gone (e.g. with its container): what was asked for holds.
+            Err(BErr::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            r => r.map_err(api("remove volume", name)),
+        }
     }
 
     async fn pull_image(&self, image: &str) -> Result<(), EngineError> {
@@ -438,9 +457,24 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        self.remove_container_with(id, false).await
+    }
+
+    async fn remove_container_and_volumes(&self, id: &str) -> Result<(), EngineError> {
+        self.remove_container_with(id, true).await
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus, EngineError> {
+        self.status_of(id).await
+    }
+}
+
+impl DockerEngine {
+    /// `volumes`: also remove the container's anonymous volumes (named ones always stay).
+    async fn remove_container_with(&self, id: &str, volumes: bool) -> Result<(), EngineError> {
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
-            .v(false)
+            .v(volumes)
             .build();
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
@@ -451,7 +485,7 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn container_status(&self, id: &str) -> Result<ContainerStatus, EngineError> {
+    async fn status_of(&self, id: &str) -> Result<ContainerStatus, EngineError> {
         let c = self
             .docker
             .inspect_container(

@@ -122,6 +122,9 @@ pub struct CreateContext {
     pub revision: Option<String>,
     /// Host path for each bind of a repo copy or a data directory, by mount target.
     pub mount_paths: BTreeMap<String, PathBuf>,
+    /// Anonymous volumes of the container being replaced, by target: reused by the new one
+    /// (for `- /cache` mounts and image `VOLUME`s) so a recreate keeps their data.
+    pub inherited: BTreeMap<String, String>,
 }
 
 /// Live state of one container, as `apply` polls it while waiting on dependencies.
@@ -168,6 +171,11 @@ pub trait Engine: Send + Sync {
     fn restart_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Stop (with the default grace period) and remove; anonymous volumes stay.
     fn remove_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Remove with its anonymous volumes (prune with `--prune-volumes`); named volumes stay.
+    fn remove_container_and_volumes(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     fn container_status(
         &self,
         id: &str,

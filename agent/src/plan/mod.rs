@@ -310,6 +310,10 @@ fn recreate_reasons(spec: &ServiceSpec, c: &ObservedContainer) -> Vec<String> {
         if c.name != spec.container_name {
             return vec!["container_name changed".into()];
         }
+        // Created before the agent wrote compose's labels: once, so compose tools see it.
+        if !c.labels.contains_key(labels::COMPOSE_PROJECT) {
+            return vec!["docker compose labels added".into()];
+        }
         return Vec::new();
     }
     let old: BTreeMap<String, String> = c

@@ -40,6 +40,25 @@ pub struct ObservedContainer {
     pub health: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Volumes the container mounts: on recreate its anonymous and image-declared volumes are
+    /// carried over to the new container, as docker compose does.
+    #[serde(default)]
+    pub mounts: Vec<ObservedMount>,
+}
+
+/// One volume mount of a container (binds and tmpfs are not carried over, so not kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedMount {
+    pub volume: String,
+    pub target: String,
+}
+
+impl ObservedMount {
+    /// Docker names an anonymous volume (`- /cache`, an image `VOLUME`) with 64 hex digits.
+    pub fn is_anonymous(&self) -> bool {
+        self.volume.len() == 64 && self.volume.bytes().all(|b| b.is_ascii_hexdigit())
+    }
 }
 
 impl ObservedContainer {
@@ -116,6 +135,7 @@ impl Observed {
             );
             let mut l = labels::ownership(host, &s.stack);
             l.insert(labels::SERVICE.into(), s.service.clone());
+            l.insert(labels::COMPOSE_PROJECT.into(), s.project.clone());
             l.insert(labels::SPEC_HASH.into(), s.hash());
             l.insert(
                 labels::FIELDS.into(),
@@ -128,6 +148,7 @@ impl Observed {
                 exit_code: None,
                 health: None,
                 labels: l,
+                mounts: Vec::new(),
             });
         }
         o

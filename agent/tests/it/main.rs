@@ -41,3 +41,4 @@ mod source_git;
 mod source_https;
 mod source_verify;
 mod validate_errors;
+mod volumes_compose;

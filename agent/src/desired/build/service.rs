@@ -178,6 +178,10 @@ pub(super) fn build_service(
         stack: stack.name.clone(),
         service: name.to_string(),
         project: stack.project.clone(),
+        compose_file: {
+            let f = ctx.root.join(&stack.source.rel);
+            f.canonicalize().unwrap_or(f)
+        },
         depends_on,
         container_name,
         image,

@@ -20,6 +20,12 @@ use crate::labels;
 pub fn container_body(spec: &ServiceSpec, ctx: &CreateContext) -> ContainerCreateBody {
     let mut all_labels: Map<String, String> = spec.labels.clone().into_iter().collect();
     all_labels.extend(labels::ownership(&ctx.host, &spec.stack));
+    all_labels.extend(labels::compose_container(
+        &spec.project,
+        &spec.service,
+        &spec.hash(),
+        &spec.compose_file,
+    ));
     all_labels.insert(labels::SERVICE.into(), spec.service.clone());
     all_labels.insert(labels::SPEC_HASH.into(), spec.hash());
     all_labels.insert(
@@ -57,7 +63,20 @@ pub fn container_body(spec: &ServiceSpec, ctx: &CreateContext) -> ContainerCreat
     exposed.sort();
     exposed.dedup();
 
-    let mounts = spec.mounts.iter().map(|m| mount(m, ctx)).collect();
+    let mut mounts: Vec<Mount> = spec.mounts.iter().map(|m| mount(m, ctx)).collect();
+    // The old container's image-declared volumes, reused at the same place (compose's
+    // `getInheritedVolume`): the image declares them again, so leaving them out would make the
+    // engine create new empty ones.
+    for (target, volume) in &ctx.inherited {
+        if !spec.mounts.iter().any(|m| &m.target == target) {
+            mounts.push(Mount {
+                target: Some(target.clone()),
+                source: Some(volume.clone()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            });
+        }
+    }
 
     let restart_policy = {
         let (name, count) = match spec.restart.split_once(':') {
@@ -192,7 +211,8 @@ fn mount(m: &MountSpec, ctx: &CreateContext) -> Mount {
                 .map(|p| p.display().to_string()),
         ),
         MountSource::Host { path } => (MountType::BIND, Some(path.clone())),
-        MountSource::Anonymous => (MountType::VOLUME, None),
+        // The replaced container's anonymous volume at this target, when there was one.
+        MountSource::Anonymous => (MountType::VOLUME, ctx.inherited.get(&m.target).cloned()),
         MountSource::Tmpfs => (MountType::TMPFS, None),
     };
     let o = &m.options;

@@ -57,6 +57,7 @@ fn ctx() -> CreateContext {
         host: "h".into(),
         revision: None,
         mount_paths: BTreeMap::new(),
+        inherited: BTreeMap::new(),
     }
 }
 
