@@ -1,6 +1,6 @@
 //! Every validation rule on one broken fixture: all problems reported at once, each with file,
 //! path and line, exit non-zero — and nothing already running is torn down.
-use crate::support::docker::{container_id, container_state};
+use crate::support::docker::{container_id, container_state, docker};
 use crate::support::fixture::Fixture;
 
 const GOOD: &str = "name: t{id}-good\nservices:\n  keep:\n    image: {image}\n    container_name: t{id}-keep\n    command: sleep 3600\n    restart: unless-stopped\n";
@@ -134,4 +134,31 @@ fn docker_socket_is_granted_by_the_host_policy_never_by_the_repo() {
         "{out}{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// YAML as Compose reads it, end to end: BOM + CRLF, an `x-` anchor merged with `<<`, numbers
+/// and booleans from the project `.env`, and an unset variable that is only a warning.
+#[test]
+fn compose_yaml_as_compose_reads_it_reaches_the_engine() {
+    let f = Fixture::new();
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [app]}\n");
+    f.write("stacks/app/.env", "N=4\nRO=true\n");
+    let text = "\u{feff}name: t{id}-app\r\nx-base: &base\r\n  image: {image}\r\n  command: sleep 3600\r\nservices:\r\n  web:\r\n    <<: *base\r\n    container_name: t{id}-web\r\n    read_only: ${RO}\r\n    labels: {note: 'x${T{id}_UNSET}'}\r\n    healthcheck:\r\n      test: [CMD, 'true']\r\n      retries: ${N}\r\n";
+    f.write("stacks/app/compose.yaml", &f.fill(text));
+
+    let o = f.run("h", &["validate"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "only a warning: {err}");
+    let want = format!("warning: stacks/app/compose.yaml:10: services.web.labels.note: variable T{}_UNSET is not set", f.id);
+    assert!(err.contains(&want), "{err}");
+
+    f.ok("h", &["apply"]);
+    let web = format!("t{}-web", f.id);
+    let got = docker(&[
+        "inspect",
+        "-f",
+        "{{.Config.Cmd}}|{{.HostConfig.ReadonlyRootfs}}|{{.Config.Healthcheck.Retries}}|{{index .Config.Labels \"note\"}}",
+        &web,
+    ]);
+    assert_eq!(got.trim(), "[sleep 3600]|true|4|x");
 }
