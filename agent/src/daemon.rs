@@ -232,6 +232,8 @@ pub struct Daemon<R> {
     invalid_commit: Option<String>,
     /// Whether the last reconcile of the applied commit succeeded fully.
     applied_ok: bool,
+    /// The snapshot of the applied commit: drift is repaired from it without a fetch.
+    applied_snapshot: Option<SyncOutcome>,
     /// Options every run starts from; per-run fields (root, revision, ...) are filled in.
     template: ReconcileOptions,
 }
@@ -293,6 +295,7 @@ impl<R: Reconciler> Daemon<R> {
             cfg,
             invalid_commit: None,
             applied_ok: false,
+            applied_snapshot: None,
         })
     }
 
@@ -366,21 +369,44 @@ impl<R: Reconciler> Daemon<R> {
 
         self.app.trigger.fire(Cause::Startup);
         tokio::pin!(shutdown);
+        // Fetch and reconcile do not share one slot: while a fetch runs (or stalls), drift is
+        // repaired from the snapshot already applied; other causes wait for the fetch and then
+        // get one follow-up run, since the running fetch may predate them.
+        let mut inflight: Option<(tokio::task::JoinHandle<_>, Pending)> = None;
+        let mut follow_up: Vec<Cause> = Vec::new();
         loop {
-            let pending = tokio::select! {
-                p = self.app.trigger.next(SETTLE) => p,
-                _ = &mut shutdown => break,
-            };
-            let synced = tokio::select! {
-                s = self.fetch() => s,
+            tokio::select! {
+                p = self.app.trigger.next(SETTLE) => {
+                    let drift_only = p.causes.iter().all(|c| *c == Cause::Drift);
+                    match (&inflight, self.applied_snapshot.clone()) {
+                        (_, Some(o)) if drift_only => self.apply(&p, o).await,
+                        (Some(_), _) => follow_up.extend(p.causes),
+                        (None, _) => inflight = Some((self.start_fetch(), p)),
+                    }
+                }
+                done = async { (&mut inflight.as_mut().expect("guarded").0).await }, if inflight.is_some() => {
+                    let (_, pending) = inflight.take().expect("guarded");
+                    let synced = match done {
+                        Ok((res, started)) => self.fetched(res, started),
+                        Err(e) => {
+                            tracing::error!(error = %e, "fetch task ended abnormally");
+                            None
+                        }
+                    };
+                    if let Some(outcome) = synced {
+                        // Deliberately not raced against shutdown: finish the apply.
+                        self.apply(&pending, outcome).await;
+                    }
+                    for c in follow_up.drain(..) {
+                        self.app.trigger.fire(c);
+                    }
+                }
                 _ = &mut shutdown => {
-                    tracing::info!("shutdown during fetch: abandoning it");
+                    if inflight.is_some() {
+                        tracing::info!("shutdown during fetch: abandoning it");
+                    }
                     break;
                 }
-            };
-            if let Some(outcome) = synced {
-                // Deliberately not raced against shutdown: finish the apply.
-                self.apply(&pending, outcome).await;
             }
         }
         let _ = stop_tx.send(true);
@@ -405,26 +431,34 @@ impl<R: Reconciler> Daemon<R> {
         }
     }
 
-    async fn fetch(&mut self) -> Option<SyncOutcome> {
+    /// The fetch as a task of its own, so the loop keeps repairing drift while it runs.
+    fn start_fetch(&self) -> tokio::task::JoinHandle<(Result<SyncOutcome, SourceError>, Instant)> {
         let src = self.source.clone();
-        let started = Instant::now();
-        // A server that trickles bytes defeats every per-read limit: past `total` the fetch is
-        // abandoned (its thread ends with its socket; snapshots are written aside and renamed).
-        let total = self.source.spec().timeouts.total;
-        let fail = |message: String| SourceError::Fetch {
-            url: self.source.spec().shown_url(),
-            message,
-        };
-        let res = match tokio::time::timeout(total, tokio::task::spawn_blocking(move || src.sync()))
-            .await
-        {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(fail(format!("fetch task failed: {e}"))),
-            Err(_) => Err(fail(format!(
-                "no answer within source.timeouts.total ({}); fetch abandoned",
-                humantime::format_duration(total)
-            ))),
-        };
+        tokio::spawn(async move {
+            let started = Instant::now();
+            // A server that trickles bytes defeats every per-read limit: past `total` the fetch
+            // is abandoned (snapshots are written aside and renamed, so nothing half-made is used).
+            let total = src.spec().timeouts.total;
+            let url = src.spec().shown_url();
+            let fail = |message: String| SourceError::Fetch { url, message };
+            let blocking = tokio::task::spawn_blocking(move || src.sync());
+            let res = match tokio::time::timeout(total, blocking).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(fail(format!("fetch task failed: {e}"))),
+                Err(_) => Err(fail(format!(
+                    "no answer within source.timeouts.total ({}); fetch abandoned",
+                    humantime::format_duration(total)
+                ))),
+            };
+            (res, started)
+        })
+    }
+
+    fn fetched(
+        &mut self,
+        res: Result<SyncOutcome, SourceError>,
+        started: Instant,
+    ) -> Option<SyncOutcome> {
         self.app
             .metrics
             .fetch_duration
@@ -570,6 +604,7 @@ impl<R: Reconciler> Daemon<R> {
                 }
                 tracing::info!(commit = %o.commit, changed = report.changed, failed = report.failed, secs, "reconciled");
                 self.applied_ok = ok;
+                self.applied_snapshot = Some(o.clone());
                 self.invalid_commit = None;
                 self.status_mut(|st| {
                     st.applied_revision = Some(o.commit.clone());

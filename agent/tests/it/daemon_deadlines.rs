@@ -167,3 +167,106 @@ fn docker_socket_that_never_answers_fails_apply_in_seconds() {
     assert!(stderr.contains("does not respond"), "{stderr}");
     eprintln!("apply against a mute socket failed after {took:?}: {stderr}");
 }
+
+/// A TCP proxy to `target` on 127.0.0.1; once `stall` is set, new connections are accepted
+/// and never answered (a git server that hangs mid-operation).
+fn stallable_proxy(target: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stall = std::sync::Arc::new(AtomicBool::new(false));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let flag = stall.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { return };
+            if flag.load(Ordering::SeqCst) {
+                held.push(client);
+                continue;
+            }
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    (port, stall)
+}
+
+/// While a fetch hangs, a stopped container is still repaired from the applied snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_fetch_does_not_block_drift_repair() {
+    use crate::support::daemon::{config, wait_status, Scenario};
+    use crate::support::git::HttpGit;
+    use crate::support::reconciler::inspect;
+    use macula_gitops::trigger::Cause;
+
+    let sc = Scenario::new("stall");
+    let (rec, _guard) = sc.reconciler();
+    let name = rec.container();
+    let http = HttpGit::start(sc.r.bare.parent().expect("parent"), None);
+    let (port, stall) = stallable_proxy(http.port);
+    let url = http
+        .url("lab.git")
+        .replace(&http.port.to_string(), &port.to_string());
+    let mut cfg = config(&url, sc.state.path(), None);
+    if let Some(s) = cfg.source.as_mut() {
+        s.timeouts.total = Some("60s".into());
+    }
+    let addr = cfg.listen();
+    let metrics = std::sync::Arc::new(macula_gitops::server::metrics::Metrics::new());
+    let daemon = macula_gitops::daemon::Daemon::new(cfg, rec, metrics).expect("daemon");
+    let trigger = daemon.trigger();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon.run(async move {
+        let _ = rx.await;
+    }));
+    wait_status(addr, "first apply", |s| {
+        s.applied_revision.as_deref() == Some(sc.c1.as_str())
+    })
+    .await;
+
+    stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    trigger.fire(Cause::Manual); // this fetch hangs for up to 60 s
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = Command::new("docker")
+        .args(["stop", "-t", "0", &name])
+        .output()
+        .expect("docker stop");
+    assert!(out.status.success());
+    let stopped = Instant::now();
+    trigger.fire(Cause::Drift);
+    loop {
+        if matches!(inspect(&name), Some((_, _, true, _))) {
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(15),
+            "drift not repaired while the fetch hangs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "repaired {:?} after the stop, fetch still hanging",
+        stopped.elapsed()
+    );
+    let _ = tx.send(());
+    let stop = Instant::now();
+    task.await.expect("task").expect("daemon stops");
+    assert!(
+        stop.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stop.elapsed()
+    );
+}
