@@ -42,7 +42,24 @@ pub struct LoadedStack {
     pub volumes: IndexMap<String, VolumeDef>,
     pub secrets: IndexMap<String, FileDef>,
     pub configs: IndexMap<String, FileDef>,
+    /// Files brought in by top-level `include:`, each with its own directory (its relative
+    /// paths resolve there, as Compose resolves them) and lines; same project.
+    pub included: Vec<LoadedStack>,
 }
+
+impl LoadedStack {
+    /// This file and every file it includes, depth first.
+    pub fn parts(&self) -> Vec<&LoadedStack> {
+        let mut out = vec![self];
+        for i in &self.included {
+            out.extend(i.parts());
+        }
+        out
+    }
+}
+
+/// How deep `include:` may nest (a cycle is refused before that).
+const MAX_INCLUDE_DEPTH: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -144,6 +161,19 @@ fn compose_file(root: &Path, name: &str) -> Option<PathBuf> {
 
 fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Option<LoadedStack> {
     let rel = compose_file(root, name)?;
+    load_file(root, &rel, name, env, &mut vec![rel.clone()], diags)
+}
+
+/// One compose file (the stack's, or one it includes); `chain` is the include path to it.
+fn load_file(
+    root: &Path,
+    rel: &Path,
+    name: &str,
+    env: &Env,
+    chain: &mut Vec<PathBuf>,
+    diags: &mut Diagnostics,
+) -> Option<LoadedStack> {
+    let rel = rel.to_path_buf();
     let env = project_env(root, &rel, env, diags);
     let (value, source) = read_yaml(root, &rel, Some(&env), diags)?;
     let Value::Mapping(top) = value else {
@@ -162,6 +192,7 @@ fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Op
     let mut volumes = IndexMap::new();
     let mut secrets = IndexMap::new();
     let mut configs = IndexMap::new();
+    let mut included = Vec::new();
     for (k, v) in top {
         let key = k.as_str().unwrap_or_default().to_string();
         match key.as_str() {
@@ -180,6 +211,35 @@ fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Op
             ),
             "secrets" => each_entry::<FileDef>(v, "secrets", &source, diags, &mut secrets),
             "configs" => each_entry::<FileDef>(v, "configs", &source, diags, &mut configs),
+            "include" => {
+                let dir = rel.parent().expect("compose file path has a parent");
+                for (i, path) in include_paths(v, &source, diags) {
+                    let at = format!("include[{i}]");
+                    match super::paths::resolve_inside(root, &root.join(dir), &path) {
+                        Ok(real) => {
+                            let inc = crate::desired::build::rel_to(root, &real);
+                            let inc = PathBuf::from(inc);
+                            if chain.contains(&inc) || chain.len() > MAX_INCLUDE_DEPTH {
+                                diags.error(
+                                    &rel,
+                                    Some(&source.lines),
+                                    at,
+                                    format!(
+                                        "{path:?} is already included on this path (include cycle)"
+                                    ),
+                                );
+                                continue;
+                            }
+                            chain.push(inc.clone());
+                            if let Some(part) = load_file(root, &inc, name, &env, chain, diags) {
+                                included.push(part);
+                            }
+                            chain.pop();
+                        }
+                        Err(e) => diags.error(&rel, Some(&source.lines), at, e.to_string()),
+                    }
+                }
+            }
             "services" => each_entry::<Service>(v, "services", &source, diags, &mut services),
             "networks" => each_entry::<NetworkDef>(v, "networks", &source, diags, &mut networks),
             "volumes" => each_entry::<VolumeDef>(v, "volumes", &source, diags, &mut volumes),
@@ -203,7 +263,58 @@ fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Op
         volumes,
         secrets,
         configs,
+        included,
     })
+}
+
+/// `include:` entries: `- path` or `- {path: p | [p, ...], project_directory, env_file}`.
+fn include_paths(v: Value, source: &SourceFile, diags: &mut Diagnostics) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let Value::Sequence(items) = v else {
+        diags.error(
+            &source.rel,
+            Some(&source.lines),
+            "include",
+            "expected a list of files",
+        );
+        return out;
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let at = format!("include[{i}]");
+        match item {
+            Value::String(p) => out.push((i, p)),
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    match (k.as_str().unwrap_or_default(), v) {
+                        ("path", Value::String(p)) => out.push((i, p)),
+                        ("path", Value::Sequence(ps)) => out.extend(
+                            ps.into_iter()
+                                .filter_map(|p| p.as_str().map(|p| (i, p.to_string()))),
+                        ),
+                        (k @ ("project_directory" | "env_file"), _) => diags.error(
+                            &source.rel,
+                            Some(&source.lines),
+                            format!("{at}.{k}"),
+                            "not supported yet: an included file resolves its paths in its own directory and reads the stack's environment",
+                        ),
+                        (k, _) => diags.error(
+                            &source.rel,
+                            Some(&source.lines),
+                            format!("{at}.{k}"),
+                            unknown_key_message(k, &["path", "project_directory", "env_file"]),
+                        ),
+                    }
+                }
+            }
+            _ => diags.error(
+                &source.rel,
+                Some(&source.lines),
+                at,
+                "expected a path or a mapping with path",
+            ),
+        }
+    }
+    out
 }
 
 /// Each `name: definition` of a top-level section; a bare `name:` is the default definition,

@@ -30,11 +30,17 @@ impl Kind {
     }
 }
 
+#[derive(Default)]
 pub(super) struct Defs {
     resolved: BTreeMap<(&'static str, String), Option<MountSource>>,
 }
 
 impl Defs {
+    /// Add the definitions of another file of the same stack (an `include:`d one).
+    pub(super) fn extend(&mut self, other: Defs) {
+        self.resolved.extend(other.resolved);
+    }
+
     pub(super) fn new(root: &Path, stack: &LoadedStack, env: &Env, r: &mut Report) -> Self {
         let mut resolved = BTreeMap::new();
         for (kind, defs) in [

@@ -81,9 +81,15 @@ impl StackNames {
     }
 }
 
-/// Compose's naming: `name:` wins, else `<project>_<key>`; external resources keep their key.
-fn full_name(project: &str, key: &str, name: Option<&str>, external: bool) -> String {
-    match (name, external) {
+/// Compose's naming: `name:` (or the legacy `external: {name:}`) wins, else `<project>_<key>`;
+/// external resources keep their key.
+fn full_name(
+    project: &str,
+    key: &str,
+    name: Option<&str>,
+    external: &crate::desired::compose::External,
+) -> String {
+    match (name.or(external.name.as_deref()), external.external) {
         (Some(n), _) => n.to_string(),
         (None, true) => key.to_string(),
         (None, false) => format!("{project}_{key}"),
@@ -141,54 +147,42 @@ fn build_stack(
         networks: BTreeMap::new(),
         volumes: BTreeMap::new(),
     };
-    for (key, def) in &stack.networks {
-        let ext = &def.external;
-        let name = full_name(
-            &stack.project,
-            key,
-            def.name.as_deref().or(ext.name.as_deref()),
-            ext.external,
-        );
-        names.networks.insert(key.clone(), name.clone());
-        if ext.external {
-            state.external_networks.insert(name);
-            continue;
-        }
-        let spec = network_spec(name.clone(), key, def, &stack.name, &mut r);
-        state.networks.insert(name, spec);
-    }
-    for (key, def) in &stack.volumes {
-        let ext = &def.external;
-        let name = full_name(
-            &stack.project,
-            key,
-            def.name.as_deref().or(ext.name.as_deref()),
-            ext.external,
-        );
-        names.volumes.insert(key.clone(), name.clone());
-        if !ext.external {
-            state.volumes.insert(
-                name.clone(),
-                VolumeSpec {
-                    name,
-                    labels: def.labels.filled(),
-                    driver: def.driver.clone(),
-                    driver_opts: scalars(&def.driver_opts),
-                    stack: stack.name.clone(),
-                },
-            );
-        }
+    // The stack's file and those it includes form one project: names are shared, while each
+    // file keeps its own directory and lines.
+    let parts = stack.parts();
+    let mut files = files::Defs::default();
+    for part in &parts {
+        let mut r = Report {
+            file: &part.source,
+            d,
+        };
+        define_resources(part, &mut names, state, &mut r);
+        files.extend(files::Defs::new(root, part, env, &mut r));
     }
 
     let profiles = &state.selection.compose_profiles;
-    let enabled: Vec<(&String, &Service)> = stack
-        .services
-        .iter()
-        .filter(|(_, s)| {
-            s.profiles.is_empty() || profiles.iter().any(|p| p == "*" || s.profiles.contains(p))
-        })
-        .collect();
-    for (svc_name, svc) in &enabled {
+    let mut enabled: Vec<(&LoadedStack, &String, &Service)> = Vec::new();
+    for part in &parts {
+        for (svc_name, svc) in &part.services {
+            if enabled.iter().any(|(_, n, _)| *n == svc_name) {
+                d.error(
+                    &part.source.rel,
+                    Some(&part.source.lines),
+                    lines::join("services", svc_name),
+                    format!("service {svc_name:?} is also defined by another file of the stack (include conflicts are errors, as in Compose)"),
+                );
+                continue;
+            }
+            if svc.profiles.is_empty()
+                || profiles
+                    .iter()
+                    .any(|p| p == "*" || svc.profiles.contains(p))
+            {
+                enabled.push((part, svc_name, svc));
+            }
+        }
+    }
+    for (_, svc_name, svc) in &enabled {
         let container = svc
             .container_name
             .clone()
@@ -196,8 +190,7 @@ fn build_stack(
         names.containers.insert(svc_name.to_string(), container);
     }
 
-    let files = files::Defs::new(root, stack, env, &mut r);
-    for (svc_name, svc) in enabled {
+    for (part, svc_name, svc) in enabled {
         let base = lines::join("services", svc_name);
         // Compose attaches services without `networks:` (and without a network_mode) to the
         // project's default network.
@@ -223,13 +216,54 @@ fn build_stack(
         }
         let ctx = service::Ctx {
             root,
-            stack,
+            stack: part,
             env,
             names: &names,
             files: &files,
         };
+        let mut r = Report {
+            file: &part.source,
+            d,
+        };
         let spec = service::build_service(&ctx, svc_name, svc, &base, &mut r);
         state.services.push(spec);
+    }
+}
+
+/// One file's top-level networks and volumes, named as Compose names them.
+fn define_resources(
+    part: &LoadedStack,
+    names: &mut StackNames,
+    state: &mut DesiredState,
+    r: &mut Report,
+) {
+    for (key, def) in &part.networks {
+        let ext = &def.external;
+        let name = full_name(&part.project, key, def.name.as_deref(), ext);
+        names.networks.insert(key.clone(), name.clone());
+        if ext.external {
+            state.external_networks.insert(name);
+            continue;
+        }
+        let spec = network_spec(name.clone(), key, def, &part.name, r);
+        state.networks.insert(name, spec);
+    }
+    for (key, def) in &part.volumes {
+        let ext = &def.external;
+        let name = full_name(&part.project, key, def.name.as_deref(), ext);
+        names.volumes.insert(key.clone(), name.clone());
+        if !ext.external {
+            state.volumes.insert(
+                name.clone(),
+                VolumeSpec {
+                    name,
+                    labels: def.labels.filled(),
+                    driver: def.driver.clone(),
+                    driver_opts: scalars(&def.driver_opts),
+                    stack: part.name.clone(),
+                },
+            );
+        }
     }
 }
 
@@ -328,7 +362,7 @@ fn network_spec(
     }
 }
 
-fn rel_to(root: &Path, real: &Path) -> String {
+pub(crate) fn rel_to(root: &Path, real: &Path) -> String {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     real.strip_prefix(&root)
         .unwrap_or(real)

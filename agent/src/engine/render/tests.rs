@@ -500,3 +500,48 @@ fn ulimits_and_cap_drop_keep_file_order() {
     assert_eq!(names, ["nproc", "nofile"]);
     assert_eq!(h.cap_drop, Some(vec!["NET_RAW".into(), "MKNOD".into()]));
 }
+
+#[test]
+fn include_brings_in_files_with_their_own_directory() {
+    let d = desired(
+        "include:\n  - ./db/compose.yaml\n  - path: [./cache.yaml]\nservices:\n  web:\n    image: busybox\n    networks: [back]\n    depends_on: [db]\nnetworks:\n  back: {}\n",
+        &[
+            (
+                "db/compose.yaml",
+                "services:\n  db:\n    image: busybox\n    volumes: [\"./init:/init:ro\"]\n    networks: [back]\n    secrets: [pw]\nsecrets:\n  pw: {file: ./pw.txt}\n",
+            ),
+            ("db/init/schema.sql", "create table t();"),
+            ("db/pw.txt", "pw"),
+            ("cache.yaml", "services:\n  cache: {image: busybox}\n"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = d.services.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(names, ["web", "db", "cache"]);
+    let db = spec_of(&d, "db");
+    assert!(db.networks.contains_key("app_back"), "shared network");
+    let sources: Vec<String> = db
+        .mounts
+        .iter()
+        .filter_map(|m| match &m.source {
+            crate::desired::spec::MountSource::Repo { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sources, ["stacks/app/db/init", "stacks/app/db/pw.txt"]);
+
+    let e = errors("include: [./a.yaml]\nservices:\n  web: {image: busybox}\n");
+    assert!(e.contains("include[0]: \"./a.yaml\" does not exist"), "{e}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let e = desired_at(
+        dir.path(),
+        "include: [./a.yaml]\nservices:\n  web: {image: busybox}\n",
+        &[(
+            "a.yaml",
+            "include: [./compose.yaml]\nservices:\n  web: {image: busybox}\n",
+        )],
+    )
+    .expect_err("a cycle and a conflict are errors");
+    assert!(e.contains("include cycle"), "{e}");
+    assert!(e.contains("also defined by another file"), "{e}");
+}
