@@ -10,6 +10,7 @@
 //! that *holds* `desired-state/` (the repo root by default).
 
 mod fetch;
+mod heal;
 pub mod safety;
 mod snapshot;
 pub mod verify;
@@ -181,11 +182,37 @@ impl Source {
 
     /// Fetch, resolve the ref, and make sure the snapshot of that commit exists. Blocking:
     /// call from `spawn_blocking`.
+    ///
+    /// When a sync fails and the cache proves broken (`heal::broken`), the cache is moved aside
+    /// and the sync runs once more from scratch.
     pub fn sync(&self) -> Result<SyncOutcome, SourceError> {
         // gix's HTTP transport uses reqwest built without a default TLS crypto provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let started = std::time::Instant::now();
         let cache = fetch::cache_dir(&self.state_dir, &self.spec.url);
+        match self.sync_with(&cache) {
+            Err(e)
+                if !matches!(
+                    e,
+                    SourceError::Unsafe { .. } | SourceError::Unverified { .. }
+                ) =>
+            {
+                let Some(why) = heal::broken(&cache) else {
+                    return Err(e);
+                };
+                let aside = heal::move_aside(&cache).map_err(|source| SourceError::Io {
+                    path: cache.clone(),
+                    source,
+                })?;
+                tracing::warn!(cache = %cache.display(), moved_to = %aside.display(), reason = %why, error = %e, "git cache broken; moved aside, fetching afresh");
+                self.sync_with(&cache)
+            }
+            r => r,
+        }
+    }
+
+    fn sync_with(&self, cache: &Path) -> Result<SyncOutcome, SourceError> {
+        let cache = cache.to_path_buf();
+        let started = std::time::Instant::now();
         let repo = fetch::fetch(&self.spec, &cache)?;
         let fetch_duration = started.elapsed();
         let commit = fetch::resolve(&repo, &self.spec)?;

@@ -38,6 +38,7 @@ mod routing_dns;
 mod routing_docker;
 mod routing_forward;
 mod source_git;
+mod source_heal;
 mod source_https;
 mod source_verify;
 mod validate_errors;
