@@ -120,7 +120,9 @@ pub fn verify_signature(payload: &[u8], sig: &str, keys: &Keys) -> Result<(), St
             .arg(&signers)
             .arg("-s")
             .arg(&sig_path);
-        run_with_stdin(cmd, payload, "ssh-keygen")
+        capture_with_stdin(cmd, payload, "ssh-keygen")
+            .map(|_| ())
+            .map_err(|_| ssh_cause(&sig_path, payload))
     } else if sig.starts_with("-----BEGIN PGP SIGNATURE-----") {
         if keys.pgp.is_empty() {
             return Err("OpenPGP signature, but no OpenPGP keys are trusted".into());
@@ -184,14 +186,32 @@ fn capture_with_stdin(mut cmd: Command, input: &[u8], what: &str) -> Result<Vec<
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(format!("{what}: {}", last_line(&out.stderr)))
+        // ssh-keygen reports on stdout, gpg on stderr; an empty cause helps nobody.
+        let cause = [last_line(&out.stderr), last_line(&out.stdout)]
+            .into_iter()
+            .find(|l| !l.is_empty())
+            .unwrap_or_else(|| out.status.to_string());
+        Err(format!("{what}: {cause}"))
     }
 }
 
-fn run_with_stdin(cmd: Command, input: &[u8], what: &str) -> Result<(), String> {
-    capture_with_stdin(cmd, input, what)
-        .map(|_| ())
-        .map_err(|e| format!("SSH signature not valid for a trusted key ({e})"))
+/// Why `ssh-keygen -Y verify` refused: it only says "Could not verify signature.", so check the
+/// signature without the trust list to tell an untrusted signer from a broken signature.
+fn ssh_cause(sig_path: &std::path::Path, payload: &[u8]) -> String {
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-Y", "check-novalidate", "-n", "git", "-s"])
+        .arg(sig_path);
+    match capture_with_stdin(cmd, payload, "ssh-keygen -Y check-novalidate") {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out);
+            let key = text
+                .split_once(" with ")
+                .map(|(_, k)| k.trim().to_string())
+                .unwrap_or_else(|| text.trim().to_string());
+            format!("signed with {key}, which is not one of source.verify.keys")
+        }
+        Err(e) => format!("SSH signature does not match the signed data ({e})"),
+    }
 }
 
 #[cfg(test)]

@@ -126,10 +126,19 @@ fn ssh_signed_commits_and_tags() {
         vec![pub_stranger.clone()],
         state.path(),
     );
-    assert!(
-        matches!(res, Err(SourceError::Unverified { .. })),
-        "{res:?}"
-    );
+    // The refusal names its cause: the signer's key, and that it is not trusted.
+    let fingerprint = sh(keys.path(), &[], "ssh-keygen", &["-lf", &pub_trusted]);
+    let fingerprint = fingerprint.split_whitespace().nth(1).expect("fingerprint");
+    match res {
+        Err(SourceError::Unverified { message, .. }) => {
+            assert!(message.contains(fingerprint), "{message}");
+            assert!(
+                message.contains("not one of source.verify.keys"),
+                "{message}"
+            );
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
 
     // Unsigned: refused, and nothing of it is materialised.
     r.write("desired-state/app.env", "MESSAGE=unsigned\n");
