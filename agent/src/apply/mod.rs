@@ -159,6 +159,7 @@ pub async fn apply<E: Engine>(
                 s,
                 Step::CreateContainer { .. }
                     | Step::RecreateContainer { .. }
+                    | Step::AdoptContainer { .. }
                     | Step::StartContainer { .. }
                     | Step::RestartContainer { .. }
             )
@@ -206,8 +207,13 @@ pub async fn apply<E: Engine>(
             let image_failed = failed_images.contains(&spec.image);
             let blocked = blocked_services.contains(&key);
             let existing = observed_ids.get(&key).cloned();
-            let old_mounts: &[ObservedMount] = match step {
-                Some(Step::RecreateContainer { id, .. }) => observed
+            let old_id = match step {
+                Some(Step::RecreateContainer { id, .. }) => Some(id),
+                Some(Step::AdoptContainer { ids, .. }) => ids.first(),
+                _ => None,
+            };
+            let old_mounts: &[ObservedMount] = match old_id {
+                Some(id) => observed
                     .containers
                     .iter()
                     .find(|c| &c.id == id)
@@ -355,6 +361,16 @@ async fn run_container_step<E: Engine>(
             let mut cctx = create_context(spec, host, ctx)?;
             cctx.inherited = inherited(spec, old_mounts);
             engine.remove_container(id).await?;
+            create_and_start(engine, spec, &cctx).await
+        }
+        // Named volumes carry over by name (same `<project>_<key>` as compose); anonymous
+        // ones by target, as on any recreate.
+        Step::AdoptContainer { ids, .. } => {
+            let mut cctx = create_context(spec, host, ctx)?;
+            cctx.inherited = inherited(spec, old_mounts);
+            for id in ids {
+                engine.remove_container(id).await?;
+            }
             create_and_start(engine, spec, &cctx).await
         }
         _ => {

@@ -59,6 +59,14 @@ pub enum Step {
         id: String,
         reasons: Vec<String>,
     },
+    /// A container docker compose runs for this service (found by its labels): replaced by the
+    /// agent's, keeping its volumes; `ids` are every compose container of the service.
+    AdoptContainer {
+        service: String,
+        container: String,
+        from: String,
+        ids: Vec<String>,
+    },
     StartContainer {
         service: String,
         container: String,
@@ -94,6 +102,7 @@ impl Step {
         match self {
             Step::CreateContainer { service, .. }
             | Step::RecreateContainer { service, .. }
+            | Step::AdoptContainer { service, .. }
             | Step::StartContainer { service, .. }
             | Step::RestartContainer { service, .. }
             | Step::BuildImage { service, .. } => Some(service),
@@ -181,9 +190,14 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
     for spec in ordered(desired) {
         let key = spec.key();
         let current = by_service.get(&key).copied();
-        // A container with our name that we do not own is never touched.
+        let adopt: Vec<&ObservedContainer> = match current {
+            None => compose_containers(observed, spec),
+            Some(_) => Vec::new(),
+        };
+        // A container with our name that we do not own is never touched (unless adopted).
         if let Some(other) = by_name.get(spec.container_name.as_str()) {
-            if !other.owned_by(host) || current.is_some_and(|c| c.id != other.id) {
+            let adopted = adopt.iter().any(|c| c.id == other.id);
+            if !adopted && (!other.owned_by(host) || current.is_some_and(|c| c.id != other.id)) {
                 container_steps.push(Step::Blocked {
                     subject: format!("container {}", spec.container_name),
                     reason: format!("the name is taken by a container this agent does not own for {key} ({}); rename or remove it", owner(other)),
@@ -192,6 +206,15 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
             }
         }
         let needs_create = match current {
+            None if !adopt.is_empty() => {
+                container_steps.push(Step::AdoptContainer {
+                    service: key.clone(),
+                    container: spec.container_name.clone(),
+                    from: adopt[0].name.clone(),
+                    ids: adopt.iter().map(|c| c.id.clone()).collect(),
+                });
+                true
+            }
             None => {
                 container_steps.push(Step::CreateContainer {
                     service: key.clone(),
@@ -295,6 +318,25 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
         }
     }
     Plan { steps }
+}
+
+/// Containers docker compose (v1 `proj_svc_1` or v2 `proj-svc-1`) runs for `spec`'s service:
+/// compose's project and service labels, not a one-off, not managed by any agent.
+fn compose_containers<'a>(
+    observed: &'a Observed,
+    spec: &ServiceSpec,
+) -> Vec<&'a ObservedContainer> {
+    let mut found: Vec<&ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| !c.labels.contains_key(labels::MANAGED))
+        .filter(|c| c.labels.get(labels::COMPOSE_PROJECT) == Some(&spec.project))
+        .filter(|c| c.labels.get(labels::COMPOSE_SERVICE) == Some(&spec.service))
+        .filter(|c| c.labels.get(labels::COMPOSE_ONEOFF).map(String::as_str) != Some("True"))
+        .collect();
+    // The running one first: its name is shown, its volumes are carried over.
+    found.sort_by_key(|c| (c.state != "running", c.name.clone()));
+    found
 }
 
 fn owner(c: &ObservedContainer) -> String {

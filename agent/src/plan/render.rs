@@ -39,6 +39,20 @@ impl fmt::Display for Step {
                     reasons.join(", ")
                 )
             }
+            Step::AdoptContainer {
+                service,
+                container,
+                from,
+                ids,
+            } => write!(
+                f,
+                "~ adopt {from} ({service}): run by docker compose; replaced by {container} with its volumes{}",
+                if ids.len() > 1 {
+                    format!(" ({} compose containers)", ids.len())
+                } else {
+                    String::new()
+                }
+            ),
             Step::StartContainer {
                 service, container, ..
             } => write!(f, "~ container {container} ({service}): start, not running"),

@@ -162,3 +162,140 @@ fn docker_compose_1_29_sees_an_agent_applied_stack() {
     // The agent's own second pass sees a converged host.
     assert!(f.ok("h", &["diff"]).contains("no changes"));
 }
+
+const RUNNING: &str = r#"
+services:
+  db:
+    image: {image}
+    command: sleep 3600
+    volumes: ["data:/data", "/cache"]
+volumes:
+  data: {}
+"#;
+
+#[test]
+fn a_stack_docker_compose_runs_is_adopted_with_its_data() {
+    let f = Fixture::new();
+    let stack = format!("t{}ad", f.id);
+    let mut cleanup = Cleanup::default();
+    cleanup.label("com.docker.compose.project", &stack);
+    f.write(
+        "hosts.yaml",
+        &format!("hosts:\n  default: {{stacks: [{stack}]}}\n"),
+    );
+    f.write(&format!("stacks/{stack}/compose.yaml"), &f.fill(RUNNING));
+    let file = f.root().join("stacks").join(&stack).join("compose.yaml");
+    let up = Command::new("docker-compose")
+        .args(["-p", &stack, "-f"])
+        .arg(&file)
+        .args(["up", "-d"])
+        .output()
+        .expect("docker-compose runs");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let v1 = format!("{stack}_db_1");
+    docker(&[
+        "exec",
+        &v1,
+        "sh",
+        "-c",
+        "echo named > /data/n && echo anon > /cache/a",
+    ]);
+
+    let diff = f.ok("h", &["diff"]);
+    assert!(
+        diff.contains(&format!("~ adopt {v1} ({stack}/db): run by docker compose; replaced by {stack}-db-1 with its volumes")),
+        "{diff}"
+    );
+    assert!(
+        !diff.contains("+ volume"),
+        "the compose volume is reused: {diff}"
+    );
+    f.ok("h", &["apply"]);
+    let per_service = docker(&[
+        "ps",
+        "-a",
+        "-q",
+        "-f",
+        &format!("label=com.docker.compose.project={stack}"),
+    ]);
+    assert_eq!(
+        per_service.lines().count(),
+        1,
+        "one container per service: {per_service}"
+    );
+    let agent = format!("{stack}-db-1");
+    assert_eq!(
+        docker(&["exec", &agent, "cat", "/data/n", "/cache/a"]),
+        "named\nanon"
+    );
+    assert!(f.ok("h", &["diff"]).contains("no changes"));
+    // The volume compose made stays (it is not the agent's to prune).
+    let _ = docker(&["rm", "-f", "-v", &agent]);
+    let _ = docker(&["volume", "rm", &format!("{stack}_data")]);
+}
+
+const EVERYTHING: &str = r#"
+services:
+  db:
+    image: {vol_image}
+    container_name: t{id}-db
+    command: sleep 3600
+    environment: {REV: "0"}
+    volumes: ["named:/named", "/anon", "./data:/data", "./conf.txt:/conf.txt:ro"]
+volumes:
+  named: {name: "t{id}-named"}
+"#;
+
+/// Nothing a container wrote is lost across recreates, new revisions, agent restarts (every
+/// `apply` is a fresh agent process) and a deleted state dir.
+#[test]
+fn nothing_written_is_lost_across_revisions_restarts_and_a_deleted_state_dir() {
+    let f = Fixture::new();
+    let mut cleanup = Cleanup::default();
+    let img = image_with_volume(&f, &mut cleanup);
+    let db = f.name("db");
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    let rev = |n: u32| {
+        f.write(
+            "stacks/s/compose.yaml",
+            &f.fill(EVERYTHING)
+                .replace("{vol_image}", &img)
+                .replace("REV: \"0\"", &format!("REV: \"{n}\"")),
+        );
+        f.write("stacks/s/conf.txt", &format!("conf {n}\n"));
+        f.write("stacks/s/data/seed", &format!("seed {n}\n"));
+    };
+    rev(0);
+    f.ok("h", &["apply"]);
+    let write = "for d in named anon data imgdata; do echo kept >> /$d/w; done";
+    docker(&["exec", "-u", "0", &db, "sh", "-c", write]);
+    let read = || {
+        docker(&[
+            "exec",
+            &db,
+            "sh",
+            "-c",
+            "cat /named/w /anon/w /data/w /imgdata/w /data/seed /conf.txt",
+        ])
+    };
+    for n in 1..=2 {
+        rev(n);
+        f.ok("h", &["apply"]);
+        assert_eq!(
+            read(),
+            format!("kept\nkept\nkept\nkept\nseed 0\nconf {n}"),
+            "revision {n}"
+        );
+    }
+    // The state dir is wiped (snapshots, copies, applied state): the next pass rebuilds it.
+    std::fs::remove_dir_all(f.state.path()).expect("delete state dir");
+    rev(3);
+    f.ok("h", &["apply"]);
+    assert_eq!(read(), "kept\nkept\nkept\nkept\nseed 0\nconf 3");
+    let _ = docker(&["rm", "-f", "-v", &db]);
+    let _ = docker(&["volume", "rm", &f.name("named")]);
+}
