@@ -224,7 +224,7 @@ pub async fn shutdown_signal() {
 pub struct Daemon<R> {
     cfg: AgentConfig,
     source: Arc<Source>,
-    reconciler: R,
+    reconciler: Arc<R>,
     state_dir: PathBuf,
     app: AppState,
     window: Option<cron::Schedule>,
@@ -266,6 +266,13 @@ impl<R: Reconciler> Daemon<R> {
             apply_window: cfg.schedule.apply_window.clone(),
             ..Default::default()
         };
+        let reconciler = Arc::new(reconciler);
+        let live = reconciler.clone();
+        let host = cfg.host();
+        let services: crate::server::ServicesFn = Arc::new(move || {
+            let (r, h) = (live.clone(), host.clone());
+            Box::pin(async move { r.services(&h).await })
+        });
         let app = AppState {
             status: Arc::new(RwLock::new(status)),
             trigger: Trigger::new(),
@@ -275,6 +282,7 @@ impl<R: Reconciler> Daemon<R> {
             watch_ref: spec.reference.clone(),
             forwarder: None,
             guard: Arc::new(crate::server::auth::ApiGuard::new(cfg.listen(), token)),
+            services: Some(services),
         };
         let template = ReconcileOptions {
             prune: cfg.reconcile.prune,

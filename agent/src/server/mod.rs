@@ -120,7 +120,20 @@ pub struct AppState {
     /// The running forwarders, for their live counters in `/status`.
     pub forwarder: Option<crate::reconcile::SharedForwarder>,
     pub guard: Arc<auth::ApiGuard>,
+    /// Reads the managed services from the engine when `/status` is asked, so the answer is
+    /// the engine's state at that moment, not the last pass's.
+    pub services: Option<ServicesFn>,
 }
+
+pub type ServicesFn = Arc<
+    dyn Fn()
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<status::ServiceState>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How long `/status` waits for the engine before answering with the last pass's view.
+const LIVE_SERVICES_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Does a push to `pushed` (`refs/heads/x`, `refs/tags/y`, from the payload) concern `watched`?
 /// When in doubt (no ref in the payload, HEAD or a pinned commit configured), it does.
@@ -214,6 +227,12 @@ async fn status(
     }
     let mut st = s.status.read().expect("status lock").clone();
     st.suspended = s.control.suspended();
+    if let Some(f) = &s.services {
+        match tokio::time::timeout(LIVE_SERVICES_WITHIN, f()).await {
+            Ok(live) => st.services = live,
+            Err(_) => tracing::warn!("engine slow: /status shows services as of the last pass"),
+        }
+    }
     if let Some(f) = &s.forwarder {
         st.forwards =
             f.0.stats()

@@ -161,3 +161,31 @@ fn credentials_in_the_url_never_show() {
     assert!(logged.contains("fetch failed"), "{logged}");
     assert!(!logged.contains(secret), "{logged}");
 }
+
+/// `/status` shows the engine's state when it is read: a container stopped behind the agent's
+/// back (no pass since) is reported as exited at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_services_are_read_from_the_engine() {
+    use crate::support::daemon::start_applied;
+    let sc = Scenario::new("live");
+    let (rec, _guard) = sc.reconciler();
+    let name = rec.container();
+    let cfg = config(&sc.r.file_url(), sc.state.path(), None);
+    let d = start_applied(cfg, rec, &sc.c1).await;
+    let st = macula_gitops::server::client::status(d.addr)
+        .await
+        .expect("status");
+    assert_eq!(st.services.len(), 1, "{:?}", st.services);
+    assert_eq!(st.services[0].state, "running");
+    let out = std::process::Command::new("docker")
+        .args(["stop", "-t", "0", &name])
+        .output()
+        .expect("docker stop");
+    assert!(out.status.success());
+    // No drift watcher runs in-process: only a live read can see this.
+    let st = macula_gitops::server::client::status(d.addr)
+        .await
+        .expect("status");
+    assert_eq!(st.services[0].state, "exited", "{:?}", st.services);
+    d.stop().await;
+}

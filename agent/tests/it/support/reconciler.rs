@@ -143,4 +143,17 @@ impl Reconciler for BusyboxReconciler {
             })
         })?
     }
+
+    /// The test container's engine state (`running`, `exited`, ...), as the core lists them.
+    async fn services(&self, _host: &str) -> Vec<macula_gitops::server::status::ServiceState> {
+        let name = self.container();
+        let out = docker(&["inspect", "-f", "{{.State.Status}}", &name]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        vec![macula_gitops::server::status::ServiceState {
+            name: format!("test/{name}"),
+            state: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        }]
+    }
 }
