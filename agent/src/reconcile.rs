@@ -103,6 +103,9 @@ pub struct Report {
     /// Per selected kind cluster: nodes up, Flux Kustomizations' Ready and revision.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<cluster::ClusterStatus>,
+    /// The stacks' data directories the desired state binds (`crate::data`), for `status`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<crate::data::DataDir>,
 }
 
 impl Report {
@@ -321,6 +324,7 @@ pub async fn reconcile_with<E: Engine>(
             done,
             errors,
             clusters,
+            data: crate::data::desired_dirs(&opts.data_root, desired),
         })
     }
     .instrument(span)

@@ -168,6 +168,24 @@ impl Status {
                 .map(|x| x.to_string().trim_matches('"').to_string())
                 .unwrap_or_default()
         };
+        let data = self
+            .report
+            .as_ref()
+            .and_then(|r| r.get("data"))
+            .and_then(|d| d.as_array())
+            .cloned()
+            .unwrap_or_default();
+        if !data.is_empty() {
+            let _ = writeln!(o, "data (read-write binds; removed only by `data rm`):");
+            for d in &data {
+                let _ = writeln!(
+                    o,
+                    "  {:<30} {}",
+                    format!("{}/{}", field(d, "stack"), field(d, "path")),
+                    field(d, "dir")
+                );
+            }
+        }
         if !self.forwards.is_empty() {
             let _ = writeln!(o, "forwards:");
             for f in &self.forwards {

@@ -213,6 +213,12 @@ fn read_write_binds_are_data_dirs_seeded_once_and_repo_copies_are_verified() {
         std::fs::read_to_string(data_dir.join("table")).expect("kept"),
         "row1\n"
     );
+    // The report (and so the daemon's status) lists the data directories.
+    let json = f.ok("h", &["apply", "--output", "json"]);
+    assert!(
+        json.contains(&format!("\"dir\": \"{}\"", data_dir.display())),
+        "{json}"
+    );
 
     // Repo copies: the state dir is 0700, the copy readable by the container's user 1000.
     let copy = bind_source(&db, "/etc/app.conf");
