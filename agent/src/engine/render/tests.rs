@@ -71,6 +71,16 @@ fn host(compose: &str) -> HostConfig {
     body(compose).host_config.expect("host config")
 }
 
+fn assert_warns(d: &DesiredState, path: &str, text: &str) {
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| w.path == path && w.message.contains(text)),
+        "no warning at {path} with {text:?}: {:?}",
+        d.warnings
+    );
+}
+
 fn svc(keys: &str) -> String {
     format!("services:\n  web:\n    image: busybox\n{keys}")
 }
@@ -116,13 +126,7 @@ fn deploy_resources_and_restart_policy_win_over_legacy_keys() {
     )
     .expect("valid");
     assert_eq!(spec_of(&d, "web").restart, "always");
-    assert!(
-        d.warnings
-            .iter()
-            .any(|w| w.path == "services.web.deploy.placement" && w.message.contains("Swarm")),
-        "{:?}",
-        d.warnings
-    );
+    assert_warns(&d, "services.web.deploy.placement", "Swarm");
 }
 
 #[test]
@@ -544,4 +548,15 @@ fn include_brings_in_files_with_their_own_directory() {
     .expect_err("a cycle and a conflict are errors");
     assert!(e.contains("include cycle"), "{e}");
     assert!(e.contains("also defined by another file"), "{e}");
+}
+
+#[test]
+fn extends_is_refused_and_replicas_warn_until_supported() {
+    let e = errors(&svc("    extends: {service: base, file: common.yaml}\n"));
+    assert!(
+        e.contains("services.web.extends: extends is not supported yet"),
+        "{e}"
+    );
+    let d = desired(&svc("    deploy: {replicas: 3}\n"), &[]).expect("valid");
+    assert_warns(&d, "services.web.deploy.replicas", "runs one");
 }
