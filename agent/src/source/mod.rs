@@ -12,6 +12,7 @@
 mod fetch;
 mod heal;
 pub mod safety;
+mod seal;
 mod snapshot;
 pub mod verify;
 

@@ -20,7 +20,14 @@ pub fn materialise(
     let commit_hex = commit.to_string();
     let final_dir = snapshots.join(&commit_hex);
     if final_dir.is_dir() {
-        return Ok(final_dir);
+        if super::seal::intact(&final_dir) {
+            return Ok(final_dir);
+        }
+        tracing::warn!(snapshot = %final_dir.display(), "snapshot does not match its seal; rebuilding it");
+        std::fs::remove_dir_all(&final_dir).map_err(|source| SourceError::Io {
+            path: final_dir.clone(),
+            source,
+        })?;
     }
     let read_err = |message: String| SourceError::Read {
         commit: commit_hex.clone(),
@@ -84,6 +91,10 @@ pub fn materialise(
         });
     }
     let tmp = tmp.keep();
+    super::seal::seal(&tmp, &final_dir).map_err(|source| SourceError::Io {
+        path: super::seal::seal_path(&final_dir),
+        source,
+    })?;
     match std::fs::rename(&tmp, &final_dir) {
         Ok(()) => Ok(final_dir),
         // Another sync of the same commit won the race; its copy is identical.
@@ -270,11 +281,17 @@ pub fn gc_snapshots(snapshots: &Path, keep: &[&str]) -> std::io::Result<usize> {
     for entry in rd {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if keep.contains(&name.as_str()) {
+        let commit = name.strip_suffix(".sha256").unwrap_or(&name);
+        if keep.contains(&commit) {
             continue;
         }
-        std::fs::remove_dir_all(entry.path())?;
-        removed += 1;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        } else {
+            // The seal of a removed snapshot.
+            std::fs::remove_file(entry.path())?;
+        }
     }
     Ok(removed)
 }

@@ -91,3 +91,21 @@ fn unparsable_cache_config_is_moved_aside_and_refetched() {
     src.sync().expect("third sync");
     assert_eq!(moved_aside(state.path()), 1);
 }
+
+#[test]
+fn a_tampered_snapshot_is_rebuilt_before_use() {
+    let r = Repos::new();
+    r.write("desired-state/app.txt", "v1\n");
+    let c1 = r.commit_push("first");
+    let state = tempfile::tempdir().expect("tmp");
+    let src = source(&r, state.path());
+    let s1 = src.sync().expect("first sync");
+    let file = s1.desired_root().join("app.txt");
+    std::fs::write(&file, "edited by hand\n").expect("tamper");
+    std::fs::write(s1.desired_root().join("extra.txt"), "x\n").expect("tamper");
+    let s2 = src.sync().expect("second sync");
+    assert_eq!(s2.commit, c1);
+    assert_eq!(s2.snapshot_dir, s1.snapshot_dir);
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "v1\n");
+    assert!(!s2.desired_root().join("extra.txt").exists());
+}
