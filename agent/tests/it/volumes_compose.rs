@@ -41,6 +41,19 @@ services:
     volumes: ["/cache"]
 "#;
 
+/// Remove a container and every volume it mounts (carried-over volumes were passed by name, so
+/// `rm -v` alone leaves them).
+fn remove_with_volumes(container: &str) {
+    let names: Vec<String> = volumes_of(container)
+        .iter()
+        .filter_map(|m| m.split_once('=').map(|(_, n)| n.to_string()))
+        .collect();
+    let _ = docker(&["rm", "-f", "-v", container]);
+    for n in names {
+        let _ = docker(&["volume", "rm", &n]);
+    }
+}
+
 /// The volumes a container mounts, `target=name`, sorted.
 fn volumes_of(container: &str) -> Vec<String> {
     let mut v: Vec<String> = docker(&[
@@ -234,8 +247,7 @@ fn a_stack_docker_compose_runs_is_adopted_with_its_data() {
     );
     assert!(f.ok("h", &["diff"]).contains("no changes"));
     // The volume compose made stays (it is not the agent's to prune).
-    let _ = docker(&["rm", "-f", "-v", &agent]);
-    let _ = docker(&["volume", "rm", &format!("{stack}_data")]);
+    remove_with_volumes(&agent);
 }
 
 const EVERYTHING: &str = r#"
@@ -296,6 +308,5 @@ fn nothing_written_is_lost_across_revisions_restarts_and_a_deleted_state_dir() {
     rev(3);
     f.ok("h", &["apply"]);
     assert_eq!(read(), "kept\nkept\nkept\nkept\nseed 0\nconf 3");
-    let _ = docker(&["rm", "-f", "-v", &db]);
-    let _ = docker(&["volume", "rm", &f.name("named")]);
+    remove_with_volumes(&db);
 }
