@@ -103,10 +103,13 @@ pub fn unknown_key_message(key: &str, keys: &[&str]) -> String {
     m
 }
 
-/// The supported key closest to `key`, when it is close enough to be a typo.
+/// The supported key closest to `key`, when it is close enough to be a typo. Never `key`
+/// itself: a listed key reported as unknown means the list and the reader disagree (as
+/// `include` once did: listed before the loader read it), and "did you mean" would hide that.
 pub fn nearest<'a>(key: &str, keys: &[&'a str]) -> Option<&'a str> {
     let limit = (key.chars().count() / 3).max(1);
     keys.iter()
+        .filter(|k| **k != key)
         .map(|k| (distance(key, k), *k))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)

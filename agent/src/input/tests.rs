@@ -100,6 +100,41 @@ fn bom_and_crlf_are_one_document() {
     assert_eq!(src.lines.line_of("services.a.image"), Some(3));
 }
 
+/// getsentry/self-hosted writes this; PyYAML (docker-compose) and libyaml accept a flow
+/// sequence whose items and closing `]` are indented no deeper than its key, as the reader must.
+#[test]
+fn a_flow_sequence_closed_at_its_key_column_loads_as_compose_reads_it() {
+    let text = "\
+services:
+  web:
+    healthcheck:
+      test: [
+          \"CMD-SHELL\",
+          # comment
+          \"http_proxy='' wget ...\",
+      ]
+      interval: 30s
+";
+    let (out, d) = parse(text);
+    assert!(d.is_empty(), "{d:?}");
+    let (v, src) = out.expect("parses");
+    let check = get(&v, "services.web.healthcheck");
+    assert_eq!(
+        check["test"],
+        Value::from(vec!["CMD-SHELL", "http_proxy='' wget ..."])
+    );
+    assert_eq!(check["interval"], Value::from("30s"));
+    assert_eq!(src.lines.line_of("services.web.healthcheck.test"), Some(4));
+    assert_eq!(
+        src.lines.line_of("services.web.healthcheck.test[1]"),
+        Some(7)
+    );
+    assert_eq!(
+        src.lines.line_of("services.web.healthcheck.interval"),
+        Some(9)
+    );
+}
+
 #[test]
 fn shape_errors_name_file_and_line() {
     let cases: &[(&str, usize, &str)] = &[
@@ -324,4 +359,9 @@ fn unknown_keys_suggest_the_nearest_supported_key() {
         Some("read_only")
     );
     assert_eq!(deserialize::nearest("whatever", SVC_KEYS), None);
+    assert_eq!(
+        deserialize::unknown_key_message("image", &["image", "imag"]),
+        "unknown key \"image\"; did you mean \"imag\"? (supported: image, imag)",
+        "a suggestion is never the unknown key itself"
+    );
 }

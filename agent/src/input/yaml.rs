@@ -1,5 +1,11 @@
-//! One pass over yaml-rust2's marked events builds the value, its line index, and interpolates
-//! every scalar, within the limits.
+//! One pass over granit-parser's marked events builds the value, its line index, and
+//! interpolates every scalar, within the limits.
+//!
+//! Why granit-parser (the maintained fork of saphyr-parser, itself yaml-rust2's successor, with
+//! the same event API): by default it accepts what PyYAML/libyaml accept and the YAML spec does
+//! not, notably a flow collection whose entries or closing `]` are indented no deeper than its
+//! key (`test: [\n  "CMD",\n]` in getsentry/self-hosted's compose file). yaml-rust2 0.13.2 and
+//! saphyr-parser 0.3.4 refuse it with "invalid indentation"; docker compose loads it.
 //!
 //! Why not `serde_yaml::from_str`: it expands aliases without bound (a 260 KB alias bomb took
 //! 2.3 GB), gives no line for semantic errors, and cannot tell a plain `${N}` (to be typed
@@ -11,9 +17,8 @@
 
 use std::collections::HashMap;
 
+use granit_parser::{Event, Marker, Options, Parser, ScalarStyle as TScalarStyle, Tag};
 use serde_yaml::{Mapping, Number, Value};
-use yaml_rust2::parser::{Event, Parser, Tag};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::interpolate::Env;
 use super::lines::{self, Kids, LineIndex, Node};
@@ -92,17 +97,21 @@ pub(crate) fn build(
         root: None,
         problems: Vec::new(),
     };
-    let mut parser = Parser::new_from_str(text);
+    // Comments are not read; PyYAML-compatible (non-strict) indentation is the default.
+    let mut options = Options::default();
+    options.emit_comments = false;
+    let mut parser = Parser::new_from_str_with_options(text, options);
     let mut documents = 0;
-    loop {
-        let (ev, mark) = parser.next_token().map_err(|e| InputError::Syntax {
+    while let Some(next) = parser.next_event() {
+        let (ev, span) = next.map_err(|e| InputError::Syntax {
             file: file.to_string(),
             line: e.marker().line(),
-            message: e.info().to_string(),
+            message: e.info(),
         })?;
+        let mark = span.start;
         match ev {
             Event::StreamEnd => break,
-            Event::DocumentStart => {
+            Event::DocumentStart(..) => {
                 documents += 1;
                 if documents > 1 {
                     return Err(InputError::MultipleDocuments {
@@ -111,7 +120,7 @@ pub(crate) fn build(
                     });
                 }
             }
-            Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+            Event::StreamStart | Event::DocumentEnd => {}
             ev => b.event(ev, mark)?,
         }
     }
@@ -128,6 +137,7 @@ impl Builder<'_> {
         let line = mark.line() as u32;
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
+                let (text, tag) = (text.into_owned(), tag.map(|t| t.into_owned()));
                 if self.wants_key() {
                     return self.key(text, style, tag, line);
                 }
@@ -140,7 +150,7 @@ impl Builder<'_> {
                 self.value(value, node);
                 Ok(())
             }
-            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+            Event::MappingStart(_, anchor, _) | Event::SequenceStart(_, anchor, _) => {
                 if self.wants_key() {
                     return Err(self.unsupported(line, "a mapping key must be a scalar"));
                 }
@@ -437,12 +447,12 @@ fn typed(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, St
     match tag {
         None if style == TScalarStyle::Plain => Ok(resolve(text)),
         None => Ok(Value::String(text.to_string())),
-        Some(t) if t.handle == CORE_TAG => match t.suffix.as_str() {
+        Some(t) if t.handle() == CORE_TAG => match t.suffix() {
             "str" => Ok(Value::String(text.to_string())),
             "null" | "bool" | "int" | "float" => Ok(resolve(text)),
             other => Err(format!("tag !!{other} is not supported")),
         },
-        Some(t) => Err(format!("tag {}{} is not supported", t.handle, t.suffix)),
+        Some(t) => Err(format!("tag {}{} is not supported", t.handle(), t.suffix())),
     }
 }
 
