@@ -254,10 +254,22 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
-        self.docker
-            .remove_network(name)
-            .await
-            .map_err(api("remove network", name))
+        // The engine releases a removed container's endpoint a moment after `rm -f` returns
+        // (seen on 20.10 under load), so a network pruned in the same pass can still report
+        // active endpoints: wait briefly for them to go, never longer than ~2 s.
+        let mut attempt = 0;
+        loop {
+            match self.docker.remove_network(name).await {
+                Err(BErr::DockerResponseServerError {
+                    status_code: 403 | 409,
+                    message,
+                }) if message.contains("active endpoints") && attempt < 10 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                result => return result.map_err(api("remove network", name)),
+            }
+        }
     }
 
     async fn create_volume(&self, spec: &VolumeSpec, host: &str) -> Result<(), EngineError> {
