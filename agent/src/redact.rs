@@ -36,9 +36,29 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `url` without the secret part of its userinfo, for handing to another system (a cluster's
+/// GitRepository) that gets credentials its own way (a Secret). http(s) lose the whole userinfo
+/// (a user name alone can be a token); ssh keeps the login user (`ssh://git@host/…` needs it)
+/// and loses only a password.
+pub fn without_credentials(url: &str) -> Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Cow::Borrowed(url);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return Cow::Borrowed(url);
+    };
+    let (userinfo, tail) = (&rest[..at], &rest[at + 1..]);
+    match (scheme, userinfo.split_once(':')) {
+        ("ssh", None) => Cow::Borrowed(url),
+        ("ssh", Some((user, _))) => Cow::Owned(format!("{scheme}://{user}@{tail}")),
+        _ => Cow::Owned(format!("{scheme}://{tail}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, without_credentials};
 
     #[test]
     fn userinfo_is_masked_wherever_a_url_appears() {
@@ -62,5 +82,26 @@ mod tests {
         assert_eq!(redact("git@github.com:o/r.git"), "git@github.com:o/r.git");
         assert_eq!(redact("/srv/repo"), "/srv/repo");
         assert_eq!(redact("http://u:p@h"), "http://***@h");
+    }
+
+    #[test]
+    fn credentials_leave_a_url_handed_on_but_the_ssh_login_stays() {
+        assert_eq!(
+            without_credentials("https://bot:pass@git.example/o/r.git"),
+            "https://git.example/o/r.git"
+        );
+        assert_eq!(
+            without_credentials("https://ghp_tok@github.com/o/r"),
+            "https://github.com/o/r"
+        );
+        assert_eq!(
+            without_credentials("ssh://git:pw@host:22/r.git"),
+            "ssh://git@host:22/r.git"
+        );
+        assert_eq!(
+            without_credentials("ssh://git@host/r.git"),
+            "ssh://git@host/r.git"
+        );
+        assert_eq!(without_credentials("https://h/p@q"), "https://h/p@q");
     }
 }

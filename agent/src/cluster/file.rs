@@ -279,20 +279,26 @@ impl ClustersFile {
         let git_url = match pick(&own.git_url, &d.git_url) {
             Some(u) => u,
             None => match source_url {
-                Some(u) if reachable_from_cluster(u) => match super::flux::git_url_problem(u) {
-                    None => u.to_string(),
+                // The agent's own credentials never go into a cluster object: Flux gets them
+                // from `flux.secret_ref`.
+                Some(u) if reachable_from_cluster(u) => {
+                    let u = crate::redact::without_credentials(u);
+                    match super::flux::git_url_problem(&u) {
+                    None => u.into_owned(),
                     Some(p) => {
                         return Err((
                             "git_url",
                             format!("flux.git_url is not set and the agent's source URL {p}; set flux.git_url"),
                         ))
                     }
-                },
+                }
+                }
                 Some(u) => {
                     return Err((
                         "git_url",
                         format!(
-                            "flux.git_url is not set and the agent's source URL {u} is not reachable from a cluster; set flux.git_url"
+                            "flux.git_url is not set and the agent's source URL {} is not reachable from a cluster; set flux.git_url",
+                            crate::redact::redact(u)
                         ),
                     ))
                 }

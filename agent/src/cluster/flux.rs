@@ -20,7 +20,16 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// Why source-controller would refuse `url`: the GitRepository CRD admits only
 /// `^(http|https|ssh)://.*$` (the API server answers 422 otherwise).
-pub fn git_url_problem(url: &str) -> Option<String> {
+pub fn git_url_problem(raw: &str) -> Option<String> {
+    // Messages show the URL redacted: it may come from the agent's own (credentialed) source.
+    let url = &*crate::redact::redact(raw);
+    if crate::redact::without_credentials(raw) != raw
+        && url.split_once("://").is_some_and(|(s, _)| s != "ssh")
+    {
+        return Some(format!(
+            "{url:?} carries credentials; a cluster object must not hold them: put them in the Secret named by flux.secret_ref"
+        ));
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         if let Some((user_host, path)) = url.split_once(':').filter(|(h, _)| !h.contains('/')) {
             return Some(format!(
@@ -151,6 +160,11 @@ mod tests {
         assert_eq!(
             git_url_problem("git@github.com:macula-io/macula-gitops.git").as_deref(),
             Some("\"git@github.com:macula-io/macula-gitops.git\" is an scp-style address, which Flux's GitRepository does not accept: use ssh://git@github.com/macula-io/macula-gitops.git")
+        );
+        let leaked = git_url_problem("https://bot:s3cret@git.lan/r.git").expect("refused");
+        assert!(
+            leaked.contains("credentials") && !leaked.contains("s3cret"),
+            "{leaked}"
         );
         for bad in ["file:///srv/repo", "git://host/r.git", "/srv/repo"] {
             assert!(git_url_problem(bad).is_some(), "{bad}");

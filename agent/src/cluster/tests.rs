@@ -644,6 +644,13 @@ fn git_url_defaults_to_a_reachable_source() {
             .git_url,
         "https://git.example/r.git"
     );
+    // The agent's own credentials never reach the GitRepository object.
+    assert_eq!(
+        f.flux_for("macula-dev", Some("https://bot:s3cret@git.example/r.git"))
+            .unwrap()
+            .git_url,
+        "https://git.example/r.git"
+    );
     for local in [
         "file:///srv/repo",
         "/srv/repo",
