@@ -32,6 +32,10 @@ pub fn owned_by(labels: &BTreeMap<String, String>, host: &str) -> bool {
 pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 pub const COMPOSE_ONEOFF: &str = "com.docker.compose.oneoff";
+pub const COMPOSE_NETWORK: &str = "com.docker.compose.network";
+pub const COMPOSE_VOLUME: &str = "com.docker.compose.volume";
+pub const COMPOSE_VERSION: &str = "com.docker.compose.version";
+pub const COMPOSE_CONTAINER_NUMBER: &str = "com.docker.compose.container-number";
 
 pub fn compose_container(
     project: &str,
@@ -43,10 +47,7 @@ pub fn compose_container(
     BTreeMap::from([
         (COMPOSE_PROJECT.to_string(), project.to_string()),
         (COMPOSE_SERVICE.to_string(), service.to_string()),
-        (
-            "com.docker.compose.container-number".to_string(),
-            "1".to_string(),
-        ),
+        (COMPOSE_CONTAINER_NUMBER.to_string(), "1".to_string()),
         (COMPOSE_ONEOFF.to_string(), "False".to_string()),
         (
             "com.docker.compose.config-hash".to_string(),
@@ -61,7 +62,24 @@ pub fn compose_container(
             config_file.display().to_string(),
         ),
         (
-            "com.docker.compose.version".to_string(),
+            COMPOSE_VERSION.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ])
+}
+
+/// The labels docker compose puts on a network or volume it creates: the project, the key the
+/// compose file defines it under (`kind` is [`COMPOSE_NETWORK`] or [`COMPOSE_VOLUME`]), the
+/// version. The key, as compose v2 writes it and checks it on `up` (v1 writes the `name:` there
+/// when one is set, and never reads the label back). Written only when the object is created:
+/// Docker cannot relabel a network or a volume, and recreating one to add labels would cut off
+/// the containers attached to it or lose the volume's data.
+pub fn compose_resource(kind: &str, project: &str, key: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (COMPOSE_PROJECT.to_string(), project.to_string()),
+        (kind.to_string(), key.to_string()),
+        (
+            COMPOSE_VERSION.to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
         ),
     ])

@@ -29,6 +29,9 @@ pub struct NetworkSpec {
     pub options: NetworkOptions,
     #[serde(skip)]
     pub stack: String,
+    /// The compose project and the key the file defines the network under (compose's labels).
+    #[serde(skip)]
+    pub project: String,
     #[serde(skip)]
     pub key: String,
 }
@@ -43,6 +46,11 @@ pub struct VolumeSpec {
     pub driver_opts: BTreeMap<String, String>,
     #[serde(skip)]
     pub stack: String,
+    /// The compose project and the key the file defines the volume under (compose's labels).
+    #[serde(skip)]
+    pub project: String,
+    #[serde(skip)]
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -199,6 +199,11 @@ impl Engine for DockerEngine {
 
     async fn create_network(&self, spec: &NetworkSpec, host: &str) -> Result<(), EngineError> {
         let mut l: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        l.extend(labels::compose_resource(
+            labels::COMPOSE_NETWORK,
+            &spec.project,
+            &spec.key,
+        ));
         l.extend(labels::ownership(host, &spec.stack));
         let o = &spec.options;
         let configs: Vec<IpamConfig> = if o.ipam_config.is_empty() {
@@ -274,6 +279,11 @@ impl Engine for DockerEngine {
 
     async fn create_volume(&self, spec: &VolumeSpec, host: &str) -> Result<(), EngineError> {
         let mut l: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        l.extend(labels::compose_resource(
+            labels::COMPOSE_VOLUME,
+            &spec.project,
+            &spec.key,
+        ));
         l.extend(labels::ownership(host, &spec.stack));
         self.docker
             .create_volume(VolumeCreateRequest {

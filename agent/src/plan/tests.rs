@@ -225,3 +225,32 @@ fn observed_state_reads_from_yaml() {
     assert_eq!(o.containers[0].exit_code, Some(0));
     assert!(o.networks["net"].subnet.is_some());
 }
+
+#[test]
+fn networks_and_volumes_without_compose_labels_are_kept_as_they_are() {
+    // Made by an agent that did not write compose's labels yet, or by docker-compose itself:
+    // Docker cannot relabel either, and recreating would cut off the attached containers or
+    // lose the volume's data, so the labels only come with a newly created object.
+    let d = desired(&[("web", WEB)]);
+    let mut o = converged(&d);
+    for n in o.networks.values_mut() {
+        n.labels = BTreeMap::from([(labels::COMPOSE_PROJECT.into(), "web".into())]);
+    }
+    for v in o.volumes.values_mut() {
+        v.labels.clear();
+    }
+    assert!(plan(&d, &o, &opts()).is_empty());
+    // Not ours, so never pruned, even with --prune-volumes.
+    let every = PlanOptions {
+        prune: true,
+        prune_volumes: true,
+        allow_empty: false,
+    };
+    let d2 = desired(&[("web", "services:\n  other: {image: busybox:1}\n")]);
+    let l = lines(&plan(&d2, &o, &every));
+    assert!(
+        !l.iter()
+            .any(|s| s.contains("- network web_infra") || s.contains("- volume web_data")),
+        "{l:?}"
+    );
+}

@@ -130,7 +130,40 @@ services:
   web:
     image: {image}
     command: sh -c "echo hello-from-web && sleep 3600"
+    volumes: ["data:/data"]
+  back:
+    image: {image}
+    command: sleep 3600
+    networks: [default, back]
+networks:
+  back: {}
+volumes:
+  data: {}
 "#;
+
+/// The labels of a network or volume with its project's name made `P`, without the agent's
+/// own labels and the tool's version (which says which tool made it).
+fn resource_labels(
+    kind: &str,
+    name: &str,
+    project: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let json = docker(&[kind, "inspect", "-f", "{{json .Labels}}", name]);
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{kind} {name}: {e}: {json:?}"));
+    labels
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("io.macula.gitops."))
+        .map(|(k, v)| {
+            let v = if k == "com.docker.compose.version" {
+                "V".to_string()
+            } else {
+                v.replace(project, "P")
+            };
+            (k, v)
+        })
+        .collect()
+}
 
 #[test]
 fn docker_compose_1_29_sees_an_agent_applied_stack() {
@@ -174,6 +207,47 @@ fn docker_compose_1_29_sees_an_agent_applied_stack() {
     }
     // The agent's own second pass sees a converged host.
     assert!(f.ok("h", &["diff"]).contains("no changes"));
+
+    // Networks and volumes carry the labels docker-compose writes for the same file.
+    let twin = format!("{stack}c");
+    let mut cleanup = Cleanup::default();
+    cleanup.label("com.docker.compose.project", &twin);
+    let up = Command::new("docker-compose")
+        .args(["-p", &twin, "-f"])
+        .arg(&file)
+        .args(["up", "-d"])
+        .output()
+        .expect("docker-compose runs");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    for (kind, key) in [
+        ("network", "default"),
+        ("network", "back"),
+        ("volume", "data"),
+    ] {
+        let agent = resource_labels(kind, &format!("{stack}_{key}"), &stack);
+        let compose = resource_labels(kind, &format!("{twin}_{key}"), &twin);
+        assert_eq!(agent, compose, "{kind} {key}");
+        assert!(
+            agent.contains_key("com.docker.compose.project"),
+            "{kind} {key}: {agent:?}"
+        );
+    }
+    // docker-compose takes the agent's networks and volumes as its project's own: `up` creates
+    // none beside them and leaves the agent's containers as they are.
+    let again = Command::new("docker-compose")
+        .args(["-p", &stack, "-f"])
+        .arg(&file)
+        .args(["up", "-d", "--no-recreate"])
+        .output()
+        .expect("docker-compose runs");
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert!(!err.contains("Creating"), "{err}");
+    assert!(f.ok("h", &["diff"]).contains("no changes"));
 }
 
 const RUNNING: &str = r#"
@@ -182,6 +256,9 @@ services:
     image: {image}
     command: sleep 3600
     volumes: ["data:/data", "/cache"]
+    networks: [back]
+networks:
+  back: {}
 volumes:
   data: {}
 "#;
@@ -224,10 +301,30 @@ fn a_stack_docker_compose_runs_is_adopted_with_its_data() {
         "{diff}"
     );
     assert!(
-        !diff.contains("+ volume"),
-        "the compose volume is reused: {diff}"
+        !diff.contains("+ volume") && !diff.contains("+ network"),
+        "the compose volume and network are reused: {diff}"
     );
+    let network = format!("{stack}_back");
+    let network_id = docker(&["network", "inspect", "-f", "{{.Id}}", &network]);
     f.ok("h", &["apply"]);
+    assert_eq!(
+        docker(&["network", "inspect", "-f", "{{.Id}}", &network]),
+        network_id,
+        "the compose network is kept, not recreated"
+    );
+    assert_eq!(
+        docker(&[
+            "network",
+            "ls",
+            "-q",
+            "-f",
+            &format!("label=com.docker.compose.project={stack}")
+        ])
+        .lines()
+        .count(),
+        1,
+        "no second network beside compose's"
+    );
     let per_service = docker(&[
         "ps",
         "-a",

@@ -210,6 +210,7 @@ fn build_stack(
                     labels: BTreeMap::new(),
                     options: NetworkOptions::default(),
                     stack: stack.name.clone(),
+                    project: stack.project.clone(),
                     key: "default".into(),
                 },
             );
@@ -245,7 +246,7 @@ fn define_resources(
             state.external_networks.insert(name);
             continue;
         }
-        let spec = network_spec(name.clone(), key, def, &part.name, r);
+        let spec = network_spec(name.clone(), key, def, part, r);
         state.networks.insert(name, spec);
     }
     for (key, def) in &part.volumes {
@@ -261,6 +262,8 @@ fn define_resources(
                     driver: def.driver.clone(),
                     driver_opts: scalars(&def.driver_opts),
                     stack: part.name.clone(),
+                    project: part.project.clone(),
+                    key: key.clone(),
                 },
             );
         }
@@ -277,7 +280,7 @@ fn network_spec(
     name: String,
     key: &str,
     def: &NetworkDef,
-    stack: &str,
+    part: &LoadedStack,
     r: &mut Report,
 ) -> NetworkSpec {
     let configs = def
@@ -357,7 +360,8 @@ fn network_spec(
                 .unwrap_or_default(),
             ipam_config,
         },
-        stack: stack.to_string(),
+        stack: part.name.clone(),
+        project: part.project.clone(),
         key: key.to_string(),
     }
 }
