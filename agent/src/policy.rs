@@ -37,6 +37,26 @@ pub struct PolicyConfig {
     /// `ipc: host`.
     #[serde(default)]
     pub ipc_host: bool,
+    /// `uts: host` (the container can set the host's hostname).
+    #[serde(default)]
+    pub uts_host: bool,
+    /// `userns_mode: host` (leaves the daemon's user-namespace remapping: root is host root).
+    #[serde(default)]
+    pub userns_host: bool,
+    /// `cgroup: host` (the host's cgroup namespace).
+    #[serde(default)]
+    pub cgroup_host: bool,
+    /// Device requests: `deploy.resources.reservations.devices` (GPUs and other driver devices).
+    #[serde(default)]
+    pub device_requests: bool,
+    /// `device_cgroup_rules` entries allowed verbatim (e.g. `c 189:* rmw`).
+    #[serde(default)]
+    pub device_cgroup_rules: Vec<String>,
+    /// Containers outside a service's own stack it may join: `network_mode`/`pid`/`ipc`
+    /// `container:<name>` and `volumes_from` (their network, processes, memory or volumes).
+    /// Joining a container of the same stack needs no grant.
+    #[serde(default)]
+    pub join_containers: Vec<String>,
     /// Host devices (`/dev/dri`, a path allows its subtree).
     #[serde(default)]
     pub devices: Vec<String>,
@@ -113,14 +133,26 @@ impl Policy {
             let Some(src) = state.sources.get(&spec.stack) else {
                 continue;
             };
-            for (at, msg) in self.refusals(spec, &grants) {
+            // Containers of the service's own stack: joining them grants nothing new.
+            let own: Vec<&str> = state
+                .services
+                .iter()
+                .filter(|s| s.stack == spec.stack)
+                .map(|s| s.container_name.as_str())
+                .collect();
+            for (at, msg) in self.refusals(spec, &grants, &own) {
                 d.error(&src.rel, Some(&src.lines), at, msg);
             }
         }
         d
     }
 
-    fn refusals(&self, spec: &ServiceSpec, grants: &[Grant]) -> Vec<(String, String)> {
+    fn refusals(
+        &self,
+        spec: &ServiceSpec,
+        grants: &[Grant],
+        own: &[&str],
+    ) -> Vec<(String, String)> {
         let file = self.file.display();
         let base = format!("services.{}", spec.service);
         let mut out = Vec::new();
@@ -184,6 +216,71 @@ impl Policy {
             "`ipc: host`",
             "ipc",
         );
+        flag(
+            host(&rt.uts),
+            "uts_host",
+            self.config.uts_host,
+            "`uts: host`",
+            "uts",
+        );
+        flag(
+            host(&rt.userns_mode),
+            "userns_host",
+            self.config.userns_host,
+            "`userns_mode: host` (root in the container is root on the host)",
+            "userns_mode",
+        );
+        flag(
+            host(&rt.cgroup),
+            "cgroup_host",
+            self.config.cgroup_host,
+            "`cgroup: host`",
+            "cgroup",
+        );
+        flag(
+            !rt.device_requests.is_empty(),
+            "device_requests",
+            self.config.device_requests,
+            "a device request (`deploy.resources.reservations.devices`: GPUs and other host devices)",
+            "deploy.resources.reservations.devices",
+        );
+        for rule in &rt.device_cgroup_rules {
+            if !self.config.device_cgroup_rules.contains(rule) {
+                out.push((
+                    format!("{base}.device_cgroup_rules"),
+                    format!("device_cgroup_rules {rule:?} is not allowed by the host's policy (add it to `policy.device_cgroup_rules` in {file})"),
+                ));
+            }
+        }
+        let joins = [
+            ("network_mode", "its network", rt.network_mode.as_deref()),
+            ("pid", "its processes", rt.pid.as_deref()),
+            ("ipc", "its shared memory", rt.ipc.as_deref()),
+        ];
+        let mut join = |at: String, what: &str, name: &str| {
+            if !own.contains(&name) && !self.config.join_containers.iter().any(|c| c == name) {
+                out.push((
+                    at,
+                    format!("joining container {name} ({what}) is not allowed by the host's policy: it is not a service of stack {} (add it to `policy.join_containers` in {file})", spec.stack),
+                ));
+            }
+        };
+        for (key, what, mode) in joins {
+            if let Some(name) = mode.and_then(|m| m.strip_prefix("container:")) {
+                join(format!("{base}.{key}"), what, name);
+            }
+        }
+        for (i, v) in rt.volumes_from.iter().enumerate() {
+            let name = match v.rsplit_once(':') {
+                Some((n, "ro" | "rw")) => n,
+                _ => v.as_str(),
+            };
+            join(
+                crate::input::lines::index(&format!("{base}.volumes_from"), i),
+                "its volumes",
+                name,
+            );
+        }
         for dev in &rt.devices {
             let ok = self.config.devices.iter().any(|g| {
                 normalise(Path::new(&dev.host))

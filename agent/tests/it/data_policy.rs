@@ -125,6 +125,107 @@ fn host_paths_and_capabilities_only_when_the_host_grants_them() {
     );
 }
 
+const JOINED: &str = r#"
+services:
+  app:
+    image: {image}
+    container_name: t{id}-a-app
+    command: sleep 3600
+    volumes: ["/shared"]
+  side:
+    image: {image}
+    container_name: t{id}-a-side
+    command: sleep 3600
+    network_mode: service:app
+    volumes_from: [app]
+"#;
+
+const JOINS: &str = r#"
+services:
+  x:
+    image: {image}
+    container_name: t{id}-b-x
+    command: sleep 3600
+    uts: host
+    userns_mode: host
+    cgroup: host
+    device_cgroup_rules: ["c 1:3 rmw"]
+    pid: container:t{id}-a-app
+    ipc: container:t{id}-elsewhere
+    network_mode: container:t{id}-a-app
+    volumes_from: ["container:t{id}-a-app:ro"]
+    deploy:
+      resources:
+        reservations:
+          devices: [{capabilities: [gpu]}]
+"#;
+
+/// Namespaces, devices and other stacks' containers: the same stack's containers may be joined
+/// freely, anything else only when the host's policy grants it.
+#[test]
+fn namespaces_devices_and_other_stacks_containers_only_when_the_host_grants_them() {
+    let f = Fixture::new();
+    f.write(
+        "hosts.yaml",
+        "hosts:
+  default: {stacks: [a, b]}
+",
+    );
+    f.write("stacks/a/compose.yaml", &f.fill(JOINED));
+    f.write("stacks/b/compose.yaml", &f.fill(JOINS));
+    f.agent_config("policy: {}\n");
+    let cfg = f.config_path().display().to_string();
+    let o = f.run("h", &["validate"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let app = format!("t{}-a-app", f.id);
+    for want in [
+        format!("stacks/b/compose.yaml:7: services.x.uts: `uts: host` is not allowed by the host's policy (set `policy.uts_host: true` in {cfg})"),
+        format!("stacks/b/compose.yaml:8: services.x.userns_mode: `userns_mode: host` (root in the container is root on the host) is not allowed by the host's policy (set `policy.userns_host: true` in {cfg})"),
+        format!("stacks/b/compose.yaml:9: services.x.cgroup: `cgroup: host` is not allowed by the host's policy (set `policy.cgroup_host: true` in {cfg})"),
+        format!("stacks/b/compose.yaml:10: services.x.device_cgroup_rules: device_cgroup_rules \"c 1:3 rmw\" is not allowed by the host's policy (add it to `policy.device_cgroup_rules` in {cfg})"),
+        format!("stacks/b/compose.yaml:11: services.x.pid: joining container {app} (its processes) is not allowed by the host's policy: it is not a service of stack b (add it to `policy.join_containers` in {cfg})"),
+        format!("stacks/b/compose.yaml:12: services.x.ipc: joining container t{}-elsewhere (its shared memory) is not allowed", f.id),
+        format!("stacks/b/compose.yaml:13: services.x.network_mode: joining container {app} (its network)"),
+        format!("stacks/b/compose.yaml:14: services.x.volumes_from[0]: joining container {app} (its volumes)"),
+        format!("services.x.deploy.resources.reservations.devices: a device request (`deploy.resources.reservations.devices`: GPUs and other host devices) is not allowed by the host's policy (set `policy.device_requests: true` in {cfg})"),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in\n{out}");
+    }
+    assert!(
+        !out.contains("services.side"),
+        "same-stack joins need no grant: {out}"
+    );
+
+    // Granted: the service runs in the other stack's container's namespaces, with its volumes.
+    // (No GPU here and `ipc:` of a container that does not exist: those two are left out.)
+    let joins = f.fill(JOINS);
+    let runnable: String = joins[..joins.find("    deploy:").expect("fixture has deploy")]
+        .lines()
+        .filter(|l| !l.contains("ipc:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    f.write("stacks/b/compose.yaml", &runnable);
+    f.agent_config(&format!(
+        "policy:\n  uts_host: true\n  userns_host: true\n  cgroup_host: true\n  device_cgroup_rules: [\"c 1:3 rmw\"]\n  join_containers: [{app}]\n"
+    ));
+    assert!(f.ok("h", &["validate"]).starts_with("ok: 3 services"));
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [a]}\n");
+    f.ok("h", &["apply"]);
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [a, b]}\n");
+    f.ok("h", &["apply"]);
+    let x = format!("t{}-b-x", f.id);
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.HostConfig.UTSMode}} {{.HostConfig.PidMode}} {{.HostConfig.NetworkMode}} {{json .HostConfig.VolumesFrom}}", &x]),
+        format!(
+            "host container:{id} container:{id} [\"{app}:ro\"]",
+            id = crate::support::docker::container_id(&app)
+        )
+    );
+    docker(&["exec", &app, "sh", "-c", "echo from-app > /shared/f"]);
+    assert_eq!(docker(&["exec", &x, "cat", "/shared/f"]), "from-app");
+}
+
 const DATA: &str = r#"
 name: t{id}
 services:
