@@ -254,3 +254,46 @@ fn networks_and_volumes_without_compose_labels_are_kept_as_they_are() {
         "{l:?}"
     );
 }
+
+#[test]
+fn a_stack_docker_compose_runs_is_adopted_not_duplicated() {
+    let d = desired(&[("web", WEB)]);
+    // What `docker-compose -p web up -d` left on the engine (v1 names for db, v2 for web, two
+    // stopped db containers after a `--scale`), plus a one-off `run` container and another
+    // project's container that must be left alone.
+    let o: Observed = serde_yaml::from_str(
+        r#"
+networks:
+  web_infra: {subnet: 10.99.0.0/24, labels: {com.docker.compose.project: web, com.docker.compose.network: infra}}
+volumes:
+  web_data: {labels: {com.docker.compose.project: web, com.docker.compose.volume: data}}
+images:
+  busybox:1: {}
+containers:
+  - {id: c1, name: web_db_2, state: exited, exit_code: 0,
+     labels: {com.docker.compose.project: web, com.docker.compose.service: db, com.docker.compose.oneoff: "False"}}
+  - {id: c2, name: web_db_1, state: running,
+     labels: {com.docker.compose.project: web, com.docker.compose.service: db, com.docker.compose.oneoff: "False"},
+     mounts: [{volume: web_data, target: /data}]}
+  - {id: c3, name: web-web-1, state: running,
+     labels: {com.docker.compose.project: web, com.docker.compose.service: web, com.docker.compose.oneoff: "False"}}
+  - {id: c4, name: web_db_run_1, state: running,
+     labels: {com.docker.compose.project: web, com.docker.compose.service: db, com.docker.compose.oneoff: "True"}}
+  - {id: c5, name: other_db_1, state: running,
+     labels: {com.docker.compose.project: other, com.docker.compose.service: db, com.docker.compose.oneoff: "False"}}
+"#,
+    )
+    .unwrap();
+    let p = plan(&d, &o, &opts());
+    assert_eq!(
+        lines(&p),
+        [
+            "~ adopt web_db_1 (web/db): run by docker compose; replaced by t-db with its volumes (2 compose containers)",
+            "~ adopt web-web-1 (web/web): run by docker compose; replaced by t-web with its volumes",
+        ]
+    );
+    // The running container first: its volumes are the ones carried over.
+    assert!(matches!(&p.steps[0], Step::AdoptContainer { ids, .. } if ids == &["c2", "c1"]));
+    // Once the agent's containers run, the same engine is converged.
+    assert!(plan(&d, &converged(&d), &opts()).is_empty());
+}
