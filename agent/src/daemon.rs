@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use crate::config::{AgentConfig, ConfigError};
-use crate::reconcile::{ReconcileError, ReconcileOptions, Report};
+use crate::outcome::{DiagnosticView, Hold, Outcome, PassResult};
+use crate::reconcile::{ReconcileError, ReconcileOptions};
 use crate::server::metrics::Metrics;
-use crate::server::status::{DiagnosticView, ServiceState, Status};
+use crate::server::status::{ServiceState, Status};
 use crate::server::{AppState, Control};
 use crate::source::{Source, SourceError, SourceSpec, SyncOutcome};
 use crate::trigger::{schedule, watch, Cause, Pending, Trigger};
@@ -123,7 +124,7 @@ pub trait Reconciler: Send + Sync + 'static {
     fn reconcile(
         &self,
         req: &ApplyRequest,
-    ) -> impl Future<Output = Result<Report, ReconcileError>> + Send;
+    ) -> impl Future<Output = Result<Outcome, ReconcileError>> + Send;
 
     /// The managed services of `host` and their container state, for status and metrics.
     fn services(&self, _host: &str) -> impl Future<Output = Vec<ServiceState>> + Send {
@@ -135,7 +136,7 @@ pub trait Reconciler: Send + Sync + 'static {
 pub struct CoreReconciler;
 
 impl Reconciler for CoreReconciler {
-    async fn reconcile(&self, req: &ApplyRequest) -> Result<Report, ReconcileError> {
+    async fn reconcile(&self, req: &ApplyRequest) -> Result<Outcome, ReconcileError> {
         crate::reconcile::reconcile(&req.options).await
     }
 
@@ -236,7 +237,12 @@ pub struct Daemon<R> {
     applied_snapshot: Option<SyncOutcome>,
     /// Options every run starts from; per-run fields (root, revision, ...) are filled in.
     template: ReconcileOptions,
+    /// Every pass's outcome goes to subscribers (`subscribe`).
+    outcomes: tokio::sync::broadcast::Sender<Arc<Outcome>>,
 }
+
+/// Outcomes a slow subscriber may fall behind by before it misses some (it is told how many).
+const OUTCOME_BACKLOG: usize = 64;
 
 const SETTLE: Duration = Duration::from_millis(150);
 
@@ -304,6 +310,7 @@ impl<R: Reconciler> Daemon<R> {
             invalid_commit: None,
             applied_ok: false,
             applied_snapshot: None,
+            outcomes: tokio::sync::broadcast::channel(OUTCOME_BACKLOG).0,
         })
     }
 
@@ -320,6 +327,36 @@ impl<R: Reconciler> Daemon<R> {
 
     pub fn metrics(&self) -> Arc<Metrics> {
         self.app.metrics.clone()
+    }
+
+    /// The outcome of every pass from now on, whichever way it ended (applied, failed,
+    /// invalid, held, refused, fetch failed). Subscribe before `run`.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Outcome>> {
+        self.outcomes.subscribe()
+    }
+
+    /// Record a pass in status and metrics and hand it to subscribers.
+    fn publish(&self, outcome: Outcome) {
+        let label = outcome.result.label();
+        self.app.metrics.count_reconcile(label);
+        self.status_mut(|st| {
+            st.last_run_at = outcome.finished_at;
+            st.last_result = Some(label.into());
+            st.last_error = outcome
+                .error_summary()
+                .map(|e| crate::redact::redact(&e).into_owned());
+            st.diagnostics = match &outcome.result {
+                PassResult::Invalid { diagnostics } | PassResult::Refused { diagnostics, .. } => {
+                    diagnostics.clone()
+                }
+                _ => Vec::new(),
+            };
+            if outcome.result.ran() {
+                st.outcome = Some(outcome.clone());
+            }
+        });
+        // No subscriber is fine: the send only fails when nobody listens.
+        let _ = self.outcomes.send(Arc::new(outcome));
     }
 
     /// Serve and loop until `shutdown` resolves. A run in progress is finished first (a
@@ -487,41 +524,47 @@ impl<R: Reconciler> Daemon<R> {
                 for p in &problems {
                     tracing::error!(%commit, problem = %p, "unsafe entry");
                 }
-                self.app.metrics.count_reconcile("refused");
-                let msg = format!("revision {commit} refused: unsafe tree entries");
                 self.status_mut(|st| {
                     st.fetched_revision = Some(commit.clone());
                     st.fetched_at = now;
-                    st.last_run_at = now;
-                    st.last_result = Some("refused".into());
-                    st.last_error = Some(msg);
-                    st.diagnostics = problems.iter().map(DiagnosticView::from).collect();
                     st.pending_reason = Some("refused (unsafe tree)".into());
                 });
+                self.publish(Outcome::stopped(
+                    self.cfg.host(),
+                    Some(commit.clone()),
+                    PassResult::Refused {
+                        message: format!("revision {commit} refused: unsafe tree entries"),
+                        diagnostics: problems.iter().map(DiagnosticView::from).collect(),
+                    },
+                ));
                 None
             }
             Err(SourceError::Unverified { commit, message }) => {
                 tracing::error!(%commit, reason = %message, "revision refused: signature check failed");
-                self.app.metrics.count_reconcile("refused");
                 self.status_mut(|st| {
                     st.fetched_revision = Some(commit.clone());
                     st.fetched_at = now;
-                    st.last_run_at = now;
-                    st.last_result = Some("refused".into());
-                    st.last_error = Some(format!("revision {commit} refused: {message}"));
-                    st.diagnostics.clear();
                     st.pending_reason = Some("refused (signature)".into());
                 });
+                self.publish(Outcome::stopped(
+                    self.cfg.host(),
+                    Some(commit.clone()),
+                    PassResult::Refused {
+                        message: format!("revision {commit} refused: {message}"),
+                        diagnostics: Vec::new(),
+                    },
+                ));
                 None
             }
             Err(e) => {
                 tracing::error!(error = %e, "fetch failed; keeping the applied revision");
-                self.app.metrics.count_reconcile("fetch-error");
-                self.status_mut(|st| {
-                    st.last_run_at = now;
-                    st.last_result = Some("fetch-error".into());
-                    st.last_error = Some(crate::redact::redact(&e.to_string()).into_owned());
-                });
+                self.publish(Outcome::stopped(
+                    self.cfg.host(),
+                    None,
+                    PassResult::FetchFailed {
+                        message: crate::redact::redact(&e.to_string()).into_owned(),
+                    },
+                ));
                 None
             }
         }
@@ -529,7 +572,6 @@ impl<R: Reconciler> Daemon<R> {
 
     async fn apply(&mut self, pending: &Pending, o: SyncOutcome) {
         let cause = pending.first();
-        let now = Some(Utc::now());
         let applied = self
             .app
             .status
@@ -553,11 +595,8 @@ impl<R: Reconciler> Daemon<R> {
         self.status_mut(|st| st.last_trigger = Some(cause.as_str().into()));
         if self.app.control.suspended() {
             tracing::info!(commit = %o.commit, "suspended: fetched, not applied");
-            self.status_mut(|st| {
-                st.last_run_at = now;
-                st.last_result = Some("held".into());
-                st.pending_reason = Some("suspended".into());
-            });
+            self.status_mut(|st| st.pending_reason = Some("suspended".into()));
+            self.publish(self.held(&o, cause, Hold::Suspended));
             return;
         }
         if !schedule::in_window(self.window.as_ref(), &chrono::Local::now()) {
@@ -567,11 +606,10 @@ impl<R: Reconciler> Daemon<R> {
                 .and_then(|w| schedule::next_opening(w, &Utc::now()));
             tracing::info!(commit = %o.commit, next_window = ?next, "outside the apply window: not applied");
             self.status_mut(|st| {
-                st.last_run_at = now;
-                st.last_result = Some("held".into());
                 st.pending_reason = Some("outside the apply window".into());
                 st.next_window = next;
             });
+            self.publish(self.held(&o, cause, Hold::OutsideWindow { next }));
             return;
         }
 
@@ -597,62 +635,52 @@ impl<R: Reconciler> Daemon<R> {
         let secs = started.elapsed().as_secs_f64();
         self.app.metrics.reconcile_duration.observe(secs);
         let done = Some(Utc::now());
-        match result {
-            Ok(report) => {
-                let ok = report.failed == 0;
-                self.app.metrics.clusters.update(&report.clusters);
-                if pending.causes.contains(&Cause::Drift) && report.changed > 0 {
-                    self.app.metrics.drift_repairs.inc_by(report.changed as u64);
+        let host = self.cfg.host();
+        let mut outcome = crate::reconcile::outcome_of(&host, Some(o.commit.clone()), result);
+        outcome.trigger = Some(cause.as_str().into());
+        match &outcome.result {
+            PassResult::Applied | PassResult::Failed => {
+                let ok = outcome.ok();
+                self.app.metrics.clusters.update(&outcome.clusters);
+                if pending.causes.contains(&Cause::Drift) && outcome.changed() > 0 {
+                    self.app
+                        .metrics
+                        .drift_repairs
+                        .inc_by(outcome.changed() as u64);
                 }
-                let label = if ok { "success" } else { "error" };
-                self.app.metrics.count_reconcile(label);
                 self.app.metrics.set_applied(&o.commit);
                 if let Err(e) = write_applied(&self.state_dir, &o.commit) {
                     tracing::warn!(error = %e, "could not persist the applied revision");
                 }
-                tracing::info!(commit = %o.commit, changed = report.changed, failed = report.failed, secs, "reconciled");
+                tracing::info!(commit = %o.commit, changed = outcome.changed(), failed = outcome.failed, secs, "reconciled");
                 self.applied_ok = ok;
                 self.applied_snapshot = Some(o.clone());
                 self.invalid_commit = None;
                 self.status_mut(|st| {
                     st.applied_revision = Some(o.commit.clone());
                     st.applied_at = done;
-                    st.last_run_at = done;
-                    st.last_result = Some(label.into());
-                    st.last_error = (!ok).then(|| report.errors.join("; "));
-                    st.diagnostics.clear();
-                    st.report = serde_json::to_value(&report).ok();
                 });
+                self.publish(outcome);
             }
-            Err(ReconcileError::Invalid(diags)) => {
-                self.app.metrics.count_reconcile("invalid");
-                for d in &diags {
+            PassResult::Invalid { diagnostics } => {
+                for d in diagnostics {
                     tracing::error!(commit = %o.commit, problem = %d, "invalid desired state");
                 }
-                let msg = format!(
-                    "revision {} is invalid ({} problems); still running {}",
-                    o.commit,
-                    diags.len(),
-                    applied.as_deref().unwrap_or("nothing")
-                );
                 self.invalid_commit = Some(o.commit.clone());
+                self.publish(outcome);
+                let still = applied.as_deref().unwrap_or("nothing").to_string();
                 self.status_mut(|st| {
-                    st.last_run_at = done;
-                    st.last_result = Some("invalid".into());
-                    st.last_error = Some(msg);
-                    st.diagnostics = diags.iter().map(DiagnosticView::from).collect();
+                    st.last_error = st
+                        .last_error
+                        .take()
+                        .map(|e| format!("{e}; still running {still}"));
                     st.pending_reason = Some("invalid desired state".into());
                 });
             }
-            Err(e) => {
-                self.app.metrics.count_reconcile("error");
-                tracing::error!(commit = %o.commit, error = %e, "reconcile failed");
+            _ => {
+                tracing::error!(commit = %o.commit, error = ?outcome.error_summary(), "reconcile failed");
                 self.applied_ok = false;
-                self.status_mut(|st| {
-                    st.last_run_at = done;
-                    st.last_result = Some("error".into());
-                    st.last_error = Some(e.to_string());
-                });
+                self.publish(outcome);
             }
         }
         let services = self.reconciler.services(&self.cfg.host()).await;
@@ -676,6 +704,18 @@ impl<R: Reconciler> Daemon<R> {
         if let Err(e) = crate::source::gc_snapshots(&self.source.snapshots_dir(), &keep) {
             tracing::warn!(error = %e, "snapshot cleanup failed");
         }
+    }
+}
+
+impl<R: Reconciler> Daemon<R> {
+    fn held(&self, o: &SyncOutcome, cause: Cause, reason: Hold) -> Outcome {
+        let mut out = Outcome::stopped(
+            self.cfg.host(),
+            Some(o.commit.clone()),
+            PassResult::Held { reason },
+        );
+        out.trigger = Some(cause.as_str().into());
+        out
     }
 }
 

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use macula_gitops::diag::Diagnostic;
 use macula_gitops::engine::DockerEngine;
+use macula_gitops::outcome::Outcome;
 use macula_gitops::reconcile::{self, ReconcileError, ReconcileOptions};
 
 #[derive(Parser)]
@@ -249,19 +250,8 @@ fn options(
 }
 
 fn print_invalid(diags: &[Diagnostic]) {
-    for d in diags {
-        eprintln!("{}: {d}", d.severity);
-    }
-    let errors = diags.iter().filter(|d| d.is_error()).count();
-    eprintln!(
-        "{} problem(s) in {}",
-        errors,
-        if errors == 1 {
-            "the desired state"
-        } else {
-            "the desired state; nothing was changed"
-        }
-    );
+    let result = ReconcileError::Invalid(diags.to_vec()).into_result();
+    eprint!("{}", Outcome::stopped("", None, result).text().err);
 }
 
 /// Map a reconcile error to output and an exit code (1: invalid or failed).
@@ -376,13 +366,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             for s in &plan.steps {
                                 println!("{s}");
                             }
-                            for c in &clusters {
-                                println!("{c}");
-                            }
+                            print!("{clusters}");
                         }
                     }
-                    // Lines starting with `!` are problems, not changes.
-                    let changed = !plan.is_empty() || clusters.iter().any(|c| !c.starts_with('!'));
+                    let changed = !plan.is_empty() || clusters.has_changes();
                     Ok(if *exit_code && changed {
                         ExitCode::from(2)
                     } else {
@@ -398,31 +385,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         } => {
             let o = options(g, config.config.as_ref(), Some(prune))?;
-            match reconcile::reconcile(&o).await {
-                Ok(r) => {
-                    match output {
-                        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-                        Output::Text => {
-                            for l in &r.done {
-                                println!("{l}");
-                            }
-                            for e in &r.errors {
-                                eprintln!("failed: {e}");
-                            }
-                            println!(
-                                "{} failed, {} tried ({} changed)",
-                                r.failed, r.tried, r.changed
-                            );
-                        }
-                    }
-                    Ok(if r.ok() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    })
+            let res = reconcile::reconcile(&o).await;
+            let outcome = reconcile::outcome_of(&o.host, o.revision.clone(), res);
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+                Output::Text => {
+                    let text = outcome.text();
+                    print!("{}", text.out);
+                    eprint!("{}", text.err);
                 }
-                Err(e) => Ok(report_error(e)),
             }
+            Ok(if outcome.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Images {
             command: ImagesCommand::Build { push, names },
@@ -595,7 +572,7 @@ async fn local_daemon(opts: ReconcileOptions, interval: Duration) -> anyhow::Res
             Ok(r) => tracing::info!(
                 tried = r.tried,
                 failed = r.failed,
-                changed = r.changed,
+                changed = r.changed(),
                 "pass done"
             ),
             Err(ReconcileError::Invalid(d)) => {

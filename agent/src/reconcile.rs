@@ -14,6 +14,9 @@ use crate::cluster::{self, ResolvedClusters};
 use crate::desired::{interpolate::Env, load_checked, spec::DesiredState};
 use crate::diag::Diagnostic;
 use crate::engine::{DockerEngine, Engine, EngineError};
+use crate::outcome::{
+    Action, Change, DiagnosticView, ItemError, Outcome, PassResult, Subject, SubjectKind,
+};
 use crate::plan::{self, Observed, Plan, PlanOptions};
 use crate::policy::Policy;
 use crate::routing::{self, validate::Resolved, Forwarder};
@@ -91,29 +94,6 @@ impl Default for ReconcileOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    pub host: String,
-    pub revision: Option<String>,
-    pub tried: usize,
-    pub failed: usize,
-    pub changed: usize,
-    pub done: Vec<String>,
-    pub errors: Vec<String>,
-    /// Per selected kind cluster: nodes up, Flux Kustomizations' Ready and revision.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub clusters: Vec<cluster::ClusterStatus>,
-    /// The stacks' data directories the desired state binds (`crate::data`), for `status`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub data: Vec<crate::data::DataDir>,
-}
-
-impl Report {
-    pub fn ok(&self) -> bool {
-        self.failed == 0
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("desired state is invalid ({} problems); nothing was changed", .0.len())]
@@ -127,6 +107,30 @@ pub enum ReconcileError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl ReconcileError {
+    /// How a pass that ended in this error is reported: every problem of an invalid desired
+    /// state, or the error's message; either way nothing was changed.
+    pub fn into_result(self) -> PassResult {
+        match self {
+            ReconcileError::Invalid(d) => PassResult::Invalid {
+                diagnostics: d.iter().map(DiagnosticView::from).collect(),
+            },
+            other => PassResult::Error {
+                message: crate::redact::redact(&other.to_string()).into_owned(),
+            },
+        }
+    }
+}
+
+/// A pass's outcome whichever way it ended: what `apply` prints and the daemon publishes.
+pub fn outcome_of(
+    host: &str,
+    revision: Option<String>,
+    res: Result<Outcome, ReconcileError>,
+) -> Outcome {
+    res.unwrap_or_else(|e| Outcome::stopped(host, revision, e.into_result()))
 }
 
 /// The env file interpolation reads: the given one, else `.env`, else the committed
@@ -194,26 +198,56 @@ fn cluster_options(opts: &ReconcileOptions) -> cluster::apply::ApplyOptions {
     }
 }
 
-/// The cluster half of `diff`: steps as text lines (`+ cluster …`), warnings, and an error line
-/// when clusters cannot be inspected (e.g. `kind` missing) — never fatal to the host diff.
-pub async fn diff_clusters(hd: &HostDesired, opts: &ReconcileOptions) -> Vec<String> {
+/// The cluster half of `diff`: the steps apply would run, warnings, and why clusters could not
+/// be inspected (e.g. `kind` missing) — never fatal to the host diff.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClustersDiff {
+    pub steps: Vec<cluster::ClusterStep>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl ClustersDiff {
+    /// Apply would change something (report-only steps change nothing).
+    pub fn has_changes(&self) -> bool {
+        self.steps.iter().any(|s| !s.is_report())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.warnings.is_empty() && self.error.is_none()
+    }
+}
+
+impl std::fmt::Display for ClustersDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for s in &self.steps {
+            writeln!(f, "{s}")?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "! {w}")?;
+        }
+        if let Some(e) = &self.error {
+            writeln!(f, "! clusters: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn diff_clusters(hd: &HostDesired, opts: &ReconcileOptions) -> ClustersDiff {
     let Some(clusters) = &hd.clusters else {
-        return Vec::new();
+        return ClustersDiff::default();
     };
-    match cluster::run::diff_host(
-        &hd.state,
-        clusters,
-        opts.prune_clusters,
-        &cluster_options(opts),
-    )
-    .await
-    {
-        Ok((steps, warnings)) => steps
-            .iter()
-            .map(ToString::to_string)
-            .chain(warnings.into_iter().map(|w| format!("! {w}")))
-            .collect(),
-        Err(e) => vec![format!("! clusters: {e}")],
+    let copts = cluster_options(opts);
+    match cluster::run::diff_host(&hd.state, clusters, opts.prune_clusters, &copts).await {
+        Ok((steps, warnings)) => ClustersDiff {
+            steps,
+            warnings,
+            error: None,
+        },
+        Err(e) => ClustersDiff {
+            error: Some(e.to_string()),
+            ..Default::default()
+        },
     }
 }
 
@@ -238,7 +272,7 @@ pub async fn diff<E: Engine>(
 }
 
 /// One full pass with the Docker engine.
-pub async fn reconcile(opts: &ReconcileOptions) -> Result<Report, ReconcileError> {
+pub async fn reconcile(opts: &ReconcileOptions) -> Result<Outcome, ReconcileError> {
     let engine = DockerEngine::connect().await?;
     reconcile_with(&engine, opts).await
 }
@@ -246,7 +280,7 @@ pub async fn reconcile(opts: &ReconcileOptions) -> Result<Report, ReconcileError
 pub async fn reconcile_with<E: Engine>(
     engine: &E,
     opts: &ReconcileOptions,
-) -> Result<Report, ReconcileError> {
+) -> Result<Outcome, ReconcileError> {
     let span = info_span!("reconcile", host = %opts.host, revision = opts.revision.as_deref().unwrap_or("local"));
     async move {
         let (hd, observed, plan) = diff(engine, opts).await?;
@@ -263,50 +297,58 @@ pub async fn reconcile_with<E: Engine>(
             health_timeout: opts.health_timeout,
         };
         let ApplyReport {
-            mut tried,
-            mut failed,
-            mut done,
-            mut errors,
+            tried,
+            failed,
+            changes,
+            errors,
         } = apply::apply(engine, desired, &observed, &plan, &ctx).await;
+        let mut outcome = Outcome {
+            host: opts.host.clone(),
+            revision: opts.revision.clone(),
+            tried,
+            failed,
+            changes,
+            errors,
+            ..Default::default()
+        };
         // Clusters after the host stacks: the registry container they wire in must exist.
         if let Some(clusters) = &hd.clusters {
             let copts = cluster_options(opts);
             match cluster::run::apply_host(desired, clusters, opts.prune_clusters, &copts).await {
                 Ok(r) => {
-                    tried += r.tried;
-                    failed += r.failed;
-                    done.extend(r.done);
-                    errors.extend(r.errors);
-                    for n in r.notices {
+                    for n in &r.notices {
                         info!(notice = %n, "clusters");
                     }
+                    outcome.absorb(
+                        r.tried,
+                        r.failed,
+                        r.done.iter().map(Change::of_cluster_step).collect(),
+                        r.errors
+                            .into_iter()
+                            .map(|e| ItemError::new(None, e))
+                            .collect(),
+                    );
                 }
-                Err(e) => {
-                    tried += 1;
-                    failed += 1;
-                    errors.push(format!("clusters: {e}"));
-                }
+                Err(e) => outcome.absorb(
+                    1,
+                    1,
+                    Vec::new(),
+                    vec![ItemError::new(None, format!("clusters: {e}"))],
+                ),
             }
+            outcome.clusters = cluster::run::status_host(desired).await.unwrap_or_default();
         }
-        let clusters = match &hd.clusters {
-            Some(_) => cluster::run::status_host(desired).await.unwrap_or_default(),
-            None => Vec::new(),
-        };
         if let Some(r) = &hd.routing {
-            let (t, f, d, e) = apply_routing(r, opts).await;
-            tried += t;
-            failed += f;
-            done.extend(d);
-            errors.extend(e);
+            apply_routing(r, opts, &mut outcome).await;
         }
-        for e in &errors {
+        for e in &outcome.errors {
             warn!(error = %e, "step failed");
         }
         let applied = Applied {
             revision: opts.revision.clone(),
             at: Some(chrono::Utc::now()),
-            tried,
-            failed,
+            tried: outcome.tried,
+            failed: outcome.failed,
             inventory: desired
                 .services
                 .iter()
@@ -314,45 +356,51 @@ pub async fn reconcile_with<E: Engine>(
                 .collect(),
         };
         state::write_json(&state::applied_path(&opts.state_dir, &opts.host), &applied)?;
-        info!(tried, failed, changed = done.len(), "reconciled");
-        Ok(Report {
-            host: opts.host.clone(),
-            revision: opts.revision.clone(),
-            tried,
-            failed,
-            changed: done.len(),
-            done,
-            errors,
-            clusters,
-            data: crate::data::desired_dirs(&opts.data_root, desired),
-        })
+        outcome.data = crate::data::desired_dirs(&opts.data_root, desired);
+        let outcome = outcome.settle();
+        info!(
+            tried = outcome.tried,
+            failed = outcome.failed,
+            changed = outcome.changed(),
+            "reconciled"
+        );
+        Ok(outcome)
     }
     .instrument(span)
     .await
 }
 
-/// Forwards (when a daemon holds the listeners) and DNS names. Returns tried, failed, done, errors.
-async fn apply_routing(
-    r: &Resolved,
-    opts: &ReconcileOptions,
-) -> (usize, usize, Vec<String>, Vec<String>) {
-    let (mut tried, mut failed, mut done, mut errors) = (0, 0, Vec::new(), Vec::new());
+/// Forwards (when a daemon holds the listeners) and DNS names, folded into `outcome`.
+async fn apply_routing(r: &Resolved, opts: &ReconcileOptions, outcome: &mut Outcome) {
     for (address, name) in &r.loopback {
         if let Err(e) = routing::bind::ensure_loopback_alias((*address).into()).await {
-            tried += 1;
-            failed += 1;
-            errors.push(format!("loopback {address} ({name}): {e}"));
+            let subject = Subject::new(SubjectKind::Loopback, address.to_string());
+            let error = ItemError::new(Some(subject), format!("loopback {address} ({name}): {e}"));
+            outcome.absorb(1, 1, Vec::new(), vec![error]);
         }
     }
     match &opts.forwarder {
         Some(fwd) => {
             let rep = fwd.0.apply(&r.forwards).await;
-            tried += rep.tried;
-            failed += rep.failed;
-            done.extend(rep.started.iter().map(|f| format!("+ forward {f}")));
-            done.extend(rep.retargeted.iter().map(|f| format!("~ forward {f}")));
-            done.extend(rep.stopped.iter().map(|f| format!("- forward {f}")));
-            errors.extend(rep.errors);
+            let change = |name: &String, action: Action, sign: char| Change {
+                subject: Subject::new(SubjectKind::Forward, name),
+                action,
+                line: format!("{sign} forward {name}"),
+            };
+            let changes = (rep.started.iter().map(|f| change(f, Action::Create, '+')))
+                .chain(
+                    rep.retargeted
+                        .iter()
+                        .map(|f| change(f, Action::Update, '~')),
+                )
+                .chain(rep.stopped.iter().map(|f| change(f, Action::Remove, '-')))
+                .collect();
+            let errors = rep
+                .errors
+                .into_iter()
+                .map(|e| ItemError::new(None, e))
+                .collect();
+            outcome.absorb(rep.tried, rep.failed, changes, errors);
         }
         None if !r.forwards.is_empty() => {
             info!(
@@ -365,16 +413,25 @@ async fn apply_routing(
     if let Some(spec) = &r.dns {
         let backends = routing::dns::backends(spec);
         let rep = routing::dns::reconcile(spec, &backends).await;
-        tried += rep.tried;
-        failed += rep.failed;
-        for backend in &rep.changed {
-            done.push(format!(
-                "~ dns {} via {backend} ({} names)",
-                spec.zone,
-                spec.names.len()
-            ));
-        }
-        errors.extend(rep.errors);
+        let changes = rep
+            .changed
+            .iter()
+            .map(|backend| Change {
+                subject: Subject::new(SubjectKind::Dns, &spec.zone),
+                action: Action::Update,
+                line: format!(
+                    "~ dns {} via {backend} ({} names)",
+                    spec.zone,
+                    spec.names.len()
+                ),
+            })
+            .collect();
+        let zone = Subject::new(SubjectKind::Dns, &spec.zone);
+        let errors = rep
+            .errors
+            .into_iter()
+            .map(|e| ItemError::new(Some(zone.clone()), e))
+            .collect();
+        outcome.absorb(rep.tried, rep.failed, changes, errors);
     }
-    (tried, failed, done, errors)
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::desired::compose::Condition;
 use crate::desired::spec::{DesiredState, MountSource, ServiceSpec};
 use crate::engine::{CreateContext, Engine, EngineError};
+use crate::outcome::{Change, ItemError, Subject, SubjectKind};
 use crate::plan::{Observed, ObservedMount, Plan, Step};
 use crate::{data, state};
 
@@ -32,22 +33,22 @@ pub struct ApplyContext {
 pub struct ApplyReport {
     pub tried: usize,
     pub failed: usize,
-    /// Human lines for what changed.
-    pub done: Vec<String>,
-    /// One line per failure, naming its subject.
-    pub errors: Vec<String>,
+    /// What changed, in order.
+    pub changes: Vec<Change>,
+    /// One per failure, naming its subject.
+    pub errors: Vec<ItemError>,
 }
 
 impl ApplyReport {
-    fn ok(&mut self, what: impl Into<String>) {
+    fn ok(&mut self, step: &Step) {
         self.tried += 1;
-        self.done.push(what.into());
+        self.changes.extend(Change::of_step(step));
     }
 
-    fn fail(&mut self, what: impl Into<String>) {
+    fn fail(&mut self, subject: Option<Subject>, message: impl Into<String>) {
         self.tried += 1;
         self.failed += 1;
-        self.errors.push(what.into());
+        self.errors.push(ItemError::new(subject, message));
     }
 }
 
@@ -73,17 +74,23 @@ pub async fn apply<E: Engine>(
         match step {
             Step::CreateNetwork { network } => match desired.networks.get(network) {
                 Some(spec) => match engine.create_network(spec, &host).await {
-                    Ok(()) => report.ok(step.to_string()),
-                    Err(e) => report.fail(e.to_string()),
+                    Ok(()) => report.ok(step),
+                    Err(e) => report.fail(Subject::of_step(step), e.to_string()),
                 },
-                None => report.fail(format!("network {network}: not in the desired state")),
+                None => report.fail(
+                    Subject::of_step(step),
+                    format!("network {network}: not in the desired state"),
+                ),
             },
             Step::CreateVolume { volume } => match desired.volumes.get(volume) {
                 Some(spec) => match engine.create_volume(spec, &host).await {
-                    Ok(()) => report.ok(step.to_string()),
-                    Err(e) => report.fail(e.to_string()),
+                    Ok(()) => report.ok(step),
+                    Err(e) => report.fail(Subject::of_step(step), e.to_string()),
                 },
-                None => report.fail(format!("volume {volume}: not in the desired state")),
+                None => report.fail(
+                    Subject::of_step(step),
+                    format!("volume {volume}: not in the desired state"),
+                ),
             },
             Step::CreateData { data, .. } => {
                 let found = observed
@@ -93,9 +100,12 @@ pub async fn apply<E: Engine>(
                 match found
                     .map(|d| data::ensure(&ctx.data_root, &d.stack, &d.path, d.seed.as_deref()))
                 {
-                    Some(Ok(_)) => report.ok(step.to_string()),
-                    Some(Err(e)) => report.fail(e.to_string()),
-                    None => report.fail(format!("data {data}: not in the desired state")),
+                    Some(Ok(_)) => report.ok(step),
+                    Some(Err(e)) => report.fail(Subject::of_step(step), e.to_string()),
+                    None => report.fail(
+                        Subject::of_step(step),
+                        format!("data {data}: not in the desired state"),
+                    ),
                 }
             }
             _ => {}
@@ -130,9 +140,9 @@ pub async fn apply<E: Engine>(
     let mut failed_images = BTreeSet::new();
     for ((image, result), step) in results.into_iter().zip(&image_steps) {
         match result {
-            Ok(()) => report.ok(step.to_string()),
+            Ok(()) => report.ok(step),
             Err(e) => {
-                report.fail(e.to_string());
+                report.fail(Subject::of_step(step), e.to_string());
                 failed_images.insert(image);
             }
         }
@@ -142,7 +152,7 @@ pub async fn apply<E: Engine>(
     let mut blocked_services = BTreeSet::new();
     for step in &plan.steps {
         if let Step::Blocked { subject, reason } = step {
-            report.fail(format!("{subject}: {reason}"));
+            report.fail(None, format!("{subject}: {reason}"));
             if let Some(name) = subject.strip_prefix("container ") {
                 if let Some(s) = desired.services.iter().find(|s| s.container_name == name) {
                     blocked_services.insert(s.key());
@@ -172,7 +182,7 @@ pub async fn apply<E: Engine>(
     for spec in &desired.services {
         if !container_steps.contains_key(&spec.key()) {
             if let Err(e) = create_context(spec, &host, ctx) {
-                report.fail(e.to_string());
+                report.fail(Some(Subject::service(&spec.key())), e.to_string());
             }
         }
     }
@@ -264,7 +274,7 @@ pub async fn apply<E: Engine>(
                     },
                     Some(step) => {
                         match run_container_step(engine, spec, step, &host, ctx, old_mounts).await {
-                            Ok(id) => (key, Outcome::Ready(id), Some(Ok(step.to_string()))),
+                            Ok(id) => (key, Outcome::Ready(id), Some(Ok(step))),
                             Err(e) => (key.clone(), Outcome::Failed, Some(Err(e.to_string()))),
                         }
                     }
@@ -273,8 +283,8 @@ pub async fn apply<E: Engine>(
         });
         for (key, outcome, line) in join_all(runs).await {
             match line {
-                Some(Ok(l)) => report.ok(l),
-                Some(Err(l)) => report.fail(l),
+                Some(Ok(step)) => report.ok(step),
+                Some(Err(l)) => report.fail(Some(Subject::service(&key)), l),
                 None => {}
             }
             outcomes.insert(key, outcome);
@@ -292,7 +302,8 @@ pub async fn apply<E: Engine>(
                     for m in old.map(|c| c.mounts.as_slice()).unwrap_or_default() {
                         if m.is_anonymous() {
                             if let Err(e) = engine.remove_volume(&m.volume).await {
-                                report.fail(e.to_string());
+                                let volume = Subject::new(SubjectKind::Volume, &m.volume);
+                                report.fail(Some(volume), e.to_string());
                             }
                         }
                     }
@@ -305,8 +316,8 @@ pub async fn apply<E: Engine>(
             _ => continue,
         };
         match result {
-            Ok(()) => report.ok(step.to_string()),
-            Err(e) => report.fail(e.to_string()),
+            Ok(()) => report.ok(step),
+            Err(e) => report.fail(Subject::of_step(step), e.to_string()),
         }
     }
     report

@@ -55,7 +55,8 @@ pub struct ClusterReport {
     pub tried: usize,
     pub failed: usize,
     pub changed: usize,
-    pub done: Vec<String>,
+    /// The steps that ran, in order.
+    pub done: Vec<ClusterStep>,
     pub notices: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -286,7 +287,7 @@ pub async fn apply<K: KindCli, N: NodeOps>(
             Ok(()) => {
                 tracing::info!(cluster = %name, step = %step, "cluster step done");
                 report.changed += 1;
-                report.done.push(step.to_string());
+                report.done.push(step.clone());
             }
             Err(e) => {
                 tracing::error!(cluster = %name, error = %e, "cluster step failed");

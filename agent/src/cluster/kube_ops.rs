@@ -20,7 +20,7 @@ use super::plan::{FluxObserved, SyncObserved};
 use super::{ClusterError, FIELD_MANAGER};
 
 /// Ready condition and revision of one Flux Kustomization.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KustomizationStatus {
     pub namespace: String,
     pub name: String,

@@ -10,7 +10,7 @@ use super::docker::NodeOps;
 use super::kind::KindCli;
 use super::kube_ops::{FluxBootstrap, KubeCluster, KustomizationStatus};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ClusterStatus {
     pub name: String,
     /// Node containers exist on the engine.
@@ -22,7 +22,7 @@ pub struct ClusterStatus {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FluxInstall {
     pub version: Option<String>,
     /// sha256 of the install.yaml the agent verified and applied.

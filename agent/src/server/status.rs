@@ -5,43 +5,8 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{Diagnostic, Severity};
-
-/// A `Diagnostic` as it travels over the API (the core type is serialise-only).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct DiagnosticView {
-    pub file: std::path::PathBuf,
-    pub line: Option<usize>,
-    pub path: String,
-    pub message: String,
-    #[serde(default)]
-    pub severity: Severity,
-}
-
-impl From<&Diagnostic> for DiagnosticView {
-    fn from(d: &Diagnostic) -> Self {
-        Self {
-            file: d.file.clone(),
-            line: d.line,
-            path: d.path.clone(),
-            message: d.message.clone(),
-            severity: d.severity,
-        }
-    }
-}
-
-impl std::fmt::Display for DiagnosticView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let d = Diagnostic {
-            file: self.file.clone(),
-            line: self.line,
-            path: self.path.clone(),
-            message: self.message.clone(),
-            severity: self.severity,
-        };
-        write!(f, "{d}")
-    }
-}
+pub use crate::outcome::DiagnosticView;
+use crate::outcome::Outcome;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Status {
@@ -73,8 +38,8 @@ pub struct Status {
     pub next_window: Option<DateTime<Utc>>,
     /// Per-service state as reported by the last reconcile.
     pub services: Vec<ServiceState>,
-    /// The last reconcile report (tried/failed/changed/errors).
-    pub report: Option<serde_json::Value>,
+    /// The outcome of the last pass that applied (changes, errors, clusters, data dirs).
+    pub outcome: Option<Outcome>,
     /// Live forwarders: listen, target, state, connections active/total, bytes each way.
     #[serde(default)]
     pub forwards: Vec<serde_json::Value>,
@@ -163,29 +128,14 @@ impl Status {
                 let _ = writeln!(o, "  {:<30} {}", s.name, s.state);
             }
         }
+        if let Some(outcome) = &self.outcome {
+            o.push_str(&outcome.status_lines());
+        }
         let field = |v: &serde_json::Value, k: &str| {
             v.get(k)
                 .map(|x| x.to_string().trim_matches('"').to_string())
                 .unwrap_or_default()
         };
-        let data = self
-            .report
-            .as_ref()
-            .and_then(|r| r.get("data"))
-            .and_then(|d| d.as_array())
-            .cloned()
-            .unwrap_or_default();
-        if !data.is_empty() {
-            let _ = writeln!(o, "data (read-write binds; removed only by `data rm`):");
-            for d in &data {
-                let _ = writeln!(
-                    o,
-                    "  {:<30} {}",
-                    format!("{}/{}", field(d, "stack"), field(d, "path")),
-                    field(d, "dir")
-                );
-            }
-        }
         if !self.forwards.is_empty() {
             let _ = writeln!(o, "forwards:");
             for f in &self.forwards {
@@ -202,44 +152,6 @@ impl Status {
                     field(f, "bytes_from_target")
                 );
             }
-        }
-        let clusters = self
-            .report
-            .as_ref()
-            .and_then(|r| r.get("clusters"))
-            .and_then(|c| c.as_array());
-        for c in clusters.into_iter().flatten() {
-            let ks = c.get("kustomizations").and_then(|k| k.as_array()).map(|k| {
-                k.iter()
-                    .map(|k| {
-                        format!(
-                            "{}={} {}",
-                            field(k, "name"),
-                            field(k, "ready"),
-                            field(k, "revision")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            });
-            let flux = c
-                .get("flux")
-                .filter(|f| !f.is_null())
-                .map(|f| {
-                    let sha = field(f, "sha256");
-                    format!(
-                        "flux {} sha256:{} ",
-                        field(f, "version"),
-                        &sha[..sha.len().min(12)]
-                    )
-                })
-                .unwrap_or_default();
-            let _ = writeln!(
-                o,
-                "cluster:   {} {flux}{}",
-                field(c, "name"),
-                ks.unwrap_or_default()
-            );
         }
         o
     }

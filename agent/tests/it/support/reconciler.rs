@@ -7,7 +7,8 @@ use std::process::Command;
 use macula_gitops::daemon::{ApplyRequest, Reconciler};
 use macula_gitops::diag::Diagnostic;
 use macula_gitops::engine::EngineError;
-use macula_gitops::reconcile::{ReconcileError, Report};
+use macula_gitops::outcome::{Action, Change, Outcome, Subject};
+use macula_gitops::reconcile::ReconcileError;
 
 use super::docker::Cleanup;
 use super::image;
@@ -87,7 +88,7 @@ fn parse(file: &std::path::Path) -> Result<String, Vec<Diagnostic>> {
 }
 
 impl Reconciler for BusyboxReconciler {
-    async fn reconcile(&self, req: &ApplyRequest) -> Result<Report, ReconcileError> {
+    async fn reconcile(&self, req: &ApplyRequest) -> Result<Outcome, ReconcileError> {
         // Validate before touching the host, as the core does.
         let msg =
             parse(&req.options.desired_root.join("app.env")).map_err(ReconcileError::Invalid)?;
@@ -97,7 +98,7 @@ impl Reconciler for BusyboxReconciler {
         tokio::task::spawn_blocking(move || {
             if let Some((m, _, true, _)) = inspect(&name) {
                 if m == msg {
-                    return Ok(Report {
+                    return Ok(Outcome {
                         revision: Some(rev),
                         tried: 1,
                         ..Default::default()
@@ -128,10 +129,14 @@ impl Reconciler for BusyboxReconciler {
                     message: String::from_utf8_lossy(&out.stderr).into(),
                 }));
             }
-            Ok(Report {
+            Ok(Outcome {
                 revision: Some(rev),
                 tried: 1,
-                changed: 1,
+                changes: vec![Change {
+                    subject: Subject::service(&format!("test/{name}")),
+                    action: Action::Create,
+                    line: format!("+ container {name} (test/{name})"),
+                }],
                 ..Default::default()
             })
         })
