@@ -30,6 +30,8 @@ pub enum ConfigError {
     Invalid { field: String, message: String },
     #[error("secret {what}: {message}")]
     Secret { what: String, message: String },
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
@@ -54,6 +56,11 @@ pub struct AgentConfig {
     pub policy: crate::policy::PolicyConfig,
     /// Where read-write relative binds keep their data (`crate::data`).
     pub data_root: Option<PathBuf>,
+    /// Chat and webhook notifications (`crate::notify`).
+    #[serde(default)]
+    pub notifications: crate::notify::NotificationsConfig,
+    /// Commit status on the git host (`crate::notify::commit_status`).
+    pub commit_status: Option<crate::notify::CommitStatusConfig>,
     /// The file this config was read from: named in policy refusals.
     #[serde(skip)]
     pub loaded_from: Option<PathBuf>,
@@ -271,6 +278,7 @@ impl AgentConfig {
         }
         self.schedule.cron_schedule()?;
         self.schedule.window_schedule()?;
+        crate::notify::config::check(self)?;
         if let Some(e) = self.policy().check_config().into_iter().next() {
             let (field, message) = e.split_once(": ").unwrap_or(("policy", &e));
             return Err(invalid(field, message));
@@ -365,7 +373,9 @@ impl AuthConfig {
     }
 }
 
-fn read_secret(
+/// A secret from the file or the environment variable the config names (trailing newline of a
+/// file dropped). Shared with `crate::notify`.
+pub(crate) fn read_secret(
     what: &str,
     file: Option<&Path>,
     env: Option<&str>,

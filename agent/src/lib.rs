@@ -15,6 +15,7 @@ pub mod drift;
 pub mod engine;
 pub mod input;
 pub mod labels;
+pub mod notify;
 pub mod outcome;
 pub mod plan;
 pub mod policy;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub webhooks_total: Family<Labels, Counter>,
     /// kind clusters up, Flux Kustomizations Ready (with revision), set after each pass.
     pub clusters: crate::cluster::status::ClusterMetrics,
+    /// Notifications and commit statuses by target and result (`crate::notify`).
+    pub notify: crate::notify::NotifyMetrics,
 }
 
 impl Default for Metrics {
@@ -55,6 +57,7 @@ impl Metrics {
             managed_containers: Family::default(),
             webhooks_total: Family::default(),
             clusters: Default::default(),
+            notify: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -98,6 +101,7 @@ impl Metrics {
             m.webhooks_total.clone(),
         );
         m.clusters.register(&mut registry);
+        m.notify.register(&mut registry);
         extra(&mut registry);
         Self { registry, ..m }
     }

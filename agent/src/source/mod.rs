@@ -151,6 +151,8 @@ pub struct SyncOutcome {
     pub snapshot_dir: PathBuf,
     /// The commit summary line, for status.
     pub summary: String,
+    /// The commit author as `Name <email>`, for notifications.
+    pub author: String,
     pub fetch_duration: std::time::Duration,
 }
 
@@ -226,10 +228,14 @@ impl Source {
                 }
             })?;
         }
-        let summary = repo
-            .find_commit(commit)
-            .ok()
+        let found = repo.find_commit(commit).ok();
+        let summary = found
+            .as_ref()
             .and_then(|c| c.message().ok().map(|m| m.summary().to_string()))
+            .unwrap_or_default();
+        let author = found
+            .as_ref()
+            .and_then(|c| c.author().ok().map(|a| format!("{} <{}>", a.name, a.email)))
             .unwrap_or_default();
         let snapshot_dir =
             snapshot::materialise(&repo, commit, &self.spec.path, &self.snapshots_dir())?;
@@ -237,6 +243,7 @@ impl Source {
             commit: commit_hex,
             snapshot_dir,
             summary,
+            author,
             fetch_duration,
         })
     }

@@ -33,6 +33,7 @@ mod daemon_e2e;
 mod daemon_git;
 mod data_policy;
 mod docker_apply;
+mod notify;
 mod routing_daemon;
 mod routing_dns;
 mod routing_docker;

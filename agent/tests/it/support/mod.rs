@@ -10,6 +10,8 @@
 //!   [`daemon::start`] / [`daemon::start_applied`] run the daemon in-process with
 //!   [`reconciler::BusyboxReconciler`], from a [`daemon::Scenario`] (repo + `app.env`).
 //! - [`run`] a command that must succeed, [`free_port`], [`wait_until`], [`wait_for_listener`].
+//! - [`receiver::Receiver`]: a local HTTP endpoint that records requests and answers queued
+//!   statuses (notification sinks, forge status APIs).
 //! - [`git`]: real repos, smart HTTP (`git http-backend`) and sshd; [`cluster`]: kind/Flux fakes
 //!   and `clusters.yaml` text → what `apply` receives.
 // The push_latency example compiles this module too: it uses only part of it, and it is not
@@ -22,6 +24,7 @@ pub mod docker;
 pub mod fixture;
 pub mod git;
 pub mod image;
+pub mod receiver;
 pub mod reconciler;
 pub mod tls;
 

@@ -1,0 +1,187 @@
+//! Delivery off the reconcile path: each target has a bounded queue and one task that sends
+//! its requests in order, retrying with backoff. Publishing never waits (a full queue drops the
+//! event and counts it); every call has a deadline; the retry policy lives only here.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::request::{HttpRequest, Method};
+use super::stats::{Outcome, Stats};
+
+/// The one side effect of this module: make an HTTP call, answer its status code. An `Err` is
+/// a transport failure, worded without the URL.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, req: &HttpRequest) -> impl Future<Output = Result<Answer, String>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// The start of the body, for the error when the receiver refuses (Slack says why).
+    pub body: String,
+}
+
+/// reqwest with a deadline per call and no redirects: a redirect would carry the token's
+/// headers to a host nobody configured.
+pub struct HttpTransport {
+    client: reqwest::Client,
+}
+
+impl HttpTransport {
+    pub fn new(timeout: Duration) -> Self {
+        // reqwest is built without a default TLS provider; an Err means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self { client }
+    }
+}
+
+impl Transport for HttpTransport {
+    async fn send(&self, req: &HttpRequest) -> Result<Answer, String> {
+        let mut b = match req.method {
+            Method::Post => self.client.post(&req.url),
+            Method::Put => self.client.put(&req.url),
+        };
+        for (k, v) in &req.headers {
+            b = b.header(k, v);
+        }
+        // reqwest's errors quote the URL, which can be the secret itself.
+        let resp = b
+            .body(req.body.clone())
+            .send()
+            .await
+            .map_err(|e| chain(&e.without_url()))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        Ok(Answer {
+            status,
+            body: super::event::clip(body.trim(), 200),
+        })
+    }
+}
+
+/// `e` and its causes ("error sending request: client error (Connect): tcp connect error:
+/// Connection refused"); reqwest's top line alone does not say what went wrong.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    crate::redact::redact(&out).into_owned()
+}
+
+/// How often and how patiently a delivery is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Retry {
+    /// The pause after failed attempt `n` (1-based): doubling from `first_delay`, capped.
+    pub fn delay(&self, n: u32) -> Duration {
+        let factor = 2u32.saturating_pow(n.saturating_sub(1));
+        self.first_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+pub struct Job {
+    pub event: &'static str,
+    pub request: HttpRequest,
+}
+
+/// Start `target`'s delivery task; the sender is its queue.
+pub fn spawn<T: Transport>(
+    target: String,
+    capacity: usize,
+    retry: Retry,
+    transport: Arc<T>,
+    stats: Stats,
+) -> mpsc::Sender<Job> {
+    let (tx, mut rx) = mpsc::channel::<Job>(capacity.max(1));
+    tokio::spawn(async move {
+        while let Some(job) = rx.recv().await {
+            let (outcome, error) = deliver(&*transport, &job.request, retry).await;
+            match &error {
+                None => {
+                    tracing::debug!(target = %target, event = job.event, to = %job.request.shown(), "notification sent")
+                }
+                Some(e) => {
+                    tracing::warn!(target = %target, event = job.event, to = %job.request.shown(), error = %e, "notification not delivered")
+                }
+            }
+            stats.record(&target, job.event, outcome, error);
+        }
+    });
+    tx
+}
+
+/// Try until a 2xx, a refusal that retrying cannot change (4xx but 408/429), or the last attempt.
+async fn deliver<T: Transport>(
+    transport: &T,
+    req: &HttpRequest,
+    retry: Retry,
+) -> (Outcome, Option<String>) {
+    let mut last = String::new();
+    for n in 1..=retry.attempts.max(1) {
+        match transport.send(req).await {
+            Ok(a) if (200..300).contains(&a.status) => return (Outcome::Sent, None),
+            Ok(a) => {
+                last = match a.body.is_empty() {
+                    true => format!("HTTP {}", a.status),
+                    false => format!("HTTP {}: {}", a.status, crate::redact::redact(&a.body)),
+                };
+                if (400..500).contains(&a.status) && a.status != 408 && a.status != 429 {
+                    return (Outcome::Failed, Some(last));
+                }
+            }
+            Err(e) => last = e,
+        }
+        if n < retry.attempts {
+            tokio::time::sleep(retry.delay(n)).await;
+        }
+    }
+    (
+        Outcome::Failed,
+        Some(format!("{last} (after {} attempts)", retry.attempts.max(1))),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let r = Retry {
+            attempts: 9,
+            first_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(60),
+        };
+        let d: Vec<u64> = (1..=7).map(|n| r.delay(n).as_secs()).collect();
+        assert_eq!(d, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(r.delay(200), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,169 @@
+//! Telling people: chat/webhook notifications and commit status on the git host, for what a
+//! pass did with a revision (applied, failed, rolled back, drift repaired, invalid or refused,
+//! held by the apply window).
+//!
+//! ```text
+//! pass outcome ──► Event ──► Notifier::publish (no I/O, never waits)
+//!                              │ per target: wants this kind? de-duplicated? (dedup.rs)
+//!                              ▼
+//!                   bounded queue per target ──► delivery task: retries + backoff,
+//!                              (deliver.rs)       deadline per call (Transport)
+//!                                                 └─► stats.rs: /status + /metrics
+//! ```
+//!
+//! Formats: `sink.rs` (json+HMAC, ntfy, Slack, Discord, Mattermost, Matrix), `template.rs`
+//! (message text), `commit_status/` (GitHub, Gitea/Forgejo, GitLab). All pure: an event in, an
+//! [`request::HttpRequest`] out.
+
+pub mod commit_status;
+pub mod config;
+pub mod dedup;
+pub mod deliver;
+pub mod event;
+pub mod request;
+pub mod sink;
+pub mod stats;
+pub mod template;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+pub use config::{CommitStatusConfig, NotificationsConfig, Settings};
+pub use event::{Event, EventKind, ServiceChange};
+pub use stats::{NotifyMetrics, Outcome, TargetStatus};
+
+use commit_status::CommitStatus;
+use dedup::Dedup;
+use deliver::{HttpTransport, Job, Transport};
+use sink::Sink;
+use stats::Stats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{field}: {message}")]
+    Secret { field: String, message: String },
+}
+
+/// The handle the daemon publishes to. Cheap to share (`Arc`).
+pub struct Notifier {
+    sinks: Vec<(Sink, mpsc::Sender<Job>)>,
+    commit_status: Option<(CommitStatus, mpsc::Sender<Job>)>,
+    dedup: Mutex<Dedup>,
+    reminder: Option<std::time::Duration>,
+    stats: Stats,
+}
+
+impl Notifier {
+    /// Start one delivery task per target (needs a tokio runtime) over `transport`.
+    pub fn start<T: Transport>(
+        settings: Settings,
+        transport: Arc<T>,
+        metrics: NotifyMetrics,
+    ) -> Self {
+        let stats = Stats::new(metrics);
+        let queue = |name: &str, kind: &str| {
+            stats.add_target(name, kind);
+            deliver::spawn(
+                name.to_string(),
+                settings.queue,
+                settings.retry,
+                transport.clone(),
+                stats.clone(),
+            )
+        };
+        let sinks = settings
+            .sinks
+            .iter()
+            .map(|s| (s.clone(), queue(&s.name, s.format.kind())))
+            .collect();
+        let commit_status = settings.commit_status.clone().map(|c| {
+            let tx = queue(&c.name(), c.provider.as_str());
+            (c, tx)
+        });
+        Self {
+            sinks,
+            commit_status,
+            dedup: Mutex::new(Dedup::default()),
+            reminder: settings.reminder,
+            stats,
+        }
+    }
+
+    /// Over HTTP, with the settings' deadline per call.
+    pub fn start_http(settings: Settings, metrics: NotifyMetrics) -> Self {
+        let transport = Arc::new(HttpTransport::new(settings.timeout));
+        Self::start(settings, transport, metrics)
+    }
+
+    /// Hand `e` to every target that wants it. Never waits: a full queue drops the event (and
+    /// counts it), so a dead receiver cannot hold up a reconcile.
+    pub fn publish(&self, e: &Event) {
+        let now = Instant::now();
+        let mut dedup = self.dedup.lock().unwrap_or_else(|p| p.into_inner());
+        for (sink, tx) in &self.sinks {
+            if !sink.wants(e.kind) {
+                continue;
+            }
+            if !dedup.admit(
+                &sink.name,
+                e.kind.topic(),
+                &e.fingerprint(),
+                self.reminder,
+                now,
+            ) {
+                self.stats
+                    .record(&sink.name, e.kind.as_str(), Outcome::Suppressed, None);
+                continue;
+            }
+            self.enqueue(&sink.name, tx, e.kind, sink.request(e));
+        }
+        if let Some((cs, tx)) = &self.commit_status {
+            let name = cs.name();
+            let (Some(req), Some(fp)) = (cs.request(e), cs.fingerprint(e)) else {
+                return;
+            };
+            // A status is set again only when it changes, however long it stays.
+            if dedup.admit(&name, "status", &fp, None, now) {
+                self.enqueue(&name, tx, e.kind, req);
+            } else {
+                self.stats
+                    .record(&name, e.kind.as_str(), Outcome::Suppressed, None);
+            }
+        }
+    }
+
+    fn enqueue(
+        &self,
+        target: &str,
+        tx: &mpsc::Sender<Job>,
+        kind: EventKind,
+        request: request::HttpRequest,
+    ) {
+        let job = Job {
+            event: kind.as_str(),
+            request,
+        };
+        if tx.try_send(job).is_err() {
+            tracing::warn!(
+                target,
+                event = kind.as_str(),
+                "notification queue full; event dropped"
+            );
+            self.stats.record(
+                target,
+                kind.as_str(),
+                Outcome::Dropped,
+                Some("queue full (the receiver has not answered for a while)".into()),
+            );
+        }
+    }
+
+    /// Per target: last delivery and counts, for `/status`.
+    pub fn targets(&self) -> Vec<TargetStatus> {
+        self.stats.snapshot()
+    }
+}
