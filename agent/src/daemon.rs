@@ -625,6 +625,7 @@ impl<R: Reconciler> Daemon<R> {
                 state_dir: self.state_dir.clone(),
                 revision: Some(o.commit.clone()),
                 source_url: Some(self.source.spec().url.clone()),
+                source_ref: self.source.spec().reference.clone(),
                 ..self.template.clone()
             },
             snapshot: o.clone(),

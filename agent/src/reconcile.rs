@@ -42,6 +42,9 @@ pub struct ReconcileOptions {
     pub prune_clusters: bool,
     /// The agent's git source URL: Flux's default `git_url` when clusters.yaml sets none.
     pub source_url: Option<String>,
+    /// The ref the source follows (branch, tag; `None`: the remote's HEAD), for the revision
+    /// an oci cluster artifact records.
+    pub source_ref: Option<String>,
     /// The daemon's running forwarders; `None` (one-shot `apply`): DNS only, no listeners.
     pub forwarder: Option<SharedForwarder>,
     /// Privileges the host grants (the agent config's `policy:`); `validate`, `diff`, `apply`
@@ -87,6 +90,7 @@ impl Default for ReconcileOptions {
             health_timeout: Duration::from_secs(120),
             prune_clusters: false,
             source_url: None,
+            source_ref: None,
             forwarder: None,
             policy: Policy::new(Default::default(), crate::config::default_config_path()),
             data_root: crate::data::default_data_root(),
@@ -194,6 +198,14 @@ impl HostDesired {
 fn cluster_options(opts: &ReconcileOptions) -> cluster::apply::ApplyOptions {
     cluster::apply::ApplyOptions {
         state_dir: opts.state_dir.clone(),
+        provenance: cluster::oci::Provenance {
+            source: opts
+                .source_url
+                .as_deref()
+                .map(|u| crate::redact::without_credentials(u).into_owned()),
+            reference: opts.source_ref.clone(),
+            commit: opts.revision.clone(),
+        },
         ..Default::default()
     }
 }

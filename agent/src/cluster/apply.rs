@@ -10,10 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::docker::{NodeContainer, NodeOps};
+use super::file::{FluxSource, OciTarget};
 use super::flux;
 use super::host_services;
 use super::kind::KindCli;
 use super::kube_ops::{FluxBootstrap, InstallMark, KubeCluster};
+use super::oci::{self, Provenance};
 use super::plan::{
     plan, ClusterStep, ClustersObserved, Desired, ObservedCluster, RegistryObserved,
 };
@@ -32,8 +34,11 @@ pub struct ApplyOptions {
     pub create_wait: Duration,
     /// Flux CRDs Established and controllers Available within this.
     pub flux_timeout: Duration,
-    /// Deadline of each download (Flux's install.yaml and its checksums file).
+    /// Deadline of each download (Flux's install.yaml and its checksums file) and of each
+    /// request to the local registry (oci sources).
     pub fetch_timeout: Duration,
+    /// What an oci source's artifact says it was built from (the applied revision).
+    pub provenance: Provenance,
 }
 
 impl Default for ApplyOptions {
@@ -45,6 +50,7 @@ impl Default for ApplyOptions {
             create_wait: Duration::from_secs(300),
             flux_timeout: Duration::from_secs(300),
             fetch_timeout: super::release::DEFAULT_TIMEOUT,
+            provenance: Provenance::default(),
         }
     }
 }
@@ -154,7 +160,27 @@ impl<'a, K: KindCli, N: NodeOps> Session<'a, K, N> {
             }
             observed.clusters.insert(name.clone(), o);
         }
+        for c in &desired.clusters {
+            let FluxSource::Oci(t) = &c.flux.source else {
+                continue;
+            };
+            let have = match self.artifact_digest(t).await {
+                Ok(d) => d,
+                Err(e) => {
+                    warnings.push(format!("cluster {}: cannot read its artifact: {e}", c.name));
+                    None
+                }
+            };
+            observed.artifacts.insert(c.name.clone(), have);
+        }
         Ok((observed, warnings))
+    }
+
+    /// The content layer the moving tag holds now.
+    async fn artifact_digest(&self, t: &OciTarget) -> Result<Option<String>, oci::OciError> {
+        oci::Registry::new(&t.push_host, self.opts.fetch_timeout)?
+            .layer_digest(&t.repository, &t.tag)
+            .await
     }
 
     async fn observe_kube(
@@ -393,8 +419,48 @@ async fn run_step<K: KindCli, N: NodeOps>(
             }
             s.client(name).await?.apply(&objects).await
         }
+        ClusterStep::PushArtifact { .. } => {
+            let c = spec.expect("artifacts are planned for desired clusters");
+            push_artifact(name, c, &s.opts.provenance, s.opts.fetch_timeout).await
+        }
         ClusterStep::NeedsRecreate { .. } | ClusterStep::Unmanaged { .. } => Ok(()),
     }
+}
+
+/// Push the cluster's artifact under its revision's tag and the moving tag, annotated as
+/// `flux push artifact` annotates it.
+async fn push_artifact(
+    name: &str,
+    c: &super::plan::DesiredCluster,
+    provenance: &Provenance,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    let (FluxSource::Oci(t), Some(artifact)) = (&c.flux.source, &c.artifact) else {
+        return Ok(());
+    };
+    let err = |source| ClusterError::Oci {
+        cluster: name.to_string(),
+        source,
+    };
+    let mut annotations = BTreeMap::new();
+    if let Some(source) = &provenance.source {
+        annotations.insert(oci::SOURCE_ANNOTATION.to_string(), source.clone());
+    }
+    if let Some(revision) = provenance.revision() {
+        annotations.insert(oci::REVISION_ANNOTATION.to_string(), revision);
+    }
+    annotations.insert(
+        oci::CREATED_ANNOTATION.to_string(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    let tags = [provenance.revision_tag(artifact), t.tag.clone()];
+    let digest = oci::Registry::new(&t.push_host, timeout)
+        .map_err(err)?
+        .push(&t.repository, &tags, artifact, &annotations)
+        .await
+        .map_err(err)?;
+    tracing::info!(cluster = %name, repository = %t.repository, tags = ?tags, manifest = %digest, layer = %artifact.digest, "artifact pushed");
+    Ok(())
 }
 
 /// Fail before `kind create` when a host port is taken: kind would leave a half-created

@@ -63,6 +63,11 @@ pub struct FluxSpec {
     #[serde(default, deserialize_with = "opt_scalar")]
     pub path: Option<String>,
     pub secret_ref: Option<SecretRef>,
+    /// Where Flux reads the cluster's directory: `git` (default; the repo at `git_url`) or
+    /// `oci` (an artifact the agent packs from the applied revision and pushes to the local
+    /// registry on every apply: the local loop, no remote needed).
+    #[serde(default, deserialize_with = "opt_scalar")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -203,7 +208,37 @@ pub struct FluxResolved {
     pub sync_interval: String,
     pub path: String,
     pub secret_ref: Option<SecretRef>,
+    pub source: FluxSource,
 }
+
+/// Where Flux's `flux-system` source reads from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum FluxSource {
+    /// A GitRepository at `git_url`, as `flux bootstrap` makes it.
+    #[default]
+    Git,
+    /// An OCIRepository following `tag` of an artifact the agent pushes.
+    Oci(OciTarget),
+}
+
+/// The tag every push moves and the OCIRepository follows; each revision also gets its own.
+pub const OCI_MOVING_TAG: &str = "latest";
+
+/// Where a cluster's artifact lives: pushed from the host, pulled by the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OciTarget {
+    /// The registry as the host reaches it (`registry.host`, e.g. `localhost:5001`).
+    pub push_host: String,
+    /// Repository in the registry: `clusters/<cluster>`.
+    pub repository: String,
+    /// The moving tag the OCIRepository follows.
+    pub tag: String,
+    /// `oci://<registry.cluster>/<repository>`: the registry by its name on the nodes' network.
+    pub url: String,
+}
+
+pub const FLUX_SOURCES: &[&str] = &["git", "oci"];
 
 pub const TOP_KEYS: &[&str] = &["registry", "flux", "clusters", "host_services"];
 pub const HOST_SERVICE_KEYS: &[&str] = &["service", "alias"];
@@ -219,6 +254,7 @@ pub const FLUX_KEYS: &[&str] = &[
     "sync_interval",
     "path",
     "secret_ref",
+    "source",
 ];
 pub const SECRET_KEYS: &[&str] = &[
     "name",
@@ -276,34 +312,59 @@ impl ClustersFile {
                 ),
             )
         };
-        let git_url = match pick(&own.git_url, &d.git_url) {
-            Some(u) => u,
-            None => match source_url {
-                // The agent's own credentials never go into a cluster object: Flux gets them
-                // from `flux.secret_ref`.
-                Some(u) if reachable_from_cluster(u) => {
-                    let u = crate::redact::without_credentials(u);
-                    match super::flux::git_url_problem(&u) {
-                    None => u.into_owned(),
-                    Some(p) => {
+        let source = match pick(&own.source, &d.source).as_deref() {
+            Some("oci") => {
+                let Some(r) = &self.registry else {
+                    return Err((
+                        "source",
+                        "flux.source oci needs the top-level registry block (the agent pushes to registry.host, Flux pulls from registry.cluster)".into(),
+                    ));
+                };
+                let repository = format!("clusters/{name}");
+                FluxSource::Oci(OciTarget {
+                    push_host: r.host.clone(),
+                    url: format!("oci://{}/{repository}", r.cluster),
+                    repository,
+                    tag: OCI_MOVING_TAG.into(),
+                })
+            }
+            _ => FluxSource::Git,
+        };
+        let git_url = if source != FluxSource::Git {
+            // Only the artifact's `source` annotation names the repo: no URL is required.
+            pick(&own.git_url, &d.git_url)
+                .or_else(|| source_url.map(|u| crate::redact::without_credentials(u).into_owned()))
+                .unwrap_or_default()
+        } else {
+            match pick(&own.git_url, &d.git_url) {
+                Some(u) => u,
+                None => match source_url {
+                    // The agent's own credentials never go into a cluster object: Flux gets them
+                    // from `flux.secret_ref`.
+                    Some(u) if reachable_from_cluster(u) => {
+                        let u = crate::redact::without_credentials(u);
+                        match super::flux::git_url_problem(&u) {
+                        None => u.into_owned(),
+                        Some(p) => {
+                            return Err((
+                                "git_url",
+                                format!("flux.git_url is not set and the agent's source URL {p}; set flux.git_url"),
+                            ))
+                        }
+                    }
+                    }
+                    Some(u) => {
                         return Err((
                             "git_url",
-                            format!("flux.git_url is not set and the agent's source URL {p}; set flux.git_url"),
+                            format!(
+                                "flux.git_url is not set and the agent's source URL {} is not reachable from a cluster; set flux.git_url",
+                                crate::redact::redact(u)
+                            ),
                         ))
                     }
-                }
-                }
-                Some(u) => {
-                    return Err((
-                        "git_url",
-                        format!(
-                            "flux.git_url is not set and the agent's source URL {} is not reachable from a cluster; set flux.git_url",
-                            crate::redact::redact(u)
-                        ),
-                    ))
-                }
-                None => return Err(missing("git_url")),
-            },
+                    None => return Err(missing("git_url")),
+                },
+            }
         };
         let version = pick(&own.version, &d.version).ok_or_else(|| missing("version"))?;
         Ok(FluxResolved {
@@ -320,7 +381,12 @@ impl ClustersFile {
                 .path
                 .clone()
                 .unwrap_or_else(|| format!("./clusters/{name}")),
-            secret_ref: own.secret_ref.clone().or_else(|| d.secret_ref.clone()),
+            // An OCIRepository of the local registry needs no credentials.
+            secret_ref: match source {
+                FluxSource::Git => own.secret_ref.clone().or_else(|| d.secret_ref.clone()),
+                FluxSource::Oci(_) => None,
+            },
+            source,
         })
     }
 
@@ -504,6 +570,23 @@ fn check_flux(
             d.error(file, Some(idx), at("path"), msg);
         }
     }
+    if let Some(s) = &f.source {
+        if !FLUX_SOURCES.contains(&s.as_str()) {
+            d.error(
+                file,
+                Some(idx),
+                at("source"),
+                format!("{s:?} is not a Flux source; expected git or oci"),
+            );
+        } else if s == "oci" && f.secret_ref.is_some() {
+            d.error(
+                file,
+                Some(idx),
+                at("secret_ref"),
+                "is for a git source; the local registry an oci source reads needs no credentials",
+            );
+        }
+    }
     if let Some(s) = &f.secret_ref {
         if !is_cluster_name(&s.name) {
             d.error(
@@ -575,6 +658,17 @@ fn check_file(
         }
     }
     check_flux(file, idx, "flux", &f.flux, repo_root, d);
+    let needs_registry = |at: String, d: &mut Diagnostics| {
+        d.error(
+            file,
+            Some(idx),
+            at,
+            "oci needs the top-level registry block: the agent pushes the artifact to registry.host and Flux pulls it from registry.cluster",
+        )
+    };
+    if f.flux.source.as_deref() == Some("oci") && f.registry.is_none() {
+        needs_registry("flux.source".into(), d);
+    }
     if f.flux.path.is_some() {
         d.error(
             file,
@@ -651,6 +745,9 @@ fn check_file(
             }
         }
         check_flux(file, idx, &format!("{cp}.flux"), &c.flux, repo_root, d);
+        if c.flux.source.as_deref() == Some("oci") && f.registry.is_none() {
+            needs_registry(format!("{cp}.flux.source"), d);
+        }
         if c.flux.path.is_none() {
             let default = format!("./clusters/{name}");
             if let Err(msg) = check_repo_path(repo_root, &default) {

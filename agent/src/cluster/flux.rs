@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::file::FluxResolved;
+use super::file::{FluxResolved, FluxSource};
 use super::ClusterError;
 
 pub const NAMESPACE: &str = "flux-system";
@@ -90,36 +90,58 @@ pub fn namespace_of(v: &Value) -> Option<&str> {
     v.pointer("/metadata/namespace").and_then(Value::as_str)
 }
 
-/// GitRepository and Kustomization `flux-system/flux-system` as `flux bootstrap` creates them
-/// (the credentials Secret a private repo needs is one of the cluster's `secrets`).
+/// The source and Kustomization `flux-system/flux-system`: for a git source the GitRepository
+/// and Kustomization `flux bootstrap` creates (the credentials Secret a private repo needs is
+/// one of the cluster's `secrets`); for an oci source the OCIRepository `flux create source oci
+/// --insecure` creates, following the moving tag of the artifact the agent pushes, and the same
+/// Kustomization reading it (the artifact keeps repo paths, so `path` is unchanged).
 pub fn sync_objects(flux: &FluxResolved) -> Vec<Value> {
-    let mut objs = Vec::new();
-    let mut git_spec = json!({
-        "interval": flux.interval,
-        "ref": {"branch": flux.branch},
-        "url": flux.git_url,
-    });
-    if let Some(s) = &flux.secret_ref {
-        git_spec["secretRef"] = json!({"name": s.name});
-    }
-    objs.push(json!({
-        "apiVersion": "source.toolkit.fluxcd.io/v1",
-        "kind": "GitRepository",
-        "metadata": {"name": NAMESPACE, "namespace": NAMESPACE},
-        "spec": git_spec,
-    }));
-    objs.push(json!({
-        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-        "kind": "Kustomization",
-        "metadata": {"name": NAMESPACE, "namespace": NAMESPACE},
-        "spec": {
-            "interval": flux.sync_interval,
-            "path": flux.path,
-            "prune": true,
-            "sourceRef": {"kind": "GitRepository", "name": NAMESPACE},
-        },
-    }));
-    objs
+    let meta = json!({"name": NAMESPACE, "namespace": NAMESPACE});
+    let source = match &flux.source {
+        FluxSource::Git => {
+            let mut spec = json!({
+                "interval": flux.interval,
+                "ref": {"branch": flux.branch},
+                "url": flux.git_url,
+            });
+            if let Some(s) = &flux.secret_ref {
+                spec["secretRef"] = json!({"name": s.name});
+            }
+            json!({
+                "apiVersion": "source.toolkit.fluxcd.io/v1",
+                "kind": "GitRepository",
+                "metadata": meta,
+                "spec": spec,
+            })
+        }
+        FluxSource::Oci(t) => json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "OCIRepository",
+            "metadata": meta,
+            "spec": {
+                "interval": flux.interval,
+                "url": t.url,
+                "ref": {"tag": t.tag},
+                // The local registry speaks plain HTTP on the nodes' network.
+                "insecure": true,
+            },
+        }),
+    };
+    let source_kind = kind_of(&source).to_string();
+    vec![
+        source,
+        json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": meta,
+            "spec": {
+                "interval": flux.sync_interval,
+                "path": flux.path,
+                "prune": true,
+                "sourceRef": {"kind": source_kind, "name": NAMESPACE},
+            },
+        }),
+    ]
 }
 
 /// Standard base64 with padding (Secret `data`).

@@ -282,14 +282,6 @@ impl FluxBootstrap for KubeCluster {
         };
         let install_sha256 = annotation(INSTALL_ANNOTATION);
         let install_version = annotation(VERSION_ANNOTATION);
-        let git = self
-            .get(
-                "source.toolkit.fluxcd.io/v1",
-                "GitRepository",
-                Some(NAMESPACE),
-                NAMESPACE,
-            )
-            .await?;
         let ks = self
             .get(
                 "kustomize.toolkit.fluxcd.io/v1",
@@ -298,10 +290,35 @@ impl FluxBootstrap for KubeCluster {
                 NAMESPACE,
             )
             .await?;
-        let sync = match (git, ks) {
+        // The source the Kustomization reads: a GitRepository, or an OCIRepository (local loop).
+        let source_kind = ks
+            .as_ref()
+            .and_then(|k| k.pointer("/spec/sourceRef/kind"))
+            .and_then(Value::as_str)
+            .unwrap_or("GitRepository")
+            .to_string();
+        let source = match ks {
+            Some(_) => {
+                self.get(
+                    "source.toolkit.fluxcd.io/v1",
+                    &source_kind,
+                    Some(NAMESPACE),
+                    NAMESPACE,
+                )
+                .await?
+            }
+            None => None,
+        };
+        let sync = match (source, ks) {
             (Some(g), Some(k)) => Some(SyncObserved {
+                source_kind,
                 url: str_at(&g, "/spec/url"),
                 branch: str_at(&g, "/spec/ref/branch"),
+                tag: str_at(&g, "/spec/ref/tag"),
+                insecure: g
+                    .pointer("/spec/insecure")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
                 interval: str_at(&g, "/spec/interval"),
                 secret: g
                     .pointer("/spec/secretRef/name")

@@ -12,6 +12,7 @@ pub mod kind;
 pub mod kindconfig;
 pub mod kube_ops;
 pub mod nokind;
+pub mod oci;
 pub mod plan;
 pub mod registry;
 pub mod release;
@@ -89,6 +90,11 @@ pub enum ClusterError {
     Image { image: String, message: String },
     #[error("cluster {cluster}: {message}")]
     Config { cluster: String, message: String },
+    #[error("cluster {cluster}: {source}")]
+    Oci {
+        cluster: String,
+        source: oci::OciError,
+    },
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::file::{ClusterSpec, FluxResolved, PortMapping, PortProtocol, RegistrySpec, Role};
+use super::file::{
+    ClusterSpec, FluxResolved, FluxSource, PortMapping, PortProtocol, RegistrySpec, Role,
+};
+use super::oci::Artifact;
 use super::secrets::DesiredSecret;
 
 #[derive(Debug, Clone, Default)]
@@ -35,12 +38,17 @@ pub struct DesiredCluster {
     pub flux: FluxResolved,
     /// Secrets made from the host's environment.
     pub secrets: Vec<DesiredSecret>,
+    /// `flux.source: oci`: the cluster's directory of this revision, packed at validation.
+    pub artifact: Option<Artifact>,
 }
 
 /// Every kind cluster on the engine, by name.
 #[derive(Debug, Clone, Default)]
 pub struct ClustersObserved {
     pub clusters: BTreeMap<String, ObservedCluster>,
+    /// Per oci-source cluster: the layer digest its moving tag holds in the registry (`None`:
+    /// no such tag, or the registry could not be read — then the plan pushes).
+    pub artifacts: BTreeMap<String, Option<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,11 +89,18 @@ pub struct FluxObserved {
     pub sync: Option<SyncObserved>,
 }
 
-/// The fields of the flux-system GitRepository and Kustomization the agent owns.
+/// The fields of the flux-system source (GitRepository or OCIRepository) and Kustomization
+/// the agent owns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncObserved {
+    /// The Kustomization's `sourceRef.kind`: `GitRepository` or `OCIRepository`.
+    pub source_kind: String,
     pub url: String,
+    /// Git only.
     pub branch: String,
+    /// OCI only: the tag followed, and plain-HTTP access to the local registry.
+    pub tag: String,
+    pub insecure: bool,
     pub interval: String,
     pub secret: Option<String>,
     pub path: String,
@@ -95,14 +110,28 @@ pub struct SyncObserved {
 
 impl SyncObserved {
     pub fn desired(f: &FluxResolved) -> Self {
-        Self {
-            url: f.git_url.clone(),
-            branch: f.branch.clone(),
+        let common = Self {
             interval: f.interval.clone(),
-            secret: f.secret_ref.as_ref().map(|s| s.name.clone()),
             path: f.path.clone(),
             sync_interval: f.sync_interval.clone(),
             prune: true,
+            ..Default::default()
+        };
+        match &f.source {
+            FluxSource::Git => Self {
+                source_kind: "GitRepository".into(),
+                url: f.git_url.clone(),
+                branch: f.branch.clone(),
+                secret: f.secret_ref.as_ref().map(|s| s.name.clone()),
+                ..common
+            },
+            FluxSource::Oci(t) => Self {
+                source_kind: "OCIRepository".into(),
+                url: t.url.clone(),
+                tag: t.tag.clone(),
+                insecure: true,
+                ..common
+            },
         }
     }
 }
@@ -153,6 +182,18 @@ pub enum ClusterStep {
         name: String,
         changes: Vec<String>,
     },
+    /// Push the cluster's artifact (`flux.source: oci`): its directory changed since the
+    /// artifact the moving tag holds.
+    PushArtifact {
+        name: String,
+        /// `registry/repository:tag` pushed to.
+        target: String,
+        digest: String,
+        /// The layer digest the tag holds now, when there is one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        files: usize,
+    },
     /// A kind cluster that is not desired: left running.
     Unmanaged {
         name: String,
@@ -173,6 +214,7 @@ impl ClusterStep {
             | ClusterStep::Secrets { name, .. }
             | ClusterStep::InstallFlux { name, .. }
             | ClusterStep::SyncFlux { name, .. }
+            | ClusterStep::PushArtifact { name, .. }
             | ClusterStep::Unmanaged { name }
             | ClusterStep::Delete { name } => name,
         }
@@ -240,6 +282,28 @@ impl fmt::Display for ClusterStep {
             }
             ClusterStep::SyncFlux { name, changes } => {
                 write!(f, "~ cluster {name}: flux sync ({})", changes.join("; "))
+            }
+            ClusterStep::PushArtifact {
+                name,
+                target,
+                digest,
+                from,
+                files,
+            } => {
+                let short = |d: &str| d[..d.len().min("sha256:".len() + 12)].to_string();
+                match from {
+                    Some(old) => write!(
+                        f,
+                        "~ cluster {name}: push artifact {target} {} → {} ({files} files)",
+                        short(old),
+                        short(digest)
+                    ),
+                    None => write!(
+                        f,
+                        "+ cluster {name}: push artifact {target} {} ({files} files)",
+                        short(digest)
+                    ),
+                }
             }
             ClusterStep::Unmanaged { name } => write!(
                 f,
@@ -342,9 +406,14 @@ fn registry_parts(r: &RegistryObserved) -> Vec<String> {
 
 fn sync_changes(want: &SyncObserved, have: Option<&SyncObserved>) -> Vec<String> {
     let Some(have) = have else {
+        let reference = if want.tag.is_empty() {
+            want.branch.clone()
+        } else {
+            format!("tag {}", want.tag)
+        };
         return vec![format!(
-            "create GitRepository {} ({}) and Kustomization {}",
-            want.url, want.branch, want.path
+            "create {} {} ({reference}) and Kustomization {}",
+            want.source_kind, want.url, want.path
         )];
     };
     let mut c = Vec::new();
@@ -353,8 +422,10 @@ fn sync_changes(want: &SyncObserved, have: Option<&SyncObserved>) -> Vec<String>
             c.push(format!("{what} {h} → {w}"));
         }
     };
+    cmp("source", &have.source_kind, &want.source_kind);
     cmp("url", &have.url, &want.url);
     cmp("branch", &have.branch, &want.branch);
+    cmp("tag", &have.tag, &want.tag);
     cmp("interval", &have.interval, &want.interval);
     cmp("path", &have.path, &want.path);
     cmp("sync interval", &have.sync_interval, &want.sync_interval);
@@ -365,6 +436,9 @@ fn sync_changes(want: &SyncObserved, have: Option<&SyncObserved>) -> Vec<String>
     );
     if have.prune != want.prune {
         c.push("prune → true".into());
+    }
+    if have.insecure != want.insecure {
+        c.push(format!("insecure → {}", want.insecure));
     }
     c
 }
@@ -472,6 +546,19 @@ pub fn plan(desired: &Desired, observed: &ClustersObserved) -> Vec<ClusterStep> 
                 name: name.clone(),
                 secrets,
             });
+        }
+        // Before the sync objects: the OCIRepository finds its artifact on its first pull.
+        if let (FluxSource::Oci(t), Some(a)) = (&c.flux.source, &c.artifact) {
+            let have = observed.artifacts.get(&c.name).cloned().flatten();
+            if have.as_deref() != Some(a.digest.as_str()) {
+                steps.push(ClusterStep::PushArtifact {
+                    name: name.clone(),
+                    target: format!("{}/{}:{}", t.push_host, t.repository, t.tag),
+                    digest: a.digest.clone(),
+                    from: have,
+                    files: a.files.len(),
+                });
+            }
         }
         let want = SyncObserved::desired(&c.flux);
         let changes = sync_changes(&want, flux.and_then(|f| f.sync.as_ref()));

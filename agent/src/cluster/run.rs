@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::apply::{self, ApplyOptions, ClusterReport};
 use super::docker::ClusterEngine;
 use super::file;
+use super::file::FluxSource;
 use super::images::{self, ImagesReport};
 use super::kind::Kind;
 use super::plan::ClusterStep;
@@ -14,7 +15,7 @@ use super::status::ClusterStatus;
 use super::validate::{resolve, ResolvedClusters};
 use super::ClusterError;
 use crate::desired::spec::DesiredState;
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::input::Env;
 
 pub fn clusters_path(state: &DesiredState) -> PathBuf {
@@ -55,11 +56,42 @@ pub fn load_for_host(
     diags.extend(d);
     diags.extend(super::secrets::read_all(&mut resolved, &file, env));
     diags.extend(super::sync::check_repo(&resolved, &repo_root(state)));
+    pack_artifacts(&mut resolved, &repo_root(state), &mut diags);
     if diags.has_errors() {
         return Err(diags.into_sorted());
     }
     resolved.warnings = diags.into_sorted();
     Ok(Some(resolved))
+}
+
+/// Pack the directory of every oci-source cluster from this revision's tree, so a tree the
+/// artifact cannot hold (a symlink, a reference out of the repo) refuses the revision before
+/// anything changes.
+fn pack_artifacts(resolved: &mut ResolvedClusters, root: &Path, diags: &mut Diagnostics) {
+    for c in &mut resolved.clusters {
+        if !matches!(c.flux.source, FluxSource::Oci(_)) {
+            continue;
+        }
+        match super::oci::pack(root, &c.flux.path) {
+            Ok(a) => c.artifact = Some(a),
+            Err(e) => {
+                let text = e.to_string();
+                let file = e.path().map(Path::to_path_buf).unwrap_or_default();
+                let message = text
+                    .strip_prefix(&format!("{}: ", file.display()))
+                    .unwrap_or(&text);
+                diags.push(Diagnostic::error(
+                    file,
+                    None,
+                    "",
+                    format!(
+                        "{message} (clusters.{}.flux.source is oci: {} is packed as its artifact)",
+                        c.name, c.flux.path
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// `apply`: create missing clusters, wire the registry, bootstrap Flux. A host without
@@ -76,7 +108,12 @@ pub async fn apply_host(
     let (desired, wiring) = clusters.desired(prune, &opts.kind_network);
     let engine = ClusterEngine::connect().await?;
     let kind = Kind::from_env()?;
-    apply::apply(&kind, &engine, &desired, wiring.as_ref(), opts).await
+    let mut opts = opts.clone();
+    if opts.provenance.source.is_none() {
+        // A local checkout: the artifact names the directory it was packed from.
+        opts.provenance.source = Some(format!("file://{}", repo_root(state).display()));
+    }
+    apply::apply(&kind, &engine, &desired, wiring.as_ref(), &opts).await
 }
 
 /// `diff`: the cluster steps `apply` would run (print each with `Display`), plus warnings.

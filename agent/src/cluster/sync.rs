@@ -138,8 +138,10 @@ mod tests {
                     sync_interval: "10m".into(),
                     path: path.into(),
                     secret_ref: None,
+                    source: Default::default(),
                 },
                 secrets: Vec::new(),
+                artifact: None,
             }],
             ..Default::default()
         }

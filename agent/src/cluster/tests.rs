@@ -174,7 +174,7 @@ fn all_errors_at_once_with_lines() {
     let want = [
         "9:flux.sha256: must be 64 lowercase hex digits (the sha256 of install.yaml)",
         "12:flux.interval: \"soon\" is not a duration like 1m or 10m30s",
-        "13:flux.colour: unknown key \"colour\" (supported: version, install_url, sha256, git_url, branch, interval, sync_interval, path, secret_ref)",
+        "13:flux.colour: unknown key \"colour\" (supported: version, install_url, sha256, git_url, branch, interval, sync_interval, path, secret_ref, source)",
         "23:clusters.macula-dev.flux.path: \"../elsewhere\" must not contain `..`",
         "31:clusters.macula-hub.nodes[1].labels: unknown key \"labels\" (supported: role, image, extraPortMappings)",
         "7:flux.version: \"2.4\" is not a version like v2.4.0",
@@ -343,6 +343,7 @@ fn desired(text: &str, names: &[&str], prune: bool) -> Desired {
                     .iter()
                     .map(super::secrets::DesiredSecret::from_spec)
                     .collect(),
+                artifact: None,
             })
             .collect(),
         registry: f.registry.clone(),
@@ -385,6 +386,11 @@ fn converged(d: &Desired) -> ClustersObserved {
                 };
                 (c.name.clone(), o)
             })
+            .collect(),
+        artifacts: d
+            .clusters
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), Some(c.artifact.as_ref()?.digest.clone()))))
             .collect(),
     }
 }
@@ -702,4 +708,58 @@ fn resolve_reports_the_flux_source_and_yields_what_apply_uses() {
     );
     assert_eq!(desired.registry.as_ref(), Some(&wiring.spec));
     assert!(desired.prune);
+}
+
+#[test]
+fn flux_source_git_or_oci() {
+    let r = repo();
+    let text = "registry: {service: infrastructure/registry, host: 'localhost:5001', cluster: 'kind-registry:5000'}\n\
+flux:\n  version: v2.9.5\n  source: oci\n\
+clusters:\n  macula-dev:\n    image: kindest/node:v1.36.4\n    nodes: [{role: control-plane}]\n  macula-hub:\n    image: kindest/node:v1.36.4\n    nodes: [{role: control-plane}]\n    flux: {source: git, git_url: 'https://git.example/r.git'}\n";
+    let (f, errs) = load_text(r.path(), text);
+    assert!(errs.is_empty(), "{errs:?}");
+    let f = f.unwrap();
+    // No git_url needed for oci; the artifact goes to registry.host and is read by its
+    // in-cluster name; a cluster may still follow git.
+    let dev = f.flux_for("macula-dev", None).unwrap();
+    assert_eq!(
+        dev.source,
+        FluxSource::Oci(super::file::OciTarget {
+            push_host: "localhost:5001".into(),
+            repository: "clusters/macula-dev".into(),
+            tag: "latest".into(),
+            url: "oci://kind-registry:5000/clusters/macula-dev".into(),
+        })
+    );
+    assert_eq!(
+        f.flux_for("macula-hub", None).unwrap().source,
+        FluxSource::Git
+    );
+    let objs = super::flux::sync_objects(&dev);
+    assert_eq!(
+        objs[0],
+        serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "OCIRepository",
+            "metadata": {"name": "flux-system", "namespace": "flux-system"},
+            "spec": {"interval": "1m", "url": "oci://kind-registry:5000/clusters/macula-dev", "ref": {"tag": "latest"}, "insecure": true},
+        })
+    );
+    assert_eq!(objs[1]["spec"]["sourceRef"]["kind"], "OCIRepository");
+    assert_eq!(objs[1]["spec"]["path"], "./clusters/macula-dev");
+
+    // Bad values, oci without a registry, credentials for oci: errors at their lines.
+    let (_, errs) = load_text(
+        r.path(),
+        "flux:\n  version: v2.9.5\n  source: svn\n\
+clusters:\n  macula-dev:\n    image: kindest/node:v1.36.4\n    nodes: [{role: control-plane}]\n    flux:\n      source: oci\n      secret_ref: {name: creds, username_env: U, password_env: P}\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "3:flux.source: \"svn\" is not a Flux source; expected git or oci",
+            "9:clusters.macula-dev.flux.source: oci needs the top-level registry block: the agent pushes the artifact to registry.host and Flux pulls it from registry.cluster",
+            "10:clusters.macula-dev.flux.secret_ref: is for a git source; the local registry an oci source reads needs no credentials",
+        ]
+    );
 }

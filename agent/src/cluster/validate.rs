@@ -87,6 +87,7 @@ pub fn resolve(
                     spec: spec.clone(),
                     flux,
                     secrets,
+                    artifact: None,
                 })
             }
             Err(("git_url", message)) => d.error(

@@ -61,6 +61,7 @@ async fn kind_cluster_with_flux() {
         create_wait: Duration::from_secs(300),
         flux_timeout: Duration::from_secs(600),
         fetch_timeout: Duration::from_secs(10),
+        provenance: Default::default(),
     };
     let report = support::apply_once(&kind, &engine, &desired, wiring.as_ref(), &opts).await;
     assert_eq!(report.failed, 0, "{report:#?}");

@@ -26,6 +26,7 @@ fn resolved(sha: &str) -> FluxResolved {
         sync_interval: "10m".into(),
         path: "./clusters/macula-dev".into(),
         secret_ref: None,
+        source: Default::default(),
     }
 }
 
@@ -61,6 +62,7 @@ async fn install_applies_crds_first_then_waits_then_marks() {
     assert_eq!(
         kinds,
         [
+            "CustomResourceDefinition",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Namespace",

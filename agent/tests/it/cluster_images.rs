@@ -1,77 +1,16 @@
 //! App images: built by the real engine from a context directory, tagged by content, pushed
 //! to a real registry (Debian's docker-registry) on 127.0.0.1; unchanged sources not rebuilt.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
+use crate::support::cluster::registry::DockerRegistry;
 use crate::support::docker::Sandbox;
-use crate::support::{free_port, image, KillOnDrop};
+use crate::support::image;
 use macula_gitops::cluster::docker::ClusterEngine;
 use macula_gitops::cluster::images;
 use macula_gitops::desired::interpolate::Env;
 
-/// docker-registry on a free 127.0.0.1 port, killed on drop.
-struct Registry {
-    _server: KillOnDrop,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Option<Self> {
-        if !std::path::Path::new("/usr/bin/docker-registry").exists() {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", dir.path().join("data").display()),
-        )
-        .unwrap();
-        let mut child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Ready when it says it listens (no sleeps).
-        let err = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(err).lines();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if line.contains("listening on") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Some(Self {
-            _server: KillOnDrop(child),
-            addr,
-            _dir: dir,
-        })
-    }
-}
-
-fn tags(addr: &str, repo: &str) -> String {
-    // The registry's HTTP API through busybox-free std: one GET over a TcpStream.
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /v2/{repo}/tags/list HTTP/1.0\r\nHost: {addr}\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[tokio::test]
 async fn build_push_and_skip_unchanged() {
-    let Some(reg) = Registry::start() else {
+    let Some(reg) = DockerRegistry::start() else {
         println!("skipped: /usr/bin/docker-registry not installed");
         return;
     };
@@ -120,10 +59,7 @@ async fn build_push_and_skip_unchanged() {
             .any(|l| l.contains(": COPY hello.txt /hello.txt")),
         "build progress shown: {lines:#?}"
     );
-    assert!(
-        tags(&reg.addr, &name).contains(&tag),
-        "pushed to the registry"
-    );
+    assert!(reg.tags(&name).contains(&tag), "pushed to the registry");
 
     // Unchanged source: same tag, not rebuilt.
     let mut lines = Vec::new();
@@ -159,10 +95,10 @@ async fn build_push_and_skip_unchanged() {
     let second = r.images[0].clone();
     g.cleanup.image(&second);
     assert_ne!(second, first);
-    let listed = tags(&reg.addr, &name);
+    let listed = reg.tags(&name);
     assert!(
-        listed.contains(&tag) && listed.contains(second.rsplit(':').next().unwrap()),
-        "{listed}"
+        listed.contains(&tag) && listed.contains(&second.rsplit(':').next().unwrap().to_string()),
+        "{listed:?}"
     );
 
     // Unknown names are errors, not silently skipped.

@@ -64,7 +64,7 @@ async fn upgrade_removes_what_the_new_version_dropped() {
         (installed.version.as_str(), installed.sha256.as_str()),
         ("v2.8.0", old_sha.as_str())
     );
-    assert_eq!(installed.inventory.len(), 8, "{:#?}", installed.inventory);
+    assert_eq!(installed.inventory.len(), 9, "{:#?}", installed.inventory);
     assert!(api.object(sa).is_some());
 
     let (new, _) = support::desired(
@@ -93,7 +93,7 @@ async fn upgrade_removes_what_the_new_version_dropped() {
     let installed = release::read_installed(state.path(), &name).unwrap();
     assert_eq!(
         (installed.version.as_str(), installed.inventory.len()),
-        ("v2.9.5", 6)
+        ("v2.9.5", 7)
     );
     let ns = api.object("/v1/namespaces//flux-system").unwrap();
     assert_eq!(

@@ -18,6 +18,7 @@ mod cluster_e2e;
 mod cluster_flux;
 mod cluster_images;
 mod cluster_kind;
+mod cluster_oci;
 mod cluster_reach;
 mod cluster_release;
 mod cluster_repo_files;

@@ -3,6 +3,7 @@
 
 pub mod openapi;
 pub mod recording_kind;
+pub mod registry;
 pub mod release_dir;
 pub mod ssa;
 pub mod standin_apiserver;
@@ -133,6 +134,7 @@ pub fn quick_options(state_dir: &std::path::Path, network: &str) -> ApplyOptions
         create_wait: std::time::Duration::from_secs(60),
         flux_timeout: std::time::Duration::from_secs(10),
         fetch_timeout: std::time::Duration::from_secs(10),
+        provenance: Default::default(),
     }
 }
 
