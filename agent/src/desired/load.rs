@@ -10,6 +10,7 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+use super::combine::{self, RawService};
 use super::compose::{self, FileDef, NetworkDef, Service, VolumeDef};
 use super::hosts::{HostSelection, HostsFile};
 use crate::diag::Diagnostics;
@@ -37,24 +38,24 @@ pub struct LoadedStack {
     /// Directory of the compose file (absolute); relative paths in the file resolve here.
     pub dir: PathBuf,
     pub source: SourceFile,
+    /// The services, typed (`combine::finish`) once every definition is merged.
     pub services: IndexMap<String, Service>,
+    /// Each service as this file writes it, until `combine` has merged and typed them.
+    pub(crate) raw: IndexMap<String, RawService>,
     pub networks: IndexMap<String, NetworkDef>,
     pub volumes: IndexMap<String, VolumeDef>,
     pub secrets: IndexMap<String, FileDef>,
     pub configs: IndexMap<String, FileDef>,
-    /// Files brought in by top-level `include:`, each with its own directory (its relative
-    /// paths resolve there, as Compose resolves them) and lines; same project.
+    /// Files brought in by top-level `include:` (and those they include, flattened), each
+    /// with its own directory (its relative paths resolve there, or in the entry's
+    /// `project_directory`, as Compose resolves them) and lines; same project.
     pub included: Vec<LoadedStack>,
 }
 
 impl LoadedStack {
     /// This file and every file it includes, depth first.
     pub fn parts(&self) -> Vec<&LoadedStack> {
-        let mut out = vec![self];
-        for i in &self.included {
-            out.extend(i.parts());
-        }
-        out
+        std::iter::once(self).chain(&self.included).collect()
     }
 }
 
@@ -121,19 +122,47 @@ pub fn load(root: &Path, host: &str, env: &Env) -> (Option<Loaded>, Diagnostics)
     )
 }
 
-/// The project directory's `.env` under the desired-state environment, as Compose layers
-/// them: the process environment, then the desired-state env file, then this file.
-fn project_env(root: &Path, compose: &Path, env: &Env, diags: &mut Diagnostics) -> Env {
-    let rel = compose
-        .parent()
-        .expect("compose file path has a parent")
-        .join(".env");
+/// The project directory's `.env` (`dir` below the root) under the desired-state
+/// environment, as Compose layers them: the process environment, then the desired-state env
+/// file, then this file.
+fn project_env(root: &Path, dir: &Path, env: &Env, diags: &mut Diagnostics) -> Env {
+    let rel = dir.join(".env");
     match std::fs::read_to_string(root.join(&rel)) {
         Ok(text) => env.over(parse_dotenv(&text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => env.clone(),
         Err(e) => {
             diags.error(&rel, None, "", format!("cannot read: {e}"));
             env.clone()
+        }
+    }
+}
+
+/// Read a compose file (`rel` below `root`): YAML through the one reader, interpolated with
+/// `env`, quoted numbers and booleans cast where Compose casts them.
+pub(crate) fn read_compose(
+    root: &Path,
+    rel: &Path,
+    env: &Env,
+    diags: &mut Diagnostics,
+) -> Option<(serde_yaml::Mapping, SourceFile)> {
+    let (mut value, source) = read_yaml(root, rel, Some(env), diags)?;
+    for (path, message, error) in compose::cast::cast_compose(&mut value) {
+        if error {
+            diags.error(rel, Some(&source.lines), path, message);
+        } else {
+            diags.warn(rel, Some(&source.lines), path, message);
+        }
+    }
+    match value {
+        Value::Mapping(top) => Some((top, source)),
+        _ => {
+            diags.error(
+                rel,
+                Some(&source.lines),
+                "",
+                "expected a mapping with services, networks, volumes",
+            );
+            None
         }
     }
 }
@@ -161,33 +190,29 @@ fn compose_file(root: &Path, name: &str) -> Option<PathBuf> {
 
 fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Option<LoadedStack> {
     let rel = compose_file(root, name)?;
-    load_file(root, &rel, name, env, &mut vec![rel.clone()], diags)
+    let dir = rel.parent().expect("compose file path has a parent");
+    let env = project_env(root, dir, env, diags);
+    let mut stack = load_file(root, &rel, dir, name, &env, &mut vec![rel.clone()], diags)?;
+    combine::finish(&mut stack, diags);
+    Some(stack)
 }
 
-/// One compose file (the stack's, or one it includes); `chain` is the include path to it.
+/// One compose file (the stack's, or one it includes) whose relative paths resolve in
+/// `project_dir` (below `root`), read with `env`; `chain` is the include path to it.
 fn load_file(
     root: &Path,
     rel: &Path,
+    project_dir: &Path,
     name: &str,
     env: &Env,
     chain: &mut Vec<PathBuf>,
     diags: &mut Diagnostics,
 ) -> Option<LoadedStack> {
     let rel = rel.to_path_buf();
-    let env = project_env(root, &rel, env, diags);
-    let (value, source) = read_yaml(root, &rel, Some(&env), diags)?;
-    let Value::Mapping(top) = value else {
-        diags.error(
-            &rel,
-            Some(&source.lines),
-            "",
-            "expected a mapping with services, networks, volumes",
-        );
-        return None;
-    };
+    let (top, source) = read_compose(root, &rel, env, diags)?;
     let mut project = name.to_string();
     let mut named = false;
-    let mut services = IndexMap::new();
+    let mut raw = IndexMap::new();
     let mut networks = IndexMap::new();
     let mut volumes = IndexMap::new();
     let mut secrets = IndexMap::new();
@@ -212,35 +237,36 @@ fn load_file(
             "secrets" => each_entry::<FileDef>(v, "secrets", &source, diags, &mut secrets),
             "configs" => each_entry::<FileDef>(v, "configs", &source, diags, &mut configs),
             "include" => {
-                let dir = rel.parent().expect("compose file path has a parent");
-                for (i, path) in include_paths(v, &source, diags) {
-                    let at = format!("include[{i}]");
-                    match super::paths::resolve_inside(root, &root.join(dir), &path) {
-                        Ok(real) => {
-                            let inc = crate::desired::build::rel_to(root, &real);
-                            let inc = PathBuf::from(inc);
-                            if chain.contains(&inc) || chain.len() > MAX_INCLUDE_DEPTH {
-                                diags.error(
-                                    &rel,
-                                    Some(&source.lines),
-                                    at,
-                                    format!(
-                                        "{path:?} is already included on this path (include cycle)"
-                                    ),
-                                );
-                                continue;
-                            }
-                            chain.push(inc.clone());
-                            if let Some(part) = load_file(root, &inc, name, &env, chain, diags) {
-                                included.push(part);
-                            }
-                            chain.pop();
-                        }
-                        Err(e) => diags.error(&rel, Some(&source.lines), at, e.to_string()),
-                    }
+                for entry in include_entries(v, &source, diags) {
+                    included.extend(load_include(
+                        root,
+                        &rel,
+                        project_dir,
+                        name,
+                        env,
+                        &entry,
+                        chain,
+                        &source,
+                        diags,
+                    ));
                 }
             }
-            "services" => each_entry::<Service>(v, "services", &source, diags, &mut services),
+            "services" => match v {
+                Value::Mapping(m) => {
+                    for (k, v) in m {
+                        let n = k.as_str().unwrap_or_default().to_string();
+                        let r = RawService::read(&n, v, &source, diags);
+                        raw.insert(n, r);
+                    }
+                }
+                Value::Null => {}
+                _ => diags.error(
+                    &rel,
+                    Some(&source.lines),
+                    "services",
+                    "expected a mapping of name: definition",
+                ),
+            },
             "networks" => each_entry::<NetworkDef>(v, "networks", &source, diags, &mut networks),
             "volumes" => each_entry::<VolumeDef>(v, "volumes", &source, diags, &mut volumes),
             k if k.starts_with("x-") => {}
@@ -252,69 +278,183 @@ fn load_file(
             ),
         }
     }
-    Some(LoadedStack {
+    let mut stack = LoadedStack {
         name: name.to_string(),
         project,
         named,
-        dir: root.join(rel.parent().expect("compose file path has a parent")),
+        dir: root.join(project_dir),
         source,
-        services,
+        services: IndexMap::new(),
+        raw,
         networks,
         volumes,
         secrets,
         configs,
         included,
-    })
+    };
+    combine::merge_included(&mut stack, diags);
+    combine::apply_extends(root, &mut stack, env, diags);
+    Some(stack)
 }
 
-/// `include:` entries: `- path` or `- {path: p | [p, ...], project_directory, env_file}`.
-fn include_paths(v: Value, source: &SourceFile, diags: &mut Diagnostics) -> Vec<(usize, String)> {
+/// One `include:` entry: `- path` or `- {path: p | [p, override...], project_directory, env_file}`.
+struct IncludeEntry {
+    at: String,
+    paths: Vec<String>,
+    project_directory: Option<String>,
+    env_file: Vec<String>,
+}
+
+fn include_entries(v: Value, source: &SourceFile, diags: &mut Diagnostics) -> Vec<IncludeEntry> {
     let mut out = Vec::new();
+    let mut err = |path: String, msg: String| {
+        diags.error(&source.rel, Some(&source.lines), path, msg);
+    };
     let Value::Sequence(items) = v else {
-        diags.error(
-            &source.rel,
-            Some(&source.lines),
-            "include",
-            "expected a list of files",
-        );
+        err("include".into(), "expected a list of files".into());
         return out;
     };
+    let strings = |v: Value| -> Option<Vec<String>> {
+        match v {
+            Value::String(p) => Some(vec![p]),
+            Value::Sequence(ps) => ps
+                .into_iter()
+                .map(|p| p.as_str().map(str::to_string))
+                .collect(),
+            _ => None,
+        }
+    };
     for (i, item) in items.into_iter().enumerate() {
-        let at = format!("include[{i}]");
+        let mut e = IncludeEntry {
+            at: format!("include[{i}]"),
+            paths: Vec::new(),
+            project_directory: None,
+            env_file: Vec::new(),
+        };
         match item {
-            Value::String(p) => out.push((i, p)),
+            Value::String(p) => e.paths.push(p),
             Value::Mapping(m) => {
                 for (k, v) in m {
-                    match (k.as_str().unwrap_or_default(), v) {
-                        ("path", Value::String(p)) => out.push((i, p)),
-                        ("path", Value::Sequence(ps)) => out.extend(
-                            ps.into_iter()
-                                .filter_map(|p| p.as_str().map(|p| (i, p.to_string()))),
-                        ),
-                        (k @ ("project_directory" | "env_file"), _) => diags.error(
-                            &source.rel,
-                            Some(&source.lines),
-                            format!("{at}.{k}"),
-                            "not supported yet: an included file resolves its paths in its own directory and reads the stack's environment",
-                        ),
-                        (k, _) => diags.error(
-                            &source.rel,
-                            Some(&source.lines),
-                            format!("{at}.{k}"),
-                            unknown_key_message(k, &["path", "project_directory", "env_file"]),
+                    let k = k.as_str().unwrap_or_default().to_string();
+                    let at = format!("{}.{k}", e.at);
+                    match k.as_str() {
+                        "path" | "env_file" => match strings(v) {
+                            Some(l) if k == "path" => e.paths = l,
+                            Some(l) => e.env_file = l,
+                            None => err(at, "expected a path or a list of paths".into()),
+                        },
+                        "project_directory" => match v {
+                            Value::String(d) => e.project_directory = Some(d),
+                            _ => err(at, "expected a directory path".into()),
+                        },
+                        _ => err(
+                            at,
+                            unknown_key_message(&k, &["path", "project_directory", "env_file"]),
                         ),
                     }
                 }
             }
-            _ => diags.error(
-                &source.rel,
-                Some(&source.lines),
-                at,
-                "expected a path or a mapping with path",
+            _ => err(
+                e.at.clone(),
+                "expected a path or a mapping with path".into(),
             ),
+        }
+        if e.paths.is_empty() {
+            err(e.at.clone(), "names no file (`path` is required)".into());
+        } else {
+            out.push(e);
         }
     }
     out
+}
+
+/// Load one `include:` entry of the file `rel` (whose paths resolve in `dir`): its first file
+/// with the later ones merged over it, in the entry's project directory and environment, and
+/// the files those include. Every path stays inside the desired-state directory.
+#[allow(clippy::too_many_arguments)]
+fn load_include(
+    root: &Path,
+    rel: &Path,
+    dir: &Path,
+    name: &str,
+    env: &Env,
+    entry: &IncludeEntry,
+    chain: &mut Vec<PathBuf>,
+    source: &SourceFile,
+    diags: &mut Diagnostics,
+) -> Vec<LoadedStack> {
+    let base = root.join(dir);
+    let inside = |raw: &str, what: &str, diags: &mut Diagnostics| match super::paths::resolve_inside(
+        root, &base, raw,
+    ) {
+        Ok(real) => Some(PathBuf::from(crate::desired::build::rel_to(root, &real))),
+        Err(e) => {
+            let at = if what == "path" {
+                entry.at.clone()
+            } else {
+                format!("{}.{what}", entry.at)
+            };
+            diags.error(rel, Some(&source.lines), at, e.to_string());
+            None
+        }
+    };
+    let mut files = Vec::new();
+    for p in &entry.paths {
+        files.push(inside(p, "path", diags));
+    }
+    let Some(files) = files.into_iter().collect::<Option<Vec<PathBuf>>>() else {
+        return Vec::new();
+    };
+    let project_dir = match &entry.project_directory {
+        Some(d) => match inside(d, "project_directory", diags) {
+            Some(p) => p,
+            None => return Vec::new(),
+        },
+        None => files[0].parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    // compose-go: the entry's env files (later ones win among them) fill the names the
+    // including project's environment does not set; without them, the project directory's `.env`.
+    let inc_env = if entry.env_file.is_empty() {
+        project_env(root, &project_dir, env, diags)
+    } else {
+        let mut vars: IndexMap<String, String> = IndexMap::new();
+        for f in &entry.env_file {
+            let Some(p) = inside(f, "env_file", diags) else {
+                continue;
+            };
+            match std::fs::read_to_string(root.join(&p)) {
+                Ok(text) => vars.extend(parse_dotenv(&text)),
+                Err(e) => diags.error(&p, None, "", format!("cannot read: {e}")),
+            }
+        }
+        env.over(vars)
+    };
+    let mut parts = Vec::new();
+    for f in &files {
+        if chain.contains(f) || chain.len() > MAX_INCLUDE_DEPTH {
+            diags.error(
+                rel,
+                Some(&source.lines),
+                &entry.at,
+                format!(
+                    "{:?} is already included on this path (include cycle)",
+                    f.display().to_string()
+                ),
+            );
+            return Vec::new();
+        }
+        chain.push(f.clone());
+        let part = load_file(root, f, &project_dir, name, &inc_env, chain, diags);
+        chain.pop();
+        parts.extend(part);
+    }
+    if parts.len() != files.len() {
+        return Vec::new();
+    }
+    let mut first = parts.remove(0);
+    combine::merge_overrides(&mut first, parts, diags);
+    let nested = std::mem::take(&mut first.included);
+    std::iter::once(first).chain(nested).collect()
 }
 
 /// Each `name: definition` of a top-level section; a bare `name:` is the default definition,
@@ -340,6 +480,8 @@ fn each_entry<T: DeserializeOwned + Default>(
     for (k, v) in map {
         let name = k.as_str().unwrap_or_default().to_string();
         let path = lines::join(section, &name);
+        // `!reset`/`!override` only mean something where a definition is merged (services).
+        let v = compose::merge::strip(v).unwrap_or_default();
         if v.is_null() {
             out.insert(name, T::default());
         } else if let Some(d) =

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod catalog;
+pub mod combine;
 pub mod compose;
 pub mod dockerignore;
 pub mod hosts;

@@ -65,6 +65,8 @@ struct Frame {
     anchor: usize,
     line: u32,
     nodes_before: usize,
+    /// `!reset` / `!override` on this collection.
+    merge_tag: Option<&'static str>,
 }
 
 struct Builder<'a> {
@@ -137,12 +139,19 @@ impl Builder<'_> {
         let line = mark.line() as u32;
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
-                let (text, tag) = (text.into_owned(), tag.map(|t| t.into_owned()));
+                let (text, mut tag) = (text.into_owned(), tag.map(|t| t.into_owned()));
                 if self.wants_key() {
                     return self.key(text, style, tag, line);
                 }
                 self.count(1, line)?;
+                // `!reset`/`!override` mark the node for Compose's merge; the scalar under
+                // the tag reads as if untagged.
+                let merge_tag = tag.as_ref().and_then(merge_tag);
+                if merge_tag.is_some() {
+                    tag = None;
+                }
                 let value = self.scalar(text, style, tag.as_ref(), line)?;
+                let value = with_merge_tag(value, merge_tag);
                 let node = Node::leaf(line);
                 if anchor > 0 {
                     self.remember(anchor, &value, &node, 1, line)?;
@@ -150,7 +159,8 @@ impl Builder<'_> {
                 self.value(value, node);
                 Ok(())
             }
-            Event::MappingStart(_, anchor, _) | Event::SequenceStart(_, anchor, _) => {
+            Event::MappingStart(_, anchor, ref tag) | Event::SequenceStart(_, anchor, ref tag) => {
+                let merge_tag = tag.as_ref().and_then(|t| merge_tag(t));
                 if self.wants_key() {
                     return Err(self.unsupported(line, "a mapping key must be a scalar"));
                 }
@@ -180,12 +190,14 @@ impl Builder<'_> {
                     anchor,
                     line,
                     nodes_before: self.nodes,
+                    merge_tag,
                 });
                 Ok(())
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 let frame = self.stack.pop().expect("the parser balances start and end");
                 let (value, node) = self.finish(frame.shape)?;
+                let value = with_merge_tag(value, frame.merge_tag);
                 let node = Node {
                     line: frame.line,
                     ..node
@@ -440,6 +452,26 @@ impl Builder<'_> {
 }
 
 const CORE_TAG: &str = "tag:yaml.org,2002:";
+
+/// Compose's merge tags (`!reset`, `!override`): kept on the value as `Value::Tagged` for
+/// `desired::compose::merge`, which reads and removes them.
+fn merge_tag(t: &Tag) -> Option<&'static str> {
+    match (t.handle(), t.suffix()) {
+        ("!", "reset") => Some("reset"),
+        ("!", "override") => Some("override"),
+        _ => None,
+    }
+}
+
+fn with_merge_tag(value: Value, tag: Option<&'static str>) -> Value {
+    match tag {
+        Some(t) => Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+            tag: serde_yaml::value::Tag::new(t),
+            value,
+        })),
+        None => value,
+    }
+}
 
 /// A scalar as serde_yaml types it: plain scalars by the YAML 1.2 core schema, quoted and
 /// block scalars as strings, `!!str`/`!!int`/... as asked.

@@ -169,7 +169,7 @@ fn build_stack(
                     &part.source.rel,
                     Some(&part.source.lines),
                     lines::join("services", svc_name),
-                    format!("service {svc_name:?} is also defined by another file of the stack (include conflicts are errors, as in Compose)"),
+                    format!("service {svc_name:?} is defined twice in the stack"),
                 );
                 continue;
             }

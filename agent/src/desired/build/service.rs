@@ -237,13 +237,6 @@ fn warn_ignored(svc: &Service, base: &str, r: &mut Report) {
             );
         }
     }
-    // Building the service without its base would run something else than the file says.
-    if svc.extends.is_some() {
-        r.err(
-            format!("{base}.extends"),
-            "extends is not supported yet: copy the base service's keys into this service",
-        );
-    }
     let replicas = svc.deploy.as_ref().and_then(|d| d.replicas).or(svc.scale);
     if let Some(n) = replicas.filter(|n| *n != 1) {
         r.warn(

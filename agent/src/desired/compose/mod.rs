@@ -8,9 +8,11 @@
 //! `serde_ignored`, so one run reports all of them with the keys that are supported.
 
 mod build;
+pub mod cast;
 mod deploy;
 mod files;
 mod keys;
+pub mod merge;
 mod mounts;
 mod network;
 mod ports;

@@ -4,6 +4,8 @@
 mod host;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_merge;
 
 use std::collections::HashMap as Map;
 
