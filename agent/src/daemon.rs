@@ -289,6 +289,7 @@ impl<R: Reconciler> Daemon<R> {
             forwarder: None,
             guard: Arc::new(crate::server::auth::ApiGuard::new(cfg.listen(), token)),
             services: Some(services),
+            notifier: None,
         };
         let template = ReconcileOptions {
             prune: cfg.reconcile.prune,
@@ -366,6 +367,13 @@ impl<R: Reconciler> Daemon<R> {
         mut self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), DaemonError> {
+        // Notifications and commit status: a subscriber of this daemon's outcomes.
+        self.app.notifier = crate::notify::Notifier::for_daemon(
+            &self.cfg,
+            self.subscribe(),
+            self.app.metrics.notify.clone(),
+        )
+        .map_err(ConfigError::from)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let addr = self.cfg.listen();
         let listener = tokio::net::TcpListener::bind(addr)
@@ -631,6 +639,9 @@ impl<R: Reconciler> Daemon<R> {
             snapshot: o.clone(),
         };
         tracing::info!(commit = %o.commit, trigger = cause.as_str(), "reconciling");
+        if let (Some(n), false) = (&self.app.notifier, same && self.applied_ok) {
+            n.applying(&self.cfg.host(), &o.commit, &o.summary, &o.author);
+        }
         let started = Instant::now();
         let result = self.reconciler.reconcile(&req).await;
         let secs = started.elapsed().as_secs_f64();
@@ -639,6 +650,8 @@ impl<R: Reconciler> Daemon<R> {
         let host = self.cfg.host();
         let mut outcome = crate::reconcile::outcome_of(&host, Some(o.commit.clone()), result);
         outcome.trigger = Some(cause.as_str().into());
+        outcome.summary = Some(o.summary.clone());
+        outcome.author = Some(o.author.clone());
         match &outcome.result {
             PassResult::Applied | PassResult::Failed => {
                 let ok = outcome.ok();
@@ -716,6 +729,8 @@ impl<R: Reconciler> Daemon<R> {
             PassResult::Held { reason },
         );
         out.trigger = Some(cause.as_str().into());
+        out.summary = Some(o.summary.clone());
+        out.author = Some(o.author.clone());
         out
     }
 }

@@ -23,6 +23,7 @@ pub mod event;
 pub mod request;
 pub mod sink;
 pub mod stats;
+pub mod subscriber;
 pub mod template;
 
 use std::sync::{Arc, Mutex};
@@ -160,6 +161,30 @@ impl Notifier {
                 Some("queue full (the receiver has not answered for a while)".into()),
             );
         }
+    }
+
+    /// The daemon's hook as a revision starts applying (commit status `pending`).
+    pub fn applying(&self, host: &str, revision: &str, summary: &str, author: &str) {
+        let mut e = Event::new(EventKind::Applying, host, revision);
+        e.summary = summary.into();
+        e.author = author.into();
+        self.publish(&e);
+    }
+
+    /// Start delivering what the daemon's passes end with (`subscriber::run`), when the agent
+    /// config has any target; `None` otherwise.
+    pub fn for_daemon(
+        cfg: &crate::config::AgentConfig,
+        outcomes: tokio::sync::broadcast::Receiver<Arc<crate::outcome::Outcome>>,
+        metrics: NotifyMetrics,
+    ) -> Result<Option<Arc<Self>>, NotifyError> {
+        let settings = config::settings(cfg)?;
+        if settings.is_empty() {
+            return Ok(None);
+        }
+        let n = Arc::new(Self::start_http(settings, metrics));
+        tokio::spawn(subscriber::run(outcomes, n.clone()));
+        Ok(Some(n))
     }
 
     /// Per target: last delivery and counts, for `/status`.

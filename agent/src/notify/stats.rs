@@ -51,6 +51,26 @@ pub struct TargetStatus {
     pub failed: u64,
 }
 
+impl TargetStatus {
+    /// `slack (slack): sent failed 2026-11-30 19:00:00 UTC — HTTP 404; 3 sent, 1 failed`.
+    pub fn line(&self) -> String {
+        let last = match (self.last_result, &self.last_event, self.last_at) {
+            (Some(r), Some(e), Some(at)) => {
+                format!("{} {e} {}", r.as_str(), at.format("%Y-%m-%d %H:%M:%S UTC"))
+            }
+            _ => "nothing sent yet".into(),
+        };
+        let error = match (&self.last_error, self.last_result) {
+            (Some(e), Some(r)) if r != Outcome::Sent => format!(" — {e}"),
+            _ => String::new(),
+        };
+        format!(
+            "{} ({}): {last}{error}; {} sent, {} failed",
+            self.name, self.kind, self.sent, self.failed
+        )
+    }
+}
+
 type Labels = Vec<(String, String)>;
 
 /// `macula_gitops_notifications_total{target, result}`.

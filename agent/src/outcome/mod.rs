@@ -31,6 +31,11 @@ pub struct Outcome {
     pub trigger: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// The commit's subject and author (`Name <email>`), for notifications; `None` outside git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     /// Items attempted and failed (services, images, networks, clusters, forwards, DNS backends).
     pub tried: usize,
     pub failed: usize,

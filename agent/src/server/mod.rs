@@ -123,6 +123,8 @@ pub struct AppState {
     /// Reads the managed services from the engine when `/status` is asked, so the answer is
     /// the engine's state at that moment, not the last pass's.
     pub services: Option<ServicesFn>,
+    /// Notification and commit-status targets, for their last delivery in `/status`.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 pub type ServicesFn = Arc<
@@ -232,6 +234,9 @@ async fn status(
             Ok(live) => st.services = live,
             Err(_) => tracing::warn!("engine slow: /status shows services as of the last pass"),
         }
+    }
+    if let Some(n) = &s.notifier {
+        st.notifications = n.targets();
     }
     if let Some(f) = &s.forwarder {
         st.forwards =

@@ -43,6 +43,9 @@ pub struct Status {
     /// Live forwarders: listen, target, state, connections active/total, bytes each way.
     #[serde(default)]
     pub forwards: Vec<serde_json::Value>,
+    /// Notification and commit-status targets: last delivery, counts (`crate::notify`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::notify::TargetStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -151,6 +154,12 @@ impl Status {
                     field(f, "bytes_to_target"),
                     field(f, "bytes_from_target")
                 );
+            }
+        }
+        if !self.notifications.is_empty() {
+            let _ = writeln!(o, "notifications:");
+            for t in &self.notifications {
+                let _ = writeln!(o, "  {}", t.line());
             }
         }
         o

@@ -467,3 +467,124 @@ fn config_mistakes_name_the_key() {
     let e = err("notifications:\n  sinks:\n    - {type: ntfy, url: \"https://ntfy.sh/x\", events: [exploded]}\n");
     assert!(e.contains("agent.yaml:3") && e.contains("exploded"), "{e}");
 }
+
+/// The daemon wired to its notifier: a real repo, the real reconciler on the engine, a sink and
+/// a Forgejo-style status API on one receiver. A good commit is told once with its author and
+/// subject and gets pending then success; a broken one gets failure and is told once however
+/// often it is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_tells_each_outcome_once_and_sets_the_commit_status() {
+    use crate::support::daemon::{config, start_applied, wait_status, Scenario};
+    use macula_gitops::server::client;
+
+    let recv = Receiver::start().await;
+    let sc = Scenario::new("good");
+    let (rec, _guard) = sc.reconciler();
+    let token = sc.state.path().join("forge-token");
+    std::fs::write(&token, "f0rg3tok\n").unwrap();
+    let yaml = format!(
+        "notifications:\n  sinks:\n    - {{type: json, url: \"{u}/hook\", template: \"{{event}} {{short}}\"}}\ncommit_status: {{provider: forgejo, api_url: \"{u}/api/v1\", repository: acme/lab, token_file: {t}}}\n",
+        u = recv.url,
+        t = token.display()
+    );
+    let extra: AgentConfig = serde_yaml::from_str(&yaml).unwrap();
+    let mut cfg = config(&sc.r.file_url(), &sc.state.path().join("state"), None);
+    cfg.notifications = extra.notifications;
+    cfg.commit_status = extra.commit_status;
+    let d = start_applied(cfg, rec, &sc.c1).await;
+
+    let hooks = |seen: &[Received]| -> Vec<serde_json::Value> {
+        seen.iter()
+            .filter(|r| r.path == "/hook")
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    };
+    let statuses = |seen: &[Received]| -> Vec<(String, String)> {
+        seen.iter()
+            .filter(|r| r.path.starts_with("/api/v1/repos/acme/lab/statuses/"))
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                let sha = r.path.rsplit('/').next().unwrap().to_string();
+                (sha, v["state"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let seen = recv.wait_for(3, WAIT).await;
+    let applied = hooks(&seen);
+    assert_eq!(applied.len(), 1, "{seen:?}");
+    assert_eq!(applied[0]["event"], "applied");
+    assert_eq!(applied[0]["summary"], "good");
+    assert_eq!(applied[0]["author"], "test <test@example.invalid>");
+    assert_eq!(
+        statuses(&seen),
+        [
+            (sc.c1.clone(), "pending".to_string()),
+            (sc.c1.clone(), "success".to_string())
+        ]
+    );
+
+    sc.r.write(
+        "desired-state/app.env",
+        "MESSAGE=bad\nthis is not an env line\n",
+    );
+    let broken = sc.r.commit_push("broken");
+    for _ in 0..2 {
+        // The operator retries the broken commit: a second identical outcome.
+        client::reconcile(d.addr, &d.token).await.unwrap();
+        wait_status(d.addr, "invalid pass", |s| {
+            s.last_result.as_deref() == Some("invalid")
+                && s.fetched_revision.as_deref() == Some(broken.as_str())
+        })
+        .await;
+    }
+    // The second pass is done once its notification was suppressed (counted at publish).
+    let http = client::http_client();
+    let suppressed = r#"macula_gitops_notifications_total{target="json",result="suppressed"} 1"#;
+    let mut m = String::new();
+    for _ in 0..300 {
+        m = http
+            .get(format!("http://{}/metrics", d.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains(suppressed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(m.contains(suppressed), "{m}");
+    // 2 messages; statuses: c1 pending+success, the broken commit pending+failure per pass.
+    let seen = recv.wait_for(8, WAIT).await;
+    let told: Vec<String> = hooks(&seen)
+        .iter()
+        .map(|v| v["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        told,
+        [
+            format!("applied {}", &sc.c1[..7]),
+            format!("invalid {}", &broken[..7])
+        ]
+    );
+    let broken_states: Vec<String> = statuses(&seen)
+        .into_iter()
+        .filter(|(sha, _)| *sha == broken)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(broken_states, ["pending", "failure", "pending", "failure"]);
+    let st = wait_status(d.addr, "deliveries counted", |s| {
+        s.notifications.iter().map(|t| t.sent).sum::<u64>() == 8
+    })
+    .await;
+    let forge = st
+        .notifications
+        .iter()
+        .find(|t| t.name == "commit-status/gitea")
+        .expect("the status target is listed");
+    assert_eq!(forge.failed, 0, "{forge:?}");
+    assert!(!serde_json::to_string(&st).unwrap().contains("f0rg3tok"));
+    d.stop().await;
+}

@@ -115,7 +115,7 @@ impl CommitStatus {
         let (state, text) = match e.kind {
             EventKind::Applying if lab => ("running", format!("applying on {host}")),
             EventKind::Applying => ("pending", format!("applying on {host}")),
-            EventKind::Held => ("pending", format!("waiting for the apply window on {host}")),
+            EventKind::Held => ("pending", format!("held on {host}{first_error}")),
             EventKind::Applied => ("success", format!("applied on {host}")),
             EventKind::Failed => ("failure", format!("failed on {host}{first_error}")),
             EventKind::RolledBack => ("failure", format!("rolled back on {host}{first_error}")),

@@ -1,0 +1,200 @@
+//! The daemon side: each pass's typed [`Outcome`] (from `Daemon::subscribe`) becomes the events
+//! people are told about. A subscriber task, not a loop of its own: it only reads outcomes.
+//!
+//! - `applied`: a revision applied with every item converged — sent when something changed or
+//!   the revision is new (not for a startup or poll pass that found everything in place);
+//! - `drift-repaired`: a drift pass that changed something; `failed`: `Failed` or `Error`;
+//! - `invalid`, `refused`, `held`: as the pass says; `rolled-back`: a result labelled so;
+//! - a failed fetch is the agent's own trouble (logs, status, metrics), not the commit's.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::event::{Event, EventKind, ServiceChange};
+use super::Notifier;
+use crate::outcome::{Action, Change, Outcome, PassResult, Subject, SubjectKind};
+
+/// What the translation remembers between passes.
+#[derive(Debug, Default)]
+pub struct Translate {
+    /// The last revision applied with every item converged.
+    last_ok: Option<String>,
+}
+
+impl Translate {
+    pub fn event(&mut self, o: &Outcome) -> Option<Event> {
+        let revision = o.revision.clone()?;
+        let drift = o.trigger.as_deref() == Some("drift");
+        let (kind, errors): (EventKind, Vec<String>) = match &o.result {
+            PassResult::Applied => {
+                let known = self.last_ok.as_deref() == Some(revision.as_str())
+                    || o.trigger.as_deref() == Some("startup");
+                self.last_ok = Some(revision.clone());
+                match (o.changes.is_empty(), drift) {
+                    (true, true) => return None,
+                    (true, false) if known => return None,
+                    (false, true) => (EventKind::DriftRepaired, Vec::new()),
+                    _ => (EventKind::Applied, Vec::new()),
+                }
+            }
+            PassResult::Failed => (EventKind::Failed, errors_of(o)),
+            PassResult::Error { message } => (EventKind::Failed, vec![message.clone()]),
+            PassResult::Invalid { diagnostics } => (
+                EventKind::Invalid,
+                diagnostics.iter().map(ToString::to_string).collect(),
+            ),
+            PassResult::Refused {
+                message,
+                diagnostics,
+            } => (
+                EventKind::Refused,
+                std::iter::once(message.clone())
+                    .chain(diagnostics.iter().map(ToString::to_string))
+                    .collect(),
+            ),
+            PassResult::Held { reason } => (EventKind::Held, vec![reason.to_string()]),
+            PassResult::FetchFailed { .. } => return None,
+            #[allow(unreachable_patterns)] // results added later are told by their label
+            other if other.label() == "rolled-back" => (EventKind::RolledBack, errors_of(o)),
+            #[allow(unreachable_patterns)]
+            _ => return None,
+        };
+        let mut e = Event::new(kind, &o.host, &revision).with_errors(errors);
+        e.services = o.changes.iter().map(service_change).collect();
+        e.summary = o.summary.clone().unwrap_or_default();
+        e.author = o.author.clone().unwrap_or_default();
+        if let Some(at) = o.finished_at {
+            e.at = at;
+        }
+        Some(e)
+    }
+}
+
+fn errors_of(o: &Outcome) -> Vec<String> {
+    o.errors.iter().map(|e| e.message.clone()).collect()
+}
+
+fn subject(s: &Subject) -> String {
+    match (s.kind, &s.stack) {
+        (SubjectKind::Service, Some(stack)) => format!("{stack}/{}", s.name),
+        (SubjectKind::Service, None) => s.name.clone(),
+        (k, _) => format!("{} {}", format!("{k:?}").to_lowercase(), s.name),
+    }
+}
+
+fn service_change(c: &Change) -> ServiceChange {
+    let change = match &c.action {
+        Action::Create => "created".to_string(),
+        Action::Recreate { reasons } if reasons.is_empty() => "recreated".into(),
+        Action::Recreate { reasons } => format!("recreated ({})", reasons.join(", ")),
+        Action::Adopt { from } => format!("adopted from {from}"),
+        Action::Start => "started".into(),
+        Action::Restart { reason } => format!("restarted ({reason})"),
+        Action::Remove => "removed".into(),
+        Action::Pull => "pulled".into(),
+        Action::Build => "built".into(),
+        Action::Update => "updated".into(),
+    };
+    ServiceChange {
+        service: subject(&c.subject),
+        change,
+    }
+}
+
+/// Read outcomes until the daemon stops, publishing what each means. Falling behind (64
+/// outcomes) loses only the skipped ones, and says so.
+pub async fn run(mut rx: broadcast::Receiver<Arc<Outcome>>, notifier: Arc<Notifier>) {
+    let mut t = Translate::default();
+    loop {
+        match rx.recv().await {
+            Ok(o) => {
+                if let Some(e) = t.event(&o) {
+                    notifier.publish(&e);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "notifications fell behind; outcomes skipped");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::ItemError;
+
+    fn outcome(result: PassResult, trigger: &str, changes: Vec<Change>) -> Outcome {
+        Outcome {
+            host: "lab-01".into(),
+            revision: Some("abc1234def".into()),
+            result,
+            trigger: Some(trigger.into()),
+            changes,
+            ..Default::default()
+        }
+    }
+
+    fn web(action: Action) -> Change {
+        Change {
+            subject: Subject {
+                kind: SubjectKind::Service,
+                stack: Some("apps".into()),
+                name: "web".into(),
+            },
+            action,
+            line: String::new(),
+        }
+    }
+
+    #[test]
+    fn quiet_passes_say_nothing_and_news_is_told() {
+        let mut t = Translate::default();
+        // A restart finding everything in place is not news.
+        assert!(t
+            .event(&outcome(PassResult::Applied, "startup", vec![]))
+            .is_none());
+        assert!(t
+            .event(&outcome(PassResult::Applied, "poll", vec![]))
+            .is_none());
+        let drift = t
+            .event(&outcome(
+                PassResult::Applied,
+                "drift",
+                vec![web(Action::Start)],
+            ))
+            .expect("a repair is told");
+        assert_eq!(drift.kind, EventKind::DriftRepaired);
+        assert_eq!(drift.services_text(), "\n- apps/web: started");
+        let mut failed = outcome(
+            PassResult::Failed,
+            "webhook",
+            vec![web(Action::Recreate {
+                reasons: vec!["image".into()],
+            })],
+        );
+        failed.errors = vec![ItemError::new(None, "apps/web: exited 1")];
+        let e = t.event(&failed).expect("a failure is told");
+        assert_eq!(
+            (e.kind, e.errors.clone(), e.services_text()),
+            (
+                EventKind::Failed,
+                vec!["apps/web: exited 1".to_string()],
+                "\n- apps/web: recreated (image)".to_string()
+            )
+        );
+        let mut next = outcome(PassResult::Applied, "poll", vec![]);
+        next.revision = Some("fff".into());
+        assert_eq!(t.event(&next).map(|e| e.kind), Some(EventKind::Applied));
+        let fetch = outcome(
+            PassResult::FetchFailed {
+                message: "x".into(),
+            },
+            "poll",
+            vec![],
+        );
+        assert!(t.event(&fetch).is_none());
+    }
+}
