@@ -27,6 +27,14 @@ pub fn owned_by(labels: &BTreeMap<String, String>, host: &str) -> bool {
         && labels.get(HOST).map(String::as_str) == Some(host)
 }
 
+/// Which replica of its service a container is (compose's `container-number`); 1 when absent.
+pub fn container_number(labels: &BTreeMap<String, String>) -> u32 {
+    labels
+        .get(COMPOSE_CONTAINER_NUMBER)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// The labels docker compose puts on a service's container, so `docker compose ps/logs/top`
 /// and tools built on them see the agent's stacks (compose's `api.ProjectLabel` and friends).
 pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
@@ -40,6 +48,7 @@ pub const COMPOSE_CONTAINER_NUMBER: &str = "com.docker.compose.container-number"
 pub fn compose_container(
     project: &str,
     service: &str,
+    number: u32,
     config_hash: &str,
     config_file: &std::path::Path,
 ) -> BTreeMap<String, String> {
@@ -47,7 +56,7 @@ pub fn compose_container(
     BTreeMap::from([
         (COMPOSE_PROJECT.to_string(), project.to_string()),
         (COMPOSE_SERVICE.to_string(), service.to_string()),
-        (COMPOSE_CONTAINER_NUMBER.to_string(), "1".to_string()),
+        (COMPOSE_CONTAINER_NUMBER.to_string(), number.to_string()),
         (COMPOSE_ONEOFF.to_string(), "False".to_string()),
         (
             "com.docker.compose.config-hash".to_string(),

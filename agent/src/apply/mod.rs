@@ -57,6 +57,8 @@ enum Outcome {
     /// Container exists and was started (or already was); id known.
     Ready(String),
     Failed,
+    /// Scaled to zero: nothing to wait on, nothing failed.
+    Absent,
 }
 
 /// `observed` is what `plan` was computed from: it says which containers already run.
@@ -154,28 +156,36 @@ pub async fn apply<E: Engine>(
         if let Step::Blocked { subject, reason } = step {
             report.fail(None, format!("{subject}: {reason}"));
             if let Some(name) = subject.strip_prefix("container ") {
-                if let Some(s) = desired.services.iter().find(|s| s.container_name == name) {
+                if let Some(s) = desired
+                    .services
+                    .iter()
+                    .find(|s| s.replica_named(name).is_some())
+                {
                     blocked_services.insert(s.key());
                 }
             }
         }
     }
 
-    let container_steps: HashMap<String, &Step> = plan
-        .steps
-        .iter()
-        .filter(|s| {
-            matches!(
-                s,
-                Step::CreateContainer { .. }
-                    | Step::RecreateContainer { .. }
-                    | Step::AdoptContainer { .. }
-                    | Step::StartContainer { .. }
-                    | Step::RestartContainer { .. }
-            )
-        })
-        .filter_map(|s| Some((s.service()?.to_string(), s)))
-        .collect();
+    // By service; a scaled service has one step per replica that changes, run in order.
+    let mut container_steps: HashMap<String, Vec<&Step>> = HashMap::new();
+    for s in plan.steps.iter().filter(|s| {
+        matches!(
+            s,
+            Step::CreateContainer { .. }
+                | Step::RecreateContainer { .. }
+                | Step::AdoptContainer { .. }
+                | Step::StartContainer { .. }
+                | Step::RestartContainer { .. }
+        )
+    }) {
+        if let Some(service) = s.service() {
+            container_steps
+                .entry(service.to_string())
+                .or_default()
+                .push(s);
+        }
+    }
 
     // Repo copies of services that keep running are verified too: one deleted or edited under
     // the state dir is re-made now, so a later restart or drift repair finds it intact.
@@ -193,7 +203,7 @@ pub async fn apply<E: Engine>(
     for level in levels(desired) {
         let runs = level.iter().map(|spec| {
             let key = spec.key();
-            let step = container_steps.get(&key).copied();
+            let steps = container_steps.get(&key).cloned().unwrap_or_default();
             let deps_failed: Vec<String> = spec
                 .depends_on
                 .keys()
@@ -217,75 +227,67 @@ pub async fn apply<E: Engine>(
             let image_failed = failed_images.contains(&spec.image);
             let blocked = blocked_services.contains(&key);
             let existing = observed_ids.get(&key).cloned();
-            let old_id = match step {
-                Some(Step::RecreateContainer { id, .. }) => Some(id),
-                Some(Step::AdoptContainer { ids, .. }) => ids.first(),
-                _ => None,
-            };
-            let old_mounts: &[ObservedMount] = match old_id {
-                Some(id) => observed
-                    .containers
-                    .iter()
-                    .find(|c| &c.id == id)
-                    .map(|c| c.mounts.as_slice())
-                    .unwrap_or_default(),
-                _ => &[],
-            };
             let host = host.clone();
             async move {
                 if blocked {
-                    return (key, Outcome::Failed, None);
+                    return (key, Outcome::Failed, Vec::new());
                 }
                 if !deps_failed.is_empty() {
-                    return (
-                        key.clone(),
-                        Outcome::Failed,
-                        Some(Err(format!(
-                            "{key}: not started, dependency {} failed",
-                            deps_failed.join(", ")
-                        ))),
+                    let line = format!(
+                        "{key}: not started, dependency {} failed",
+                        deps_failed.join(", ")
                     );
+                    return (key, Outcome::Failed, vec![Err(line)]);
                 }
-                if image_failed && step.is_some() {
-                    return (
-                        key.clone(),
-                        Outcome::Failed,
-                        Some(Err(format!(
-                            "{key}: not started, image {} is not available",
-                            spec.image
-                        ))),
-                    );
+                if image_failed && !steps.is_empty() {
+                    let line = format!("{key}: not started, image {} is not available", spec.image);
+                    return (key, Outcome::Failed, vec![Err(line)]);
                 }
                 for (dep, cond, id) in &dep_ids {
                     if let Some(id) = id {
                         if let Err(e) = wait_for(engine, id, *cond, ctx.health_timeout).await {
-                            return (
-                                key.clone(),
-                                Outcome::Failed,
-                                Some(Err(format!("{key}: dependency {dep} {e}"))),
-                            );
+                            let line = format!("{key}: dependency {dep} {e}");
+                            return (key, Outcome::Failed, vec![Err(line)]);
                         }
                     }
                 }
-                match step {
-                    None => match existing {
-                        Some(id) => (key, Outcome::Ready(id), None),
-                        None => (key, Outcome::Failed, None),
-                    },
-                    Some(step) => {
-                        match run_container_step(engine, spec, step, &host, ctx, old_mounts).await {
-                            Ok(id) => (key, Outcome::Ready(id), Some(Ok(step))),
-                            Err(e) => (key.clone(), Outcome::Failed, Some(Err(e.to_string()))),
+                if steps.is_empty() {
+                    let outcome = match existing {
+                        Some(id) => Outcome::Ready(id),
+                        None if spec.replicas == 0 => Outcome::Absent,
+                        None => Outcome::Failed,
+                    };
+                    return (key, outcome, Vec::new());
+                }
+                let mut lines = Vec::new();
+                let mut outcome = existing.map_or(Outcome::Absent, Outcome::Ready);
+                for step in steps {
+                    let replica = step
+                        .container()
+                        .and_then(|c| spec.replica_named(c))
+                        .unwrap_or(std::borrow::Cow::Borrowed(spec));
+                    match run_container_step(engine, &replica, step, &host, ctx, observed).await {
+                        Ok(id) => {
+                            if !matches!(outcome, Outcome::Failed) {
+                                outcome = Outcome::Ready(id);
+                            }
+                            lines.push(Ok(step));
+                        }
+                        Err(e) => {
+                            outcome = Outcome::Failed;
+                            lines.push(Err(e.to_string()));
                         }
                     }
                 }
+                (key, outcome, lines)
             }
         });
-        for (key, outcome, line) in join_all(runs).await {
-            match line {
-                Some(Ok(step)) => report.ok(step),
-                Some(Err(l)) => report.fail(Some(Subject::service(&key)), l),
-                None => {}
+        for (key, outcome, lines) in join_all(runs).await {
+            for line in lines {
+                match line {
+                    Ok(step) => report.ok(step),
+                    Err(l) => report.fail(Some(Subject::service(&key)), l),
+                }
             }
             outcomes.insert(key, outcome);
         }
@@ -351,14 +353,28 @@ fn inherited(spec: &ServiceSpec, old: &[ObservedMount]) -> BTreeMap<String, Stri
         .collect()
 }
 
+/// The volumes of the container a recreate or an adoption replaces (the first adopted one).
+fn old_mounts<'a>(observed: &'a Observed, step: &Step) -> &'a [ObservedMount] {
+    let old_id = match step {
+        Step::RecreateContainer { id, .. } => Some(id),
+        Step::AdoptContainer { ids, .. } => ids.first(),
+        _ => None,
+    };
+    old_id
+        .and_then(|id| observed.containers.iter().find(|c| &c.id == id))
+        .map(|c| c.mounts.as_slice())
+        .unwrap_or_default()
+}
+
 async fn run_container_step<E: Engine>(
     engine: &E,
     spec: &ServiceSpec,
     step: &Step,
     host: &str,
     ctx: &ApplyContext,
-    old_mounts: &[ObservedMount],
+    observed: &Observed,
 ) -> Result<String, EngineError> {
+    let old_mounts = old_mounts(observed, step);
     match step {
         Step::StartContainer { id, .. } => {
             engine.start_container(id, &spec.container_name).await?;

@@ -261,6 +261,13 @@ pub struct ServiceSpec {
     /// When to pull; it does not change the container, so it is not hashed.
     #[serde(skip)]
     pub pull_policy: PullPolicy,
+    /// `deploy.replicas` / `scale`: how many containers run (`replica(n)`). Not hashed, so
+    /// scaling never recreates the containers that stay.
+    #[serde(skip)]
+    pub replicas: u32,
+    /// Which container this spec is for, 1-based (compose's `container-number` label).
+    #[serde(skip)]
+    pub number: u32,
 }
 
 /// `pull_policy`, as Compose reads it (`if_not_present` = `missing`).
@@ -402,6 +409,31 @@ impl ServiceSpec {
     /// `stack/service`, the identity used in plans, labels and reports.
     pub fn key(&self) -> String {
         format!("{}/{}", self.stack, self.service)
+    }
+
+    /// The spec of container `n` of the service, named as compose names replicas:
+    /// `<project>-<service>-<n>`. Container 1 is the spec itself (its `container_name`), so a
+    /// service that never scaled keeps its name and hash.
+    pub fn replica(&self, n: u32) -> std::borrow::Cow<'_, ServiceSpec> {
+        if n == self.number {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut r = self.clone();
+        r.container_name = format!("{}-{}-{n}", self.project, self.service);
+        r.number = n;
+        std::borrow::Cow::Owned(r)
+    }
+
+    /// The replica whose container is called `name`, if the service runs one by that name.
+    pub fn replica_named(&self, name: &str) -> Option<std::borrow::Cow<'_, ServiceSpec>> {
+        if name == self.container_name {
+            return Some(std::borrow::Cow::Borrowed(self));
+        }
+        let n: u32 = name
+            .strip_prefix(&format!("{}-{}-", self.project, self.service))?
+            .parse()
+            .ok()?;
+        (2..=self.replicas).contains(&n).then(|| self.replica(n))
     }
 
     fn json(&self) -> serde_json::Map<String, serde_json::Value> {

@@ -82,6 +82,8 @@ pub enum Step {
         service: String,
         container: String,
         id: String,
+        /// No longer desired, or scaled down.
+        reason: String,
     },
     RemoveNetwork {
         network: String,
@@ -106,6 +108,19 @@ impl Step {
             | Step::StartContainer { service, .. }
             | Step::RestartContainer { service, .. }
             | Step::BuildImage { service, .. } => Some(service),
+            _ => None,
+        }
+    }
+
+    /// The container a container step acts on (a replica's name for scaled services).
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Step::CreateContainer { container, .. }
+            | Step::RecreateContainer { container, .. }
+            | Step::AdoptContainer { container, .. }
+            | Step::StartContainer { container, .. }
+            | Step::RestartContainer { container, .. }
+            | Step::RemoveContainer { container, .. } => Some(container),
             _ => None,
         }
     }
@@ -177,69 +192,56 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
         .iter()
         .map(|c| (c.name.as_str(), c))
         .collect();
-    let by_service: BTreeMap<String, &ObservedContainer> = observed
-        .containers
-        .iter()
-        .filter(|c| c.owned_by(host))
-        .filter_map(|c| Some((c.service_key()?, c)))
-        .collect();
+    // The agent's containers by service and replica number.
+    let mut by_service: BTreeMap<String, BTreeMap<u32, &ObservedContainer>> = BTreeMap::new();
+    for c in observed.containers.iter().filter(|c| c.owned_by(host)) {
+        if let Some(key) = c.service_key() {
+            by_service
+                .entry(key)
+                .or_default()
+                .insert(labels::container_number(&c.labels), c);
+        }
+    }
 
     let mut image_steps = Vec::new();
     let mut container_steps = Vec::new();
+    let mut scaled_down = Vec::new();
     let mut images_seen = BTreeSet::new();
+    let no_containers = BTreeMap::new();
     for spec in ordered(desired) {
         let key = spec.key();
-        let current = by_service.get(&key).copied();
-        let adopt: Vec<&ObservedContainer> = match current {
-            None => compose_containers(observed, spec),
-            Some(_) => Vec::new(),
+        let ours = by_service.get(&key).unwrap_or(&no_containers);
+        // Compose's containers are adopted only by a service the agent does not run yet.
+        let mut adopt = if ours.is_empty() {
+            compose_containers(observed, spec)
+        } else {
+            BTreeMap::new()
         };
-        // A container with our name that we do not own is never touched (unless adopted).
-        if let Some(other) = by_name.get(spec.container_name.as_str()) {
-            let adopted = adopt.iter().any(|c| c.id == other.id);
-            if !adopted && (!other.owned_by(host) || current.is_some_and(|c| c.id != other.id)) {
-                container_steps.push(Step::Blocked {
-                    subject: format!("container {}", spec.container_name),
-                    reason: format!("the name is taken by a container this agent does not own for {key} ({}); rename or remove it", owner(other)),
+        let mut needs_create = false;
+        for n in 1..=spec.replicas {
+            let replica = spec.replica(n);
+            let current = ours.get(&n).copied();
+            let adopt = adopt.remove(&n).unwrap_or_default();
+            needs_create |= container_step(
+                &replica,
+                current,
+                &adopt,
+                &by_name,
+                host,
+                &mut container_steps,
+            );
+        }
+        // Scaled down: the highest numbers go, as `docker compose up --scale` removes them.
+        for (n, c) in ours.iter().rev() {
+            if *n > spec.replicas {
+                scaled_down.push(Step::RemoveContainer {
+                    service: key.clone(),
+                    container: c.name.clone(),
+                    id: c.id.clone(),
+                    reason: format!("scaled down to {}", spec.replicas),
                 });
-                continue;
             }
         }
-        let needs_create = match current {
-            None if !adopt.is_empty() => {
-                container_steps.push(Step::AdoptContainer {
-                    service: key.clone(),
-                    container: spec.container_name.clone(),
-                    from: adopt[0].name.clone(),
-                    ids: adopt.iter().map(|c| c.id.clone()).collect(),
-                });
-                true
-            }
-            None => {
-                container_steps.push(Step::CreateContainer {
-                    service: key.clone(),
-                    container: spec.container_name.clone(),
-                });
-                true
-            }
-            Some(c) => {
-                let reasons = recreate_reasons(spec, c);
-                if !reasons.is_empty() {
-                    container_steps.push(Step::RecreateContainer {
-                        service: key.clone(),
-                        container: spec.container_name.clone(),
-                        id: c.id.clone(),
-                        reasons,
-                    });
-                    true
-                } else {
-                    if let Some(step) = liveness_step(spec, c) {
-                        container_steps.push(step);
-                    }
-                    false
-                }
-            }
-        };
         if let Some(b) = &spec.build {
             let built = observed
                 .images
@@ -274,6 +276,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
     }
     steps.extend(image_steps);
     steps.extend(container_steps);
+    steps.extend(scaled_down);
 
     let desired_keys: BTreeSet<String> = desired.services.iter().map(ServiceSpec::key).collect();
     let orphans: Vec<&ObservedContainer> = observed
@@ -297,6 +300,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
                     service: c.service_key().unwrap_or_default(),
                     container: c.name.clone(),
                     id: c.id.clone(),
+                    reason: "no longer desired".into(),
                 });
             }
             for (name, n) in &observed.networks {
@@ -321,11 +325,13 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
 }
 
 /// Containers docker compose (v1 `proj_svc_1` or v2 `proj-svc-1`) runs for `spec`'s service:
-/// compose's project and service labels, not a one-off, not managed by any agent.
+/// compose's project and service labels, not a one-off, not managed by any agent. Grouped by the
+/// replica that adopts them: their `container-number`, and replica 1 for numbers beyond the
+/// service's replicas (scaled down as they are adopted).
 fn compose_containers<'a>(
     observed: &'a Observed,
     spec: &ServiceSpec,
-) -> Vec<&'a ObservedContainer> {
+) -> BTreeMap<u32, Vec<&'a ObservedContainer>> {
     let mut found: Vec<&ObservedContainer> = observed
         .containers
         .iter()
@@ -336,7 +342,74 @@ fn compose_containers<'a>(
         .collect();
     // The running one first: its name is shown, its volumes are carried over.
     found.sort_by_key(|c| (c.state != "running", c.name.clone()));
-    found
+    let mut by_replica: BTreeMap<u32, Vec<&ObservedContainer>> = BTreeMap::new();
+    for c in found {
+        let n = labels::container_number(&c.labels);
+        let n = if (1..=spec.replicas).contains(&n) {
+            n
+        } else {
+            1
+        };
+        by_replica.entry(n).or_default().push(c);
+    }
+    by_replica
+}
+
+/// The step for one replica (`spec` is that replica's): create, adopt, recreate, repair or
+/// nothing; a name another owner holds is `Blocked`. True when a container will be created.
+fn container_step(
+    spec: &ServiceSpec,
+    current: Option<&ObservedContainer>,
+    adopt: &[&ObservedContainer],
+    by_name: &BTreeMap<&str, &ObservedContainer>,
+    host: &str,
+    steps: &mut Vec<Step>,
+) -> bool {
+    let key = spec.key();
+    // A container with our name that we do not own is never touched (unless adopted).
+    if let Some(other) = by_name.get(spec.container_name.as_str()) {
+        let adopted = adopt.iter().any(|c| c.id == other.id);
+        if !adopted && (!other.owned_by(host) || current.is_some_and(|c| c.id != other.id)) {
+            steps.push(Step::Blocked {
+                subject: format!("container {}", spec.container_name),
+                reason: format!("the name is taken by a container this agent does not own for {key} ({}); rename or remove it", owner(other)),
+            });
+            return false;
+        }
+    }
+    match current {
+        None if !adopt.is_empty() => {
+            steps.push(Step::AdoptContainer {
+                service: key,
+                container: spec.container_name.clone(),
+                from: adopt[0].name.clone(),
+                ids: adopt.iter().map(|c| c.id.clone()).collect(),
+            });
+            true
+        }
+        None => {
+            steps.push(Step::CreateContainer {
+                service: key,
+                container: spec.container_name.clone(),
+            });
+            true
+        }
+        Some(c) => {
+            let reasons = recreate_reasons(spec, c);
+            if !reasons.is_empty() {
+                steps.push(Step::RecreateContainer {
+                    service: key,
+                    container: spec.container_name.clone(),
+                    id: c.id.clone(),
+                    reasons,
+                });
+                true
+            } else {
+                steps.extend(liveness_step(spec, c));
+                false
+            }
+        }
+    }
 }
 
 fn owner(c: &ObservedContainer) -> String {

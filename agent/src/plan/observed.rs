@@ -133,23 +133,30 @@ impl Observed {
                     context_digest: s.build.as_ref().map(|b| b.context_digest.clone()),
                 },
             );
-            let mut l = labels::ownership(host, &s.stack);
-            l.insert(labels::SERVICE.into(), s.service.clone());
-            l.insert(labels::COMPOSE_PROJECT.into(), s.project.clone());
-            l.insert(labels::SPEC_HASH.into(), s.hash());
-            l.insert(
-                labels::FIELDS.into(),
-                serde_json::to_string(&s.field_hashes()).expect("a map of strings serialises"),
-            );
-            o.containers.push(ObservedContainer {
-                id: format!("id-{}", s.key()),
-                name: s.container_name.clone(),
-                state: "running".into(),
-                exit_code: None,
-                health: None,
-                labels: l,
-                mounts: Vec::new(),
-            });
+            for n in 1..=s.replicas {
+                let r = s.replica(n);
+                let mut l = labels::ownership(host, &r.stack);
+                l.insert(labels::SERVICE.into(), r.service.clone());
+                l.insert(labels::COMPOSE_PROJECT.into(), r.project.clone());
+                l.insert(labels::COMPOSE_CONTAINER_NUMBER.into(), n.to_string());
+                l.insert(labels::SPEC_HASH.into(), r.hash());
+                l.insert(
+                    labels::FIELDS.into(),
+                    serde_json::to_string(&r.field_hashes()).expect("a map of strings serialises"),
+                );
+                o.containers.push(ObservedContainer {
+                    id: match n {
+                        1 => format!("id-{}", r.key()),
+                        n => format!("id-{}-{n}", r.key()),
+                    },
+                    name: r.container_name.clone(),
+                    state: "running".into(),
+                    exit_code: None,
+                    health: None,
+                    labels: l,
+                    mounts: Vec::new(),
+                });
+            }
         }
         o
     }

@@ -63,8 +63,11 @@ impl fmt::Display for Step {
                 ..
             } => write!(f, "~ container {container} ({service}): restart, {reason}"),
             Step::RemoveContainer {
-                service, container, ..
-            } => write!(f, "- container {container} ({service}): no longer desired"),
+                service,
+                container,
+                reason,
+                ..
+            } => write!(f, "- container {container} ({service}): {reason}"),
             Step::RemoveNetwork { network } => write!(f, "- network {network}"),
             Step::RemoveVolume { volume } => write!(f, "- volume {volume}"),
             Step::Blocked { subject, reason } => write!(f, "! {subject}: {reason}"),

@@ -297,3 +297,120 @@ containers:
     // Once the agent's containers run, the same engine is converged.
     assert!(plan(&d, &converged(&d), &opts()).is_empty());
 }
+
+const SCALED: &str = "
+services:
+  api:
+    image: busybox:1
+    deploy: {replicas: 3}
+    ports: [\"127.0.0.1:8000-8009:80\"]
+";
+
+#[test]
+fn scaling_up_adds_numbered_containers_and_keeps_the_first() {
+    let one = desired(&[("s", &SCALED.replace("replicas: 3", "replicas: 1"))]);
+    let three = desired(&[("s", SCALED)]);
+    assert_eq!(
+        lines(&plan(&three, &converged(&one), &opts())),
+        ["+ container s-api-2 (s/api)", "+ container s-api-3 (s/api)",]
+    );
+    assert!(plan(&three, &converged(&three), &opts()).is_empty());
+    // Cold: every replica, one pull.
+    assert_eq!(
+        lines(&plan(&three, &Observed::default(), &opts())),
+        [
+            "+ network s_default",
+            "+ image busybox:1 (pull)",
+            "+ container s-api-1 (s/api)",
+            "+ container s-api-2 (s/api)",
+            "+ container s-api-3 (s/api)",
+        ]
+    );
+}
+
+#[test]
+fn scaling_down_removes_the_highest_numbers_even_without_prune() {
+    let three = desired(&[("s", SCALED)]);
+    let o = converged(&three);
+    let no_prune = PlanOptions::default();
+    let two = desired(&[("s", &SCALED.replace("replicas: 3", "replicas: 2"))]);
+    assert_eq!(
+        lines(&plan(&two, &o, &no_prune)),
+        ["- container s-api-3 (s/api): scaled down to 2"]
+    );
+    let zero = desired(&[("s", &SCALED.replace("replicas: 3", "replicas: 0"))]);
+    assert_eq!(
+        lines(&plan(&zero, &o, &no_prune)),
+        [
+            "- container s-api-3 (s/api): scaled down to 0",
+            "- container s-api-2 (s/api): scaled down to 0",
+            "- container s-api-1 (s/api): scaled down to 0",
+        ]
+    );
+}
+
+#[test]
+fn each_replica_is_repaired_and_recreated_on_its_own() {
+    let three = desired(&[("s", SCALED)]);
+    let mut o = converged(&three);
+    o.containers[1].state = "exited".into();
+    o.containers[1].exit_code = Some(1);
+    assert_eq!(
+        lines(&plan(&three, &o, &opts())),
+        ["~ container s-api-2 (s/api): start, not running"]
+    );
+    let changed = desired(&[(
+        "s",
+        &SCALED.replace(
+            "image: busybox:1",
+            "image: busybox:1\n    environment: {A: b}",
+        ),
+    )]);
+    assert_eq!(
+        lines(&plan(&changed, &o, &opts())),
+        [
+            "~ container s-api-1 (s/api): recreate, environment changed",
+            "~ container s-api-2 (s/api): recreate, environment changed",
+            "~ container s-api-3 (s/api): recreate, environment changed",
+        ]
+    );
+}
+
+#[test]
+fn compose_replicas_are_adopted_by_number() {
+    let two = desired(&[("s", &SCALED.replace("replicas: 3", "replicas: 2"))]);
+    let compose = |id: &str, n: u32| ObservedContainer {
+        id: id.into(),
+        name: format!("s_api_{n}"),
+        state: "running".into(),
+        labels: BTreeMap::from([
+            (labels::COMPOSE_PROJECT.into(), "s".into()),
+            (labels::COMPOSE_SERVICE.into(), "api".into()),
+            (labels::COMPOSE_CONTAINER_NUMBER.into(), n.to_string()),
+        ]),
+        ..Default::default()
+    };
+    let o = Observed {
+        containers: vec![compose("a", 1), compose("b", 2), compose("c", 3)],
+        ..Default::default()
+    };
+    let p = plan(&two, &o, &opts());
+    let adopted: Vec<(String, Vec<String>)> = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::AdoptContainer { container, ids, .. } => Some((container.clone(), ids.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        adopted,
+        [
+            (
+                "s-api-1".to_string(),
+                vec!["a".to_string(), "c".to_string()]
+            ),
+            ("s-api-2".to_string(), vec!["b".to_string()]),
+        ]
+    );
+}

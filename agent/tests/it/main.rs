@@ -35,6 +35,7 @@ mod daemon_git;
 mod data_policy;
 mod docker_apply;
 mod notify;
+mod replicas;
 mod routing_daemon;
 mod routing_dns;
 mod routing_docker;

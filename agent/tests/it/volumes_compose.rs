@@ -4,7 +4,7 @@
 //! `--prune-volumes`), and `docker-compose -p <stack> ps/logs` reading an agent-applied stack.
 use std::process::Command;
 
-use crate::support::docker::{docker, Cleanup};
+use crate::support::docker::{docker, docker_compose, Cleanup};
 use crate::support::fixture::Fixture;
 use crate::support::image;
 
@@ -177,16 +177,7 @@ fn docker_compose_1_29_sees_an_agent_applied_stack() {
     f.write(&format!("stacks/{stack}/compose.yaml"), &f.fill(WEB));
     f.ok("h", &["apply"]);
     let container = format!("{stack}-web-1");
-    let compose = |args: &[&str]| {
-        let o = Command::new("docker-compose")
-            .args(["-p", &stack, "-f"])
-            .arg(&file)
-            .args(args)
-            .output()
-            .expect("docker-compose runs");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let compose = |args: &[&str]| docker_compose(&stack, &file, args).0;
     let ps = compose(&["ps"]);
     assert!(ps.contains(&container) && ps.contains("Up"), "{ps}");
     crate::support::wait_until(std::time::Duration::from_secs(10), "compose logs", || {
@@ -212,17 +203,7 @@ fn docker_compose_1_29_sees_an_agent_applied_stack() {
     let twin = format!("{stack}c");
     let mut cleanup = Cleanup::default();
     cleanup.label("com.docker.compose.project", &twin);
-    let up = Command::new("docker-compose")
-        .args(["-p", &twin, "-f"])
-        .arg(&file)
-        .args(["up", "-d"])
-        .output()
-        .expect("docker-compose runs");
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    docker_compose(&twin, &file, &["up", "-d"]);
     for (kind, key) in [
         ("network", "default"),
         ("network", "back"),
@@ -238,14 +219,7 @@ fn docker_compose_1_29_sees_an_agent_applied_stack() {
     }
     // docker-compose takes the agent's networks and volumes as its project's own: `up` creates
     // none beside them and leaves the agent's containers as they are.
-    let again = Command::new("docker-compose")
-        .args(["-p", &stack, "-f"])
-        .arg(&file)
-        .args(["up", "-d", "--no-recreate"])
-        .output()
-        .expect("docker-compose runs");
-    let err = String::from_utf8_lossy(&again.stderr);
-    assert!(again.status.success(), "{err}");
+    let (_, err) = docker_compose(&stack, &file, &["up", "-d", "--no-recreate"]);
     assert!(!err.contains("Creating"), "{err}");
     assert!(f.ok("h", &["diff"]).contains("no changes"));
 }
@@ -275,17 +249,7 @@ fn a_stack_docker_compose_runs_is_adopted_with_its_data() {
     );
     f.write(&format!("stacks/{stack}/compose.yaml"), &f.fill(RUNNING));
     let file = f.root().join("stacks").join(&stack).join("compose.yaml");
-    let up = Command::new("docker-compose")
-        .args(["-p", &stack, "-f"])
-        .arg(&file)
-        .args(["up", "-d"])
-        .output()
-        .expect("docker-compose runs");
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    docker_compose(&stack, &file, &["up", "-d"]);
     let v1 = format!("{stack}_db_1");
     docker(&[
         "exec",

@@ -5,6 +5,7 @@
 mod binds;
 mod files;
 mod image;
+mod replicas;
 mod runtime;
 mod service;
 pub mod units;

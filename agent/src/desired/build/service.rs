@@ -5,7 +5,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::units::{parse_bytes, parse_duration};
-use super::{binds, files, image, rel_to, runtime, valid_container_name, Report, StackNames};
+use super::{
+    binds, files, image, rel_to, replicas, runtime, valid_container_name, Report, StackNames,
+};
 use crate::desired::compose::{Condition, MountKind, Service};
 use crate::desired::load::LoadedStack;
 use crate::desired::paths::{self, resolve_inside};
@@ -174,7 +176,7 @@ pub(super) fn build_service(
         }
     }
 
-    ServiceSpec {
+    let mut spec = ServiceSpec {
         stack: stack.name.clone(),
         service: name.to_string(),
         project: stack.project.clone(),
@@ -210,7 +212,11 @@ pub(super) fn build_service(
             .collect(),
         runtime,
         pull_policy,
-    }
+        replicas: 1,
+        number: 1,
+    };
+    spec.replicas = replicas::replicas(svc, &spec, base, ctx.names, r);
+    spec
 }
 
 /// Keys accepted so real files load, that have no effect on one engine.
@@ -236,22 +242,6 @@ fn warn_ignored(svc: &Service, base: &str, r: &mut Report) {
                 "ignored: needs BuildKit, and the agent builds with the engine's build API",
             );
         }
-    }
-    let replicas = svc.deploy.as_ref().and_then(|d| d.replicas).or(svc.scale);
-    if let Some(n) = replicas.filter(|n| *n != 1) {
-        r.warn(
-            format!(
-                "{base}.{}",
-                if svc.scale.is_some() {
-                    "scale"
-                } else {
-                    "deploy.replicas"
-                }
-            ),
-            format!(
-                "{n} containers asked for; the agent runs one (`<project>-<service>-1`) for now"
-            ),
-        );
     }
     if svc.develop.is_some() {
         r.warn(

@@ -25,6 +25,7 @@ pub fn container_body(spec: &ServiceSpec, ctx: &CreateContext) -> ContainerCreat
     all_labels.extend(labels::compose_container(
         &spec.project,
         &spec.service,
+        spec.number,
         &spec.hash(),
         &spec.compose_file,
     ));

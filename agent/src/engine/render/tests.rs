@@ -550,7 +550,51 @@ fn include_brings_in_files_with_their_own_directory() {
 }
 
 #[test]
-fn replicas_warn_until_supported() {
-    let d = desired(&svc("    deploy: {replicas: 3}\n"), &[]).expect("valid");
-    assert_warns(&d, "services.web.deploy.replicas", "runs one");
+fn replicas_are_numbered_as_compose_numbers_them() {
+    let d = desired(
+        &svc("    deploy: {replicas: 3}\n    ports: [\"127.0.0.1:8000-8002:80\", \"80\"]\n"),
+        &[],
+    )
+    .expect("valid");
+    let web = spec_of(&d, "web");
+    assert_eq!(web.replicas, 3);
+    let third = web.replica(3);
+    assert_eq!(third.container_name, "app-web-3");
+    let b = container_body(&third, &ctx());
+    let labels = b.labels.expect("labels");
+    assert_eq!(labels["com.docker.compose.container-number"], "3");
+    assert_eq!(labels["com.docker.compose.service"], "web");
+    // Replica 1 is the service's own spec: a service that scales keeps its first container.
+    assert_eq!(web.replica(1).hash(), web.hash());
+    assert_eq!(web.replica_named("app-web-2").map(|r| r.number), Some(2));
+    assert!(web.replica_named("app-web-4").is_none());
+    assert_eq!(
+        spec_of(&desired(&svc("    scale: 0\n"), &[]).expect("valid"), "web").replicas,
+        0
+    );
+}
+
+#[test]
+fn what_one_container_holds_cannot_be_replicated() {
+    let e = errors(&svc("    container_name: one\n    scale: 2\n    ports: [\"8080:80\", \"9000-9001:90\", \"7000-7001:70\"]\n    mac_address: 02:42:ac:11:00:02\n"));
+    for want in [
+        "services.web.container_name: container_name \"one\" names one container and scale asks for 2 containers",
+        "services.web.ports[0]: host port 8080 can be published by one container only and scale asks for 2 containers: give a range (\"8080-8081:80\")",
+        "services.web.mac_address: one mac_address cannot be given to several containers",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in\n{e}");
+    }
+    assert!(
+        !e.contains("ports[1]") && !e.contains("ports[2]"),
+        "ranges with room are fine: {e}"
+    );
+    let e = errors(&svc(
+        "    deploy: {replicas: 3}\n    ports: [\"9000-9001:90\"]\n",
+    ));
+    assert!(e.contains("services.web.ports[0]: host port range 9000-9001 has fewer ports than the 3 containers deploy.replicas asks for"), "{e}");
+    let e = errors(&svc("    deploy: {replicas: 3}\n    scale: 2\n"));
+    assert!(
+        e.contains("services.web.scale: scale: 2 and deploy.replicas: 3 disagree"),
+        "{e}"
+    );
 }

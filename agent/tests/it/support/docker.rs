@@ -24,6 +24,20 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// Run Debian's docker-compose 1.29 as project `project` on `file`; it must succeed. Returns
+/// (stdout, stderr): compose reports what it creates on stderr.
+pub fn docker_compose(project: &str, file: &std::path::Path, args: &[&str]) -> (String, String) {
+    let o = Command::new("docker-compose")
+        .args(["-p", project, "-f"])
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("docker-compose runs");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "docker-compose {args:?}: {err}");
+    (String::from_utf8_lossy(&o.stdout).into_owned(), err)
+}
+
 pub fn container_id(name: &str) -> String {
     docker(&["inspect", "-f", "{{.Id}}", name])
 }
