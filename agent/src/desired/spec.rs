@@ -355,6 +355,10 @@ runtime_spec! {
     volumes_from: Vec<String> = "Vec::is_empty",
     /// Addresses beyond the first for a host in `extra_hosts`.
     extra_hosts_more: Vec<(String, String)> = "Vec::is_empty",
+    /// `host:ip` in file order, as compose passes them, when that is not the order of
+    /// `extra_hosts` then `extra_hosts_more` (left out otherwise, so the hash of a service
+    /// whose hosts are already in that order does not change).
+    extra_hosts_order: Vec<String> = "Vec::is_empty",
     nano_cpus: Option<i64> = "Option::is_none",
     cpu_shares: Option<i64> = "Option::is_none",
     cpu_quota: Option<i64> = "Option::is_none",

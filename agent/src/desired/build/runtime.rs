@@ -198,12 +198,31 @@ pub(super) fn runtime(
     }
 
     let mut extra_hosts_more = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut first = std::collections::BTreeMap::new();
     for (h, ip) in &svc.extra_hosts.0 {
-        if !seen.insert(h.clone()) {
+        if first.contains_key(h) {
             extra_hosts_more.push((h.clone(), ip.clone()));
+        } else {
+            first.insert(h.clone(), ip.clone());
         }
     }
+    let entry = |(h, ip): (&String, &String)| format!("{h}:{ip}");
+    let in_file: Vec<String> = svc
+        .extra_hosts
+        .0
+        .iter()
+        .map(|(h, ip)| entry((h, ip)))
+        .collect();
+    let by_name: Vec<String> = first
+        .iter()
+        .chain(extra_hosts_more.iter().map(|(h, ip)| (h, ip)))
+        .map(entry)
+        .collect();
+    let extra_hosts_order = if in_file == by_name {
+        Vec::new()
+    } else {
+        in_file
+    };
 
     RuntimeSpec {
         platform: svc.platform.clone(),
@@ -249,6 +268,7 @@ pub(super) fn runtime(
         links,
         volumes_from,
         extra_hosts_more,
+        extra_hosts_order,
         nano_cpus,
         cpu_shares: svc.cpu_shares,
         cpu_quota: svc.cpu_quota,

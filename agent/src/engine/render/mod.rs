@@ -141,6 +141,9 @@ pub fn container_body(spec: &ServiceSpec, ctx: &CreateContext) -> ContainerCreat
             restart_policy: Some(restart_policy),
             cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.iter().cloned().collect()),
             extra_hosts: (!spec.extra_hosts.is_empty()).then(|| {
+                if !rt.extra_hosts_order.is_empty() {
+                    return rt.extra_hosts_order.clone();
+                }
                 spec.extra_hosts
                     .iter()
                     .chain(rt.extra_hosts_more.iter().map(|(h, ip)| (h, ip)))
