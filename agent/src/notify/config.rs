@@ -94,6 +94,8 @@ pub struct Settings {
     pub queue: usize,
     pub timeout: Duration,
     pub retry: Retry,
+    /// Where de-duplication remembers what was sent (the daemon: `<state>/notify-sent.json`).
+    pub history: Option<PathBuf>,
 }
 
 impl Settings {
@@ -212,6 +214,7 @@ pub fn resolve(
             attempts: n.attempts.unwrap_or(5).max(1),
             ..Retry::default()
         },
+        history: None,
     })
 }
 

@@ -27,7 +27,6 @@ pub mod subscriber;
 pub mod template;
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -88,7 +87,10 @@ impl Notifier {
         Self {
             sinks,
             commit_status,
-            dedup: Mutex::new(Dedup::default()),
+            dedup: Mutex::new(match &settings.history {
+                Some(f) => Dedup::persistent(f.clone()),
+                None => Dedup::default(),
+            }),
             reminder: settings.reminder,
             stats,
         }
@@ -103,7 +105,7 @@ impl Notifier {
     /// Hand `e` to every target that wants it. Never waits: a full queue drops the event (and
     /// counts it), so a dead receiver cannot hold up a reconcile.
     pub fn publish(&self, e: &Event) {
-        let now = Instant::now();
+        let now = chrono::Utc::now();
         let mut dedup = self.dedup.lock().unwrap_or_else(|p| p.into_inner());
         for (sink, tx) in &self.sinks {
             if !sink.wants(e.kind) {
@@ -178,7 +180,8 @@ impl Notifier {
         outcomes: tokio::sync::broadcast::Receiver<Arc<crate::outcome::Outcome>>,
         metrics: NotifyMetrics,
     ) -> Result<Option<Arc<Self>>, NotifyError> {
-        let settings = config::settings(cfg)?;
+        let mut settings = config::settings(cfg)?;
+        settings.history = Some(cfg.state_dir().join("notify-sent.json"));
         if settings.is_empty() {
             return Ok(None);
         }

@@ -474,7 +474,7 @@ fn config_mistakes_name_the_key() {
 /// often it is retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_tells_each_outcome_once_and_sets_the_commit_status() {
-    use crate::support::daemon::{config, start_applied, wait_status, Scenario};
+    use crate::support::daemon::{config, start, start_applied, wait_status, Scenario};
     use macula_gitops::server::client;
 
     let recv = Receiver::start().await;
@@ -491,7 +491,7 @@ async fn the_daemon_tells_each_outcome_once_and_sets_the_commit_status() {
     let mut cfg = config(&sc.r.file_url(), &sc.state.path().join("state"), None);
     cfg.notifications = extra.notifications;
     cfg.commit_status = extra.commit_status;
-    let d = start_applied(cfg, rec, &sc.c1).await;
+    let d = start_applied(cfg.clone(), rec, &sc.c1).await;
 
     let hooks = |seen: &[Received]| -> Vec<serde_json::Value> {
         seen.iter()
@@ -538,24 +538,11 @@ async fn the_daemon_tells_each_outcome_once_and_sets_the_commit_status() {
         .await;
     }
     // The second pass is done once its notification was suppressed (counted at publish).
-    let http = client::http_client();
-    let suppressed = r#"macula_gitops_notifications_total{target="json",result="suppressed"} 1"#;
-    let mut m = String::new();
-    for _ in 0..300 {
-        m = http
-            .get(format!("http://{}/metrics", d.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if m.contains(suppressed) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(m.contains(suppressed), "{m}");
+    wait_metric(
+        d.addr,
+        r#"macula_gitops_notifications_total{target="json",result="suppressed"} 1"#,
+    )
+    .await;
     // 2 messages; statuses: c1 pending+success, the broken commit pending+failure per pass.
     let seen = recv.wait_for(8, WAIT).await;
     let told: Vec<String> = hooks(&seen)
@@ -587,4 +574,32 @@ async fn the_daemon_tells_each_outcome_once_and_sets_the_commit_status() {
     assert_eq!(forge.failed, 0, "{forge:?}");
     assert!(!serde_json::to_string(&st).unwrap().contains("f0rg3tok"));
     d.stop().await;
+
+    // A restart re-reads the broken commit and fails the same way: people were told already.
+    let (rec, _guard2) = sc.reconciler();
+    let d = start(cfg, rec).await;
+    wait_metric(
+        d.addr,
+        r#"macula_gitops_notifications_total{target="json",result="suppressed"} 1"#,
+    )
+    .await;
+    let seen = recv.wait_for(10, WAIT).await;
+    assert_eq!(hooks(&seen).len(), 2, "{seen:?}");
+    d.stop().await;
+}
+
+/// Poll the daemon's `/metrics` until it has `line` (bounded; not a timing assertion).
+async fn wait_metric(addr: std::net::SocketAddr, line: &str) {
+    let http = macula_gitops::server::client::http_client();
+    let mut m = String::new();
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("http://{addr}/metrics")).send().await {
+            m = r.text().await.unwrap_or_default();
+            if m.contains(line) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/metrics never showed {line}: {m}");
 }
