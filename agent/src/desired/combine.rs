@@ -124,6 +124,21 @@ pub fn merge_included(stack: &mut LoadedStack, diags: &mut Diagnostics) {
             }
         }
     }
+    // Networks, volumes, secrets and configs: the first holder's definition is used whole
+    // (compose merges their keys too; a stack that relies on that is rare).
+    for i in 0..parts.len() {
+        let (before, rest) = parts.split_at_mut(i);
+        let part = &mut rest[0];
+        let held = |f: &dyn Fn(&LoadedStack) -> bool| f(stack) || before.iter().any(f);
+        part.networks
+            .retain(|k, _| !held(&|p: &LoadedStack| p.networks.contains_key(k)));
+        part.volumes
+            .retain(|k, _| !held(&|p: &LoadedStack| p.volumes.contains_key(k)));
+        part.secrets
+            .retain(|k, _| !held(&|p: &LoadedStack| p.secrets.contains_key(k)));
+        part.configs
+            .retain(|k, _| !held(&|p: &LoadedStack| p.configs.contains_key(k)));
+    }
     stack.included = parts;
 }
 

@@ -30,6 +30,7 @@ pub fn deserialize_at<T: DeserializeOwned>(
     diags: &mut Diagnostics,
 ) -> Option<T> {
     let mut value = value;
+    untag(&mut value, path, file, diags);
     let mut unknown = BTreeSet::new();
     let mut errors: Vec<(String, String)> = Vec::new();
     let mut removed = Removed::default();
@@ -67,6 +68,38 @@ pub fn deserialize_at<T: DeserializeOwned>(
         diags.error(&file.rel, Some(&file.lines), full, message);
     }
     None
+}
+
+/// Compose's merge tags reach here only outside a compose file (`desired::compose::merge`
+/// removes them there): an error at each, the value read as if untagged.
+fn untag(v: &mut Value, path: &str, file: &SourceFile, diags: &mut Diagnostics) {
+    match v {
+        Value::Tagged(t) => {
+            diags.error(
+                &file.rel,
+                Some(&file.lines),
+                path,
+                format!(
+                    "tag {} only means something in a compose file, where definitions are merged",
+                    t.tag
+                ),
+            );
+            *v = std::mem::take(&mut t.value);
+            untag(v, path, file, diags);
+        }
+        Value::Mapping(m) => {
+            for (k, item) in m.iter_mut() {
+                let at = lines::join(path, k.as_str().unwrap_or_default());
+                untag(item, &at, file, diags);
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                untag(item, &lines::index(path, i), file, diags);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn report_unknown(

@@ -365,3 +365,24 @@ fn unknown_keys_suggest_the_nearest_supported_key() {
         "a suggestion is never the unknown key itself"
     );
 }
+
+#[test]
+fn merge_tags_are_read_and_refused_where_nothing_merges() {
+    let (out, d) = parse("a: !reset [x]\nb: !override {c: 1}\nd: !reset\n");
+    assert!(d.is_empty(), "{d:?}");
+    let (v, _) = out.expect("parses");
+    assert!(matches!(&v["a"], Value::Tagged(t) if t.tag == "reset"));
+    assert!(matches!(&v["b"], Value::Tagged(t) if t.tag == "override"));
+    let (_, d) = parse("a: !custom x\n");
+    assert!(
+        d[0].to_string().contains("tag !custom is not supported"),
+        "{d:?}"
+    );
+
+    let (s, d) = typed("image: !override y\nretries: 3\n");
+    assert_eq!(s.expect("read as if untagged").image, "y");
+    assert_eq!(
+        d,
+        ["f.yaml:3: services.a.image: tag !override only means something in a compose file, where definitions are merged"]
+    );
+}

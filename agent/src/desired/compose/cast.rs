@@ -20,7 +20,8 @@ enum To {
 /// `*` is any mapping key, `[]` any list item.
 const CASTS: &[(&[&str], To)] = &[
     (&["services", "*", "cpu_count"], To::Int),
-    (&["services", "*", "cpu_percent"], To::Float),
+    // compose-go casts to a float; the Engine takes an integer percentage.
+    (&["services", "*", "cpu_percent"], To::Int),
     (&["services", "*", "cpu_period"], To::Int),
     (&["services", "*", "cpu_quota"], To::Int),
     (&["services", "*", "cpu_rt_period"], To::Int),

@@ -162,3 +162,37 @@ fn quoted_numbers_and_booleans_load_as_compose_casts_them() {
         "{e}"
     );
 }
+
+#[test]
+fn the_including_file_keeps_its_network_definition() {
+    let d = desired(
+        "include: [./db.yaml]\nservices:\n  web: {image: busybox, networks: [back]}\nnetworks:\n  back: {name: main_back}\n",
+        &[(
+            "db.yaml",
+            "services:\n  db: {image: busybox, networks: [back]}\nnetworks:\n  back: {name: included_back}\n",
+        )],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(spec_of(&d, "db").networks.contains_key("main_back"));
+    assert!(d.networks.contains_key("main_back"));
+    assert!(!d.networks.contains_key("included_back"));
+}
+
+#[test]
+fn extends_a_service_an_included_file_defines() {
+    let d = desired(
+        "include: [./lib/base.yaml]\nservices:\n  web:\n    extends: base\n    command: [serve]\n",
+        &[
+            (
+                "lib/base.yaml",
+                "services:\n  base:\n    image: busybox\n    volumes: ['./etc:/etc/app:ro']\n",
+            ),
+            ("lib/etc/app.conf", "x"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let web = spec_of(&d, "web");
+    assert_eq!(web.image, "busybox");
+    assert_eq!(repo_sources(web), ["stacks/app/lib/etc"]);
+    assert_eq!(repo_sources(spec_of(&d, "base")), ["stacks/app/lib/etc"]);
+}
