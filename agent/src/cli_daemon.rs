@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
-use macula_gitops::config::{AgentConfig, SourceConfig};
-use macula_gitops::daemon::{self, DaemonArgs, ServiceOptions};
+use macula_gitops::config::{AgentConfig, Overrides, SourceConfig};
+use macula_gitops::daemon::{self, ServiceOptions};
 use macula_gitops::server::{auth, client};
 use macula_gitops::source::{Source, SourceSpec};
 
@@ -54,7 +54,8 @@ pub enum DaemonCommand {
     },
 }
 
-/// GitOps flags of `run` (the host, state dir, interval and prune flags are main's).
+/// Source and listener flags of `run` (the host, state dir, desired state, interval and prune
+/// flags are main's).
 #[derive(Args, Debug, Default, Clone)]
 pub struct RunArgs {
     /// Agent config file (default /etc/macula-gitops/agent.yaml as root, XDG config dir otherwise).
@@ -124,33 +125,17 @@ fn control(c: &ClientArgs, state_dir: Option<&Path>) -> anyhow::Result<(SocketAd
     Ok((daemon_addr(c)?, token))
 }
 
-/// The GitOps daemon's arguments when a source is configured (flag or config file), else
-/// `None`: `run` then reconciles the local desired state as before.
-pub fn gitops_args(
-    a: &RunArgs,
-    host: Option<String>,
-    state_dir: Option<PathBuf>,
-    interval: Option<std::time::Duration>,
-    template: macula_gitops::reconcile::ReconcileOptions,
-) -> anyhow::Result<Option<DaemonArgs>> {
-    let args = DaemonArgs {
-        config: a.config.clone(),
-        url: a.url.clone(),
-        reference: a.reference.clone(),
-        path: a.path.clone(),
-        interval: interval.map(|d| humantime::format_duration(d).to_string()),
-        listen: a.listen,
-        state_dir,
-        host,
-        webhook_secret_file: a.webhook_secret_file.clone(),
-        apply_window: a.apply_window.clone(),
-        template: Some(template),
-    };
-    if a.url.is_some() {
-        return Ok(Some(args));
+impl RunArgs {
+    /// Lay these flags into the top settings layer.
+    pub fn lay_over(&self, o: &mut Overrides) {
+        o.config = self.config.clone().or(o.config.take());
+        o.url = self.url.clone();
+        o.reference = self.reference.clone();
+        o.path = self.path.clone();
+        o.listen = self.listen;
+        o.webhook_secret_file = self.webhook_secret_file.clone();
+        o.apply_window = self.apply_window.clone();
     }
-    let cfg = AgentConfig::load(&args.config_path(), a.config.is_some())?;
-    Ok(cfg.source.is_some().then_some(args))
 }
 
 pub async fn dispatch(command: &DaemonCommand, state_dir: Option<&Path>) -> anyhow::Result<()> {

@@ -2,7 +2,12 @@
 //! when it may be applied, and where the agent listens.
 //!
 //! Default location: `/etc/macula-gitops/agent.yaml` as root, `$XDG_CONFIG_HOME/macula-gitops/agent.yaml`
-//! (or `~/.config/...`) otherwise. Flags given to `run` override the file.
+//! (or `~/.config/...`) otherwise.
+//!
+//! Settings are layered here and nowhere else: flags > environment (`MACULA_GITOPS_*`, read by clap
+//! into the same [`Overrides`]) > this file > defaults. [`AgentConfig::resolve`] gives the layered
+//! config every command and the daemon read; `reconcile::ReconcileOptions::from_config` derives the
+//! core's options from it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,6 +66,12 @@ pub struct AgentConfig {
     pub notifications: crate::notify::NotificationsConfig,
     /// Commit status on the git host (`crate::notify::commit_status`).
     pub commit_status: Option<crate::notify::CommitStatusConfig>,
+    /// The local directory source: a `desired-state/` directory on this machine, watched for
+    /// edits. Used when no git `source:` is set.
+    pub desired_state: Option<PathBuf>,
+    /// Full reconcile (local directory) or poll (git) interval, humantime; `0s` disables it.
+    /// Default `source.interval`, else 1m.
+    pub interval: Option<String>,
     /// The file this config was read from: named in policy refusals.
     #[serde(skip)]
     pub loaded_from: Option<PathBuf>,
@@ -185,13 +196,51 @@ pub struct ScheduleConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileConfig {
-    #[serde(default)]
-    pub prune: bool,
+    /// Remove managed containers no longer desired (default true).
+    pub prune: Option<bool>,
     #[serde(default)]
     pub prune_volumes: bool,
     #[serde(default)]
     pub allow_empty: bool,
+    /// Delete kind clusters this host no longer wants (destroys their state: never implied).
+    #[serde(default)]
+    pub prune_clusters: bool,
     pub env_file: Option<PathBuf>,
+    /// How long to wait for a dependency to become healthy (humantime, default 2m).
+    pub health_timeout: Option<String>,
+}
+
+/// Settings from flags and the environment: the top layer. `None` = not given.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub host: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub data_root: Option<PathBuf>,
+    pub env_file: Option<PathBuf>,
+    pub desired_state: Option<PathBuf>,
+    pub url: Option<String>,
+    pub reference: Option<String>,
+    pub path: Option<String>,
+    pub interval: Option<Duration>,
+    pub listen: Option<SocketAddr>,
+    pub webhook_secret_file: Option<PathBuf>,
+    pub apply_window: Option<String>,
+    pub prune: Option<bool>,
+    pub prune_volumes: Option<bool>,
+    pub allow_empty: Option<bool>,
+    pub prune_clusters: Option<bool>,
+    pub health_timeout: Option<Duration>,
+}
+
+impl ReconcileConfig {
+    pub fn health_timeout(&self) -> Result<Duration, ConfigError> {
+        match &self.health_timeout {
+            None => Ok(Duration::from_secs(120)),
+            Some(s) => humantime::parse_duration(s)
+                .map_err(|e| invalid("reconcile.health_timeout", &e.to_string())),
+        }
+    }
 }
 
 impl AgentConfig {
@@ -251,6 +300,91 @@ impl AgentConfig {
         Ok(cfg)
     }
 
+    /// The config file (`o.config`, else the default location) with flags and environment laid
+    /// over it, checked. The one place settings are layered.
+    pub fn resolve(o: &Overrides) -> Result<Self, ConfigError> {
+        let mut cfg = Self::load_from(o.config.as_deref())?;
+        cfg.overlay(o)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn overlay(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        // A source given on the command line replaces the file's, whichever kind it is.
+        match (&o.url, &o.desired_state) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "--url/--desired-state",
+                    "give one source: a git repository URL or a local directory",
+                ))
+            }
+            (Some(url), None) => {
+                self.source.get_or_insert_with(Default::default).url = url.clone();
+                self.desired_state = None;
+            }
+            (None, Some(dir)) => {
+                self.desired_state = Some(dir.clone());
+                self.source = None;
+            }
+            (None, None) => {}
+        }
+        if let Some(src) = self.source.as_mut() {
+            set(&mut src.reference, &o.reference);
+            set(&mut src.path, &o.path);
+        }
+        if let Some(d) = o.interval {
+            self.interval = Some(humantime::format_duration(d).to_string());
+        }
+        set(&mut self.host, &o.host);
+        set(&mut self.state_dir, &o.state_dir);
+        set(&mut self.data_root, &o.data_root);
+        set(&mut self.listen, &o.listen);
+        set(&mut self.webhook.secret_file, &o.webhook_secret_file);
+        set(&mut self.schedule.apply_window, &o.apply_window);
+        let r = &mut self.reconcile;
+        set(&mut r.env_file, &o.env_file);
+        set(&mut r.prune, &o.prune);
+        r.prune_volumes = o.prune_volumes.unwrap_or(r.prune_volumes);
+        r.allow_empty = o.allow_empty.unwrap_or(r.allow_empty);
+        r.prune_clusters = o.prune_clusters.unwrap_or(r.prune_clusters);
+        if let Some(d) = o.health_timeout {
+            r.health_timeout = Some(humantime::format_duration(d).to_string());
+        }
+        if self.source.is_some() && self.desired_state.is_some() {
+            return Err(invalid(
+                "desired_state",
+                "set either source (a git repository) or desired_state (a local directory)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The local directory source: `desired_state`, else this repository's own
+    /// `desired-state/` (a development build), else `./desired-state`.
+    pub fn desired_state(&self) -> PathBuf {
+        self.desired_state.clone().unwrap_or_else(|| {
+            let embedded = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../desired-state"));
+            if embedded.join("hosts.yaml").exists() {
+                embedded
+            } else {
+                PathBuf::from("desired-state")
+            }
+        })
+    }
+
+    /// The reconcile (local directory) or poll (git) interval; `None` = only other triggers.
+    pub fn interval(&self) -> Result<Option<Duration>, ConfigError> {
+        if let Some(s) = &self.interval {
+            let d =
+                humantime::parse_duration(s).map_err(|e| invalid("interval", &e.to_string()))?;
+            return Ok((!d.is_zero()).then_some(d));
+        }
+        match &self.source {
+            Some(src) => src.interval(),
+            None => Ok(Some(Duration::from_secs(60))),
+        }
+    }
+
     /// The privilege policy, naming this config file (or the default path) as where to grant.
     pub fn policy(&self) -> crate::policy::Policy {
         crate::policy::Policy::new(
@@ -276,6 +410,8 @@ impl AgentConfig {
                 crate::repo_path::check_rel_path(p).map_err(|m| invalid("source.path", &m))?;
             }
         }
+        self.interval()?;
+        self.reconcile.health_timeout()?;
         self.schedule.cron_schedule()?;
         self.schedule.window_schedule()?;
         crate::notify::config::check(self)?;
@@ -402,6 +538,13 @@ fn parse_cron(field: &str, expr: Option<&str>) -> Result<Option<cron::Schedule>,
         cron::Schedule::from_str(e).map_err(|err| invalid(field, &format!("{e:?}: {err}")))
     })
     .transpose()
+}
+
+/// A layer's value, when given, replaces the one below.
+fn set<T: Clone>(slot: &mut Option<T>, over: &Option<T>) {
+    if over.is_some() {
+        slot.clone_from(over);
+    }
 }
 
 fn invalid(field: &str, message: &str) -> ConfigError {

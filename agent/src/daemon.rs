@@ -1,14 +1,18 @@
-//! `macula-gitops run`: the GitOps loop. Triggers wake it; each run fetches, snapshots the
-//! commit, and (unless suspended, outside the apply window, or already done) hands the
-//! snapshot's `desired-state/` to the reconciler. One run at a time; see `trigger`.
+//! `macula-gitops run`: the one daemon loop, for a git repository and a local directory alike
+//! (`origin`). Triggers wake it; each run reads the source's newest revision (a git fetch and
+//! snapshot, or a digest of the directory) and (unless suspended, outside the apply window, or
+//! already done) hands its `desired-state/` to the reconciler. One run at a time; see `trigger`.
+//! Every run ends in one `Outcome`, published to status, metrics and subscribers.
 //!
 //! A revision that fails validation or is unsafe is never applied: the last good revision stays
 //! applied and running, and status carries the diagnostics until a later commit fixes them.
 
+mod core;
+mod origin;
+mod own;
 mod service;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -16,22 +20,23 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use crate::config::{AgentConfig, ConfigError};
+use crate::drift::DriftEvent;
 use crate::outcome::{DiagnosticView, Hold, Outcome, PassResult};
 use crate::reconcile::{ReconcileError, ReconcileOptions};
 use crate::server::metrics::Metrics;
 use crate::server::status::{ServiceState, Status};
 use crate::server::{AppState, Control};
-use crate::source::{Source, SourceError, SourceSpec, SyncOutcome};
-use crate::trigger::{schedule, watch, Cause, Pending, Trigger};
+use crate::source::{SourceError, SyncOutcome};
+use crate::trigger::{schedule, Cause, Pending, Trigger};
 
+pub use self::core::{run, shutdown_signal, CoreReconciler};
+pub use origin::Origin;
 pub use service::{install_service, service_unit, ServiceOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("no source configured: set `source.url` in {config} or pass --url")]
-    NoSource { config: PathBuf },
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -43,72 +48,6 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// Flags of `macula-gitops run`; each overrides the config file.
-#[derive(Debug, Clone, Default)]
-pub struct DaemonArgs {
-    pub config: Option<PathBuf>,
-    pub url: Option<String>,
-    pub reference: Option<String>,
-    pub path: Option<String>,
-    pub interval: Option<String>,
-    pub listen: Option<SocketAddr>,
-    pub state_dir: Option<PathBuf>,
-    pub host: Option<String>,
-    pub webhook_secret_file: Option<PathBuf>,
-    pub apply_window: Option<String>,
-    /// Reconcile flags from the CLI (prune, health timeout, ...); `None` = the config's
-    /// `reconcile:` section over the core's defaults.
-    pub template: Option<ReconcileOptions>,
-}
-
-impl DaemonArgs {
-    pub fn config_path(&self) -> PathBuf {
-        self.config
-            .clone()
-            .unwrap_or_else(crate::config::default_config_path)
-    }
-
-    /// The config file with the flags laid over it.
-    pub fn resolve(&self) -> Result<AgentConfig, DaemonError> {
-        let path = self.config_path();
-        let mut cfg = AgentConfig::load(&path, self.config.is_some())?;
-        if let Some(url) = &self.url {
-            cfg.source.get_or_insert_with(Default::default).url = url.clone();
-        }
-        if let Some(src) = cfg.source.as_mut() {
-            if self.reference.is_some() {
-                src.reference = self.reference.clone();
-            }
-            if self.path.is_some() {
-                src.path = self.path.clone();
-            }
-            if self.interval.is_some() {
-                src.interval = self.interval.clone();
-            }
-        }
-        if self.listen.is_some() {
-            cfg.listen = self.listen;
-        }
-        if self.state_dir.is_some() {
-            cfg.state_dir = self.state_dir.clone();
-        }
-        if self.host.is_some() {
-            cfg.host = self.host.clone();
-        }
-        if self.webhook_secret_file.is_some() {
-            cfg.webhook.secret_file = self.webhook_secret_file.clone();
-        }
-        if self.apply_window.is_some() {
-            cfg.schedule.apply_window = self.apply_window.clone();
-        }
-        cfg.check()?;
-        if cfg.source.is_none() {
-            return Err(DaemonError::NoSource { config: path });
-        }
-        Ok(cfg)
-    }
 }
 
 /// What one apply needs: the options for the core and the snapshot they point into.
@@ -132,99 +71,9 @@ pub trait Reconciler: Send + Sync + 'static {
     }
 }
 
-/// The Docker reconcile core (`crate::reconcile`).
-pub struct CoreReconciler;
-
-impl Reconciler for CoreReconciler {
-    async fn reconcile(&self, req: &ApplyRequest) -> Result<Outcome, ReconcileError> {
-        crate::reconcile::reconcile(&req.options).await
-    }
-
-    async fn services(&self, host: &str) -> Vec<ServiceState> {
-        use crate::labels;
-        use bollard::query_parameters::ListContainersOptionsBuilder;
-        let Ok(engine) = crate::engine::DockerEngine::connect().await else {
-            return Vec::new();
-        };
-        let filters = std::collections::HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("{}=true", labels::MANAGED),
-                format!("{}={host}", labels::HOST),
-            ],
-        )]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let Ok(list) = engine.client().list_containers(Some(opts)).await else {
-            return Vec::new();
-        };
-        let mut out: Vec<ServiceState> = list
-            .into_iter()
-            .map(|c| {
-                let l = c.labels.unwrap_or_default();
-                let get = |k: &str| l.get(k).cloned().unwrap_or_default();
-                ServiceState {
-                    name: format!("{}/{}", get(labels::STACK), get(labels::SERVICE)),
-                    state: c
-                        .state
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "unknown".into()),
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
-    }
-}
-
-/// `macula-gitops run` with the real reconciler, until SIGTERM/SIGINT. Drift events of managed
-/// containers (Docker events) trigger a reconcile like any other cause.
-pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
-    let cfg = args.resolve()?;
-    let forwarder = args.template.as_ref().and_then(|t| t.forwarder.clone());
-    let metrics = match &forwarder {
-        Some(f) => Metrics::new_with(|r| f.0.register_metrics(r)),
-        None => Metrics::new(),
-    };
-    let mut daemon = Daemon::new(cfg, CoreReconciler, Arc::new(metrics))?;
-    daemon.app.forwarder = forwarder;
-    if let Some(t) = args.template.clone() {
-        daemon = daemon.with_template(t);
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(crate::drift::watch(daemon.cfg.host(), tx));
-    let trigger = daemon.trigger();
-    tokio::spawn(async move {
-        while let Some(ev) = rx.recv().await {
-            tracing::info!(container = %ev.container, service = %ev.service, action = %ev.action, "drift");
-            trigger.fire(Cause::Drift);
-        }
-    });
-    daemon.run(shutdown_signal()).await?;
-    Ok(())
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers we can only run until killed.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
-    }
-}
-
 pub struct Daemon<R> {
     cfg: AgentConfig,
-    source: Arc<Source>,
+    origin: Origin,
     reconciler: Arc<R>,
     state_dir: PathBuf,
     app: AppState,
@@ -239,6 +88,10 @@ pub struct Daemon<R> {
     template: ReconcileOptions,
     /// Every pass's outcome goes to subscribers (`subscribe`).
     outcomes: tokio::sync::broadcast::Sender<Arc<Outcome>>,
+    /// Engine events of managed containers (`drift::watch`), when the daemon drives the engine.
+    drift: Option<tokio::sync::mpsc::Receiver<DriftEvent>>,
+    /// What the last pass touched: its own stops and removals are not drift.
+    own: own::OwnChanges,
 }
 
 /// Outcomes a slow subscriber may fall behind by before it misses some (it is told how many).
@@ -252,22 +105,19 @@ impl<R: Reconciler> Daemon<R> {
         reconciler: R,
         metrics: Arc<Metrics>,
     ) -> Result<Self, DaemonError> {
-        let src_cfg = cfg.source.clone().ok_or_else(|| DaemonError::NoSource {
-            config: crate::config::default_config_path(),
-        })?;
         let state_dir = cfg.state_dir();
         std::fs::create_dir_all(&state_dir).map_err(|source| DaemonError::Io {
             path: state_dir.clone(),
             source,
         })?;
-        let spec = SourceSpec::from_config(&src_cfg)?;
+        let origin = Origin::from_config(&cfg, &state_dir)?;
         let secret = cfg.webhook.secret()?.map(Arc::new);
         let token = crate::server::auth::write_token(&state_dir)?;
         let status = Status {
             host: cfg.host(),
-            source_url: spec.shown_url(),
-            reference: spec.reference.clone(),
-            path: spec.path.clone(),
+            source_url: origin.shown(),
+            reference: origin.reference(),
+            path: origin.path(),
             applied_revision: read_applied(&state_dir),
             apply_window: cfg.schedule.apply_window.clone(),
             ..Default::default()
@@ -285,25 +135,21 @@ impl<R: Reconciler> Daemon<R> {
             metrics,
             control: Arc::new(Control::load(&state_dir)),
             secret,
-            watch_ref: spec.reference.clone(),
+            watch_ref: origin.reference(),
             forwarder: None,
             guard: Arc::new(crate::server::auth::ApiGuard::new(cfg.listen(), token)),
             services: Some(services),
             notifier: None,
         };
         let template = ReconcileOptions {
-            prune: cfg.reconcile.prune,
-            prune_volumes: cfg.reconcile.prune_volumes,
-            allow_empty: cfg.reconcile.allow_empty,
-            env_file: cfg.reconcile.env_file.clone(),
-            policy: cfg.policy(),
-            data_root: cfg.data_root(),
-            ..Default::default()
+            source_url: origin.git_url(),
+            source_ref: origin.reference(),
+            ..ReconcileOptions::from_config(&cfg)?
         };
         Ok(Self {
             template,
             window: cfg.schedule.window_schedule()?,
-            source: Arc::new(Source::new(spec, &state_dir)),
+            origin,
             reconciler,
             state_dir,
             app,
@@ -312,16 +158,26 @@ impl<R: Reconciler> Daemon<R> {
             applied_ok: false,
             applied_snapshot: None,
             outcomes: tokio::sync::broadcast::channel(OUTCOME_BACKLOG).0,
+            drift: None,
+            own: Default::default(),
         })
     }
 
-    /// Start every reconcile from `t` (CLI flags) instead of the config's `reconcile:` section.
-    pub fn with_template(mut self, t: ReconcileOptions) -> Self {
-        self.template = t;
+    /// Serve routing forwards: every pass hands them the current forwards, status lists them.
+    pub fn with_forwarder(mut self, f: crate::reconcile::SharedForwarder) -> Self {
+        self.template.forwarder = Some(f.clone());
+        self.app.forwarder = Some(f);
         self
     }
 
-    /// Handles for other parts of the agent (drift watcher → `trigger().fire(Cause::Drift)`).
+    /// Repair drift: each event of a managed container asks for a pass, unless the event is the
+    /// last pass's own doing (a container it stopped, removed or recreated).
+    pub fn with_drift(mut self, events: tokio::sync::mpsc::Receiver<DriftEvent>) -> Self {
+        self.drift = Some(events);
+        self
+    }
+
+    /// Handles for other parts of the agent (`trigger().fire(cause)`).
     pub fn trigger(&self) -> Trigger {
         self.app.trigger.clone()
     }
@@ -384,11 +240,10 @@ impl<R: Reconciler> Daemon<R> {
         let server = tokio::spawn(crate::server::serve(listener, router, async move {
             let _ = server_stop.wait_for(|s| *s).await;
         }));
-        tracing::info!(%addr, url = %self.source.spec().shown_url(), "daemon listening");
+        tracing::info!(%addr, source = %self.origin.shown(), "daemon listening");
 
         let mut tasks = Vec::new();
-        let src_cfg = self.cfg.source.clone().expect("checked in new");
-        if let Some(every) = src_cfg.interval()? {
+        if let Some(every) = self.cfg.interval()? {
             let t = self.app.trigger.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
@@ -412,13 +267,7 @@ impl<R: Reconciler> Daemon<R> {
                 self.app.trigger.clone(),
             )));
         }
-        let _ref_watch = match self.source.spec().local_git_dir() {
-            Some(dir) => {
-                tracing::info!(git_dir = %dir.display(), "watching local repository refs");
-                Some(watch::watch_refs(&dir, self.app.trigger.clone())?)
-            }
-            None => None,
-        };
+        let _watch = self.origin.watch(self.app.trigger.clone())?;
 
         self.app.trigger.fire(Cause::Startup);
         tokio::pin!(shutdown);
@@ -428,9 +277,30 @@ impl<R: Reconciler> Daemon<R> {
         let mut inflight: Option<(tokio::task::JoinHandle<_>, Pending)> = None;
         let mut follow_up: Vec<Cause> = Vec::new();
         loop {
+            // Biased: events queued during a pass are judged (own change or drift) before the
+            // next pass starts and replaces what "own" means.
             tokio::select! {
+                biased;
+                _ = &mut shutdown => {
+                    if inflight.is_some() {
+                        tracing::info!("shutdown during fetch: abandoning it");
+                    }
+                    break;
+                }
+                Some(ev) = next_drift(&mut self.drift) => {
+                    if self.own.caused(&ev) {
+                        tracing::debug!(container = %ev.container, service = %ev.service, action = %ev.action, "own change, not drift");
+                    } else {
+                        tracing::info!(container = %ev.container, service = %ev.service, action = %ev.action, "drift");
+                        self.app.trigger.fire(Cause::Drift);
+                    }
+                }
                 p = self.app.trigger.next(SETTLE) => {
-                    let drift_only = p.causes.iter().all(|c| *c == Cause::Drift);
+                    // A local directory is read in a moment and may have changed since: drift
+                    // repair reads it like any pass. A git fetch may stall: repair from the
+                    // applied snapshot.
+                    let drift_only = p.causes.iter().all(|c| *c == Cause::Drift)
+                        && matches!(self.origin, Origin::Git(_));
                     match (&inflight, self.applied_snapshot.clone()) {
                         (_, Some(o)) if drift_only => self.apply(&p, o).await,
                         (Some(_), _) => follow_up.extend(p.causes),
@@ -453,12 +323,6 @@ impl<R: Reconciler> Daemon<R> {
                     for c in follow_up.drain(..) {
                         self.app.trigger.fire(c);
                     }
-                }
-                _ = &mut shutdown => {
-                    if inflight.is_some() {
-                        tracing::info!("shutdown during fetch: abandoning it");
-                    }
-                    break;
                 }
             }
         }
@@ -484,22 +348,25 @@ impl<R: Reconciler> Daemon<R> {
         }
     }
 
-    /// The fetch as a task of its own, so the loop keeps repairing drift while it runs.
+    /// The read (fetch) as a task of its own, so the loop keeps repairing drift while it runs.
     fn start_fetch(&self) -> tokio::task::JoinHandle<(Result<SyncOutcome, SourceError>, Instant)> {
-        let src = self.source.clone();
+        let origin = self.origin.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            // A server that trickles bytes defeats every per-read limit: past `total` the fetch
-            // is abandoned (snapshots are written aside and renamed, so nothing half-made is used).
-            let total = src.spec().timeouts.total;
-            let url = src.spec().shown_url();
-            let fail = |message: String| SourceError::Fetch { url, message };
-            let blocking = tokio::task::spawn_blocking(move || src.sync());
+            // Past the deadline the read is abandoned (snapshots are written aside and renamed,
+            // so nothing half-made is used); its thread ends with its socket.
+            let (total, setting) = origin.deadline();
+            let shown = origin.shown();
+            let fail = |message: String| SourceError::Fetch {
+                url: shown,
+                message,
+            };
+            let blocking = tokio::task::spawn_blocking(move || origin.read());
             let res = match tokio::time::timeout(total, blocking).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => Err(fail(format!("fetch task failed: {e}"))),
                 Err(_) => Err(fail(format!(
-                    "no answer within source.timeouts.total ({}); fetch abandoned",
+                    "no answer within {setting} ({}); fetch abandoned",
                     humantime::format_duration(total)
                 ))),
             };
@@ -623,17 +490,8 @@ impl<R: Reconciler> Daemon<R> {
 
         let req = ApplyRequest {
             options: ReconcileOptions {
-                desired_root: o.desired_root(),
-                host: self.cfg.host(),
-                env_file: self
-                    .template
-                    .env_file
-                    .clone()
-                    .or_else(|| self.cfg.reconcile.env_file.clone()),
-                state_dir: self.state_dir.clone(),
+                desired_root: o.desired_root.clone(),
                 revision: Some(o.commit.clone()),
-                source_url: Some(self.source.spec().url.clone()),
-                source_ref: self.source.spec().reference.clone(),
                 ..self.template.clone()
             },
             snapshot: o.clone(),
@@ -643,6 +501,7 @@ impl<R: Reconciler> Daemon<R> {
             n.applying(&self.cfg.host(), &o.commit, &o.summary, &o.author);
         }
         let started = Instant::now();
+        let window_start = std::time::SystemTime::now();
         let result = self.reconciler.reconcile(&req).await;
         let secs = started.elapsed().as_secs_f64();
         self.app.metrics.reconcile_duration.observe(secs);
@@ -652,6 +511,7 @@ impl<R: Reconciler> Daemon<R> {
         outcome.trigger = Some(cause.as_str().into());
         outcome.summary = Some(o.summary.clone());
         outcome.author = Some(o.author.clone());
+        self.own = own::OwnChanges::of(&outcome, window_start);
         match &outcome.result {
             PassResult::Applied | PassResult::Failed => {
                 let ok = outcome.ok();
@@ -715,9 +575,7 @@ impl<R: Reconciler> Daemon<R> {
         if let Some(a) = applied.as_deref() {
             keep.push(a);
         }
-        if let Err(e) = crate::source::gc_snapshots(&self.source.snapshots_dir(), &keep) {
-            tracing::warn!(error = %e, "snapshot cleanup failed");
-        }
+        self.origin.gc(&keep);
     }
 }
 
@@ -732,6 +590,16 @@ impl<R: Reconciler> Daemon<R> {
         out.summary = Some(o.summary.clone());
         out.author = Some(o.author.clone());
         out
+    }
+}
+
+/// The next drift event, or never when the daemon does not watch the engine.
+async fn next_drift(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<DriftEvent>>,
+) -> Option<DriftEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

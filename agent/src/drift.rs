@@ -18,6 +18,8 @@ pub struct DriftEvent {
     /// `stack/service` from the container's labels.
     pub service: String,
     pub action: String,
+    /// When the engine says it happened (`None` for the agent's own `events-reconnected`).
+    pub time: Option<std::time::SystemTime>,
 }
 
 /// Actions that mean a managed container is no longer doing what it should.
@@ -52,6 +54,7 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
                         container: String::new(),
                         service: String::new(),
                         action: "events-reconnected".into(),
+                        time: None,
                     };
                     if tx.send(ev).await.is_err() {
                         return;
@@ -66,6 +69,10 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
                             if !is_drift(&action) {
                                 continue;
                             }
+                            let time = msg
+                                .time_nano
+                                .and_then(|n| u64::try_from(n).ok())
+                                .map(|n| std::time::UNIX_EPOCH + Duration::from_nanos(n));
                             let attrs = msg.actor.and_then(|a| a.attributes).unwrap_or_default();
                             let ev = DriftEvent {
                                 container: attrs.get("name").cloned().unwrap_or_default(),
@@ -78,8 +85,9 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
                                         .unwrap_or("?")
                                 ),
                                 action,
+                                time,
                             };
-                            tracing::info!(container = %ev.container, service = %ev.service, action = %ev.action, "drift");
+                            tracing::debug!(container = %ev.container, service = %ev.service, action = %ev.action, "engine event");
                             if tx.send(ev).await.is_err() {
                                 return;
                             }

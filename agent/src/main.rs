@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use macula_gitops::config::{AgentConfig, Overrides};
 use macula_gitops::diag::Diagnostic;
 use macula_gitops::engine::DockerEngine;
 use macula_gitops::outcome::Outcome;
@@ -93,16 +93,17 @@ enum Command {
         #[command(subcommand)]
         command: RoutingCommand,
     },
-    /// Run as a daemon: with a git source (--url or the config file), the GitOps agent;
-    /// otherwise reconcile the local desired state now, on drift, and every interval.
+    /// Run as a daemon on a git repository (--url, or `source:` in the config) or a local
+    /// directory (--desired-state, or `desired_state:`): reconcile now, on every commit or saved
+    /// edit, on drift, on webhooks and every interval; serve /status, /metrics and control.
     Run {
         #[command(flatten)]
         prune: PruneArgs,
-        /// Full reconcile / poll interval (default 1m; 0s disables polling with a git source).
+        /// Full reconcile (local directory) / poll (git) interval (default 1m; 0s disables it).
         #[arg(long, value_parser = humantime::parse_duration, env = "MACULA_GITOPS_INTERVAL")]
         interval: Option<Duration>,
         #[command(flatten)]
-        gitops: cli_daemon::RunArgs,
+        source: cli_daemon::RunArgs,
     },
     /// The stacks' data directories (read-write relative binds): list, remove.
     Data {
@@ -191,9 +192,10 @@ struct PruneArgs {
     /// Delete kind clusters this host no longer wants (destroys their state).
     #[arg(long)]
     prune_clusters: bool,
-    /// How long to wait for a dependency to become healthy.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, env = "MACULA_GITOPS_HEALTH_TIMEOUT")]
-    health_timeout: Duration,
+    /// How long to wait for a dependency to become healthy (default 2m, or
+    /// `reconcile.health_timeout` in the agent config).
+    #[arg(long, value_parser = humantime::parse_duration, env = "MACULA_GITOPS_HEALTH_TIMEOUT")]
+    health_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -202,51 +204,36 @@ enum Output {
     Json,
 }
 
-fn default_desired_state() -> PathBuf {
-    // The repository this binary was built from carries the Macula platform's own desired state.
-    let embedded = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../desired-state"));
-    if embedded.join("hosts.yaml").exists() {
-        embedded
-    } else {
-        PathBuf::from("desired-state")
+/// Flags and environment (clap reads both, flags first) as the top settings layer.
+fn overrides(g: &Global, config: Option<&PathBuf>, p: Option<&PruneArgs>) -> Overrides {
+    let given = |b: bool| b.then_some(true);
+    let mut o = Overrides {
+        config: config.cloned(),
+        host: g.host.clone(),
+        state_dir: g.state_dir.clone(),
+        data_root: g.data_root.clone(),
+        env_file: g.env_file.clone(),
+        desired_state: g.desired_state.clone(),
+        ..Default::default()
+    };
+    if let Some(p) = p {
+        o.prune = p.no_prune.then_some(false);
+        o.prune_volumes = given(p.prune_volumes);
+        o.allow_empty = given(p.allow_empty);
+        o.prune_clusters = given(p.prune_clusters);
+        o.health_timeout = p.health_timeout;
     }
+    o
 }
 
+/// The core's options from the layered settings (`AgentConfig::resolve`).
 fn options(
     g: &Global,
     config: Option<&PathBuf>,
     p: Option<&PruneArgs>,
 ) -> anyhow::Result<ReconcileOptions> {
-    let cfg = macula_gitops::config::AgentConfig::load_from(config.map(PathBuf::as_path))?;
-    let host = match &g.host {
-        Some(h) => h.clone(),
-        None => nix::unistd::gethostname()
-            .context("cannot read the hostname; pass --host")?
-            .to_string_lossy()
-            .into_owned(),
-    };
-    let mut o = ReconcileOptions {
-        desired_root: g
-            .desired_state
-            .clone()
-            .unwrap_or_else(default_desired_state),
-        host,
-        env_file: g.env_file.clone(),
-        ..Default::default()
-    };
-    if let Some(s) = g.state_dir.clone().or_else(|| cfg.state_dir.clone()) {
-        o.state_dir = s;
-    }
-    o.policy = cfg.policy();
-    o.data_root = g.data_root.clone().unwrap_or_else(|| cfg.data_root());
-    if let Some(p) = p {
-        o.prune = !p.no_prune;
-        o.prune_volumes = p.prune_volumes;
-        o.allow_empty = p.allow_empty;
-        o.health_timeout = p.health_timeout;
-        o.prune_clusters = p.prune_clusters;
-    }
-    Ok(o)
+    let cfg = AgentConfig::resolve(&overrides(g, config, p))?;
+    Ok(ReconcileOptions::from_config(&cfg)?)
 }
 
 fn print_invalid(diags: &[Diagnostic]) {
@@ -442,23 +429,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             prune,
             interval,
-            gitops,
+            source,
         } => {
-            let mut o = options(g, gitops.config.as_ref(), Some(prune))?;
-            // Forwarders live as long as the daemon; every pass hands them the current forwards.
-            o.forwarder = match reconcile::SharedForwarder::start().await {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    tracing::warn!(error = %e, "forwarders unavailable; routing forwards will not be served");
-                    None
-                }
-            };
-            let (host, state) = (g.host.clone(), g.state_dir.clone());
-            if let Some(a) = cli_daemon::gitops_args(gitops, host, state, *interval, o.clone())? {
-                macula_gitops::daemon::run(a).await?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            local_daemon(o, interval.unwrap_or(Duration::from_secs(60))).await
+            let mut o = overrides(g, source.config.as_ref(), Some(prune));
+            o.interval = *interval;
+            source.lay_over(&mut o);
+            macula_gitops::daemon::run(AgentConfig::resolve(&o)?).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Flux {
             command:
@@ -519,11 +496,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Data { config, command } => {
-            let root = match &g.data_root {
-                Some(r) => r.clone(),
-                None => macula_gitops::config::AgentConfig::load_from(config.config.as_deref())?
-                    .data_root(),
-            };
+            let root =
+                AgentConfig::resolve(&overrides(g, config.config.as_ref(), None))?.data_root();
             match command {
                 DataCommand::Ls => {
                     for (name, dir) in macula_gitops::data::list(&root)? {
@@ -549,38 +523,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(d) => {
             cli_daemon::dispatch(d, g.state_dir.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// Reconcile the local desired state now, on every drift event, and every `interval`.
-async fn local_daemon(opts: ReconcileOptions, interval: Duration) -> anyhow::Result<ExitCode> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(macula_gitops::drift::watch(opts.host.clone(), tx));
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            Some(_) = rx.recv() => {
-                // Coalesce a burst (kill → die → stop) into one pass.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                while rx.try_recv().is_ok() {}
-            }
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-        }
-        match reconcile::reconcile(&opts).await {
-            Ok(r) => tracing::info!(
-                tried = r.tried,
-                failed = r.failed,
-                changed = r.changed(),
-                "pass done"
-            ),
-            Err(ReconcileError::Invalid(d)) => {
-                for x in &d {
-                    tracing::error!(problem = %x, "invalid desired state; keeping what runs");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "reconcile failed"),
         }
     }
 }

@@ -11,6 +11,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::apply::{self, ApplyContext, ApplyReport};
 use crate::cluster::{self, ResolvedClusters};
+use crate::config::AgentConfig;
 use crate::desired::{interpolate::Env, load_checked, spec::DesiredState};
 use crate::diag::Diagnostic;
 use crate::engine::{DockerEngine, Engine, EngineError};
@@ -52,6 +53,31 @@ pub struct ReconcileOptions {
     pub policy: Policy,
     /// Where read-write relative binds keep their data (`crate::data`).
     pub data_root: PathBuf,
+}
+
+impl ReconcileOptions {
+    /// The core's options from the layered config (`AgentConfig::resolve`): the local
+    /// directory as the desired state (a daemon points `desired_root` at each revision).
+    pub fn from_config(cfg: &AgentConfig) -> Result<Self, crate::config::ConfigError> {
+        let r = &cfg.reconcile;
+        Ok(Self {
+            desired_root: cfg.desired_state(),
+            host: cfg.host(),
+            env_file: r.env_file.clone(),
+            state_dir: cfg.state_dir(),
+            revision: None,
+            prune: r.prune.unwrap_or(true),
+            prune_volumes: r.prune_volumes,
+            allow_empty: r.allow_empty,
+            health_timeout: r.health_timeout()?,
+            prune_clusters: r.prune_clusters,
+            source_url: cfg.source.as_ref().map(|s| s.url.clone()),
+            source_ref: cfg.source.as_ref().and_then(|s| s.reference.clone()),
+            forwarder: None,
+            policy: cfg.policy(),
+            data_root: cfg.data_root(),
+        })
+    }
 }
 
 /// The forwarders outlive reconcile passes; passes hand them the new forwards.

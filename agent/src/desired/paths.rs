@@ -121,9 +121,17 @@ pub fn context_digest(dir: &Path) -> std::io::Result<String> {
     digest_except(dir, &DockerIgnore::load(dir)?)
 }
 
+/// `digest` of a tree without the subtrees in `skip` (paths as the walk spells them: under
+/// `dir`), e.g. the agent's own state or data directories inside a watched local source.
+pub fn digest_skipping(dir: &Path, skip: &[PathBuf]) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    digest_into(dir, Path::new(""), &DockerIgnore::default(), skip, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
 fn digest_except(path: &Path, ignore: &DockerIgnore) -> std::io::Result<String> {
     let mut h = Sha256::new();
-    digest_into(path, Path::new(""), ignore, &mut h)?;
+    digest_into(path, Path::new(""), ignore, &[], &mut h)?;
     Ok(hex::encode(h.finalize()))
 }
 
@@ -131,6 +139,7 @@ fn digest_into(
     path: &Path,
     rel: &Path,
     ignore: &DockerIgnore,
+    skip: &[PathBuf],
     h: &mut Sha256,
 ) -> std::io::Result<()> {
     // A link inside a tree is content (its target text), never followed: what is digested is
@@ -149,7 +158,7 @@ fn digest_into(
         let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            if e.file_name() == ".git" {
+            if e.file_name() == ".git" || skip.iter().any(|s| *s == e.path()) {
                 continue;
             }
             let child = rel.join(e.file_name());
@@ -159,7 +168,7 @@ fn digest_into(
             {
                 continue;
             }
-            digest_into(&e.path(), &child, ignore, h)?;
+            digest_into(&e.path(), &child, ignore, skip, h)?;
         }
     } else if !ignore.is_empty() && ignore.excluded(&rel.to_string_lossy()) {
         // Only reached inside an excluded directory an exception made us descend into.

@@ -97,9 +97,11 @@ fn open_cache(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, Source
     gix::open_opts(cache, opts).map_err(|e| fetch_err(spec, e))
 }
 
-/// HTTP transport options with the connect and idle deadlines of `source.timeouts` (reqwest's
-/// blocking `timeout` bounds each read, so it is the idle limit); `None` for other schemes.
-/// The `total` deadline is the caller's: `Source::sync` runs on a thread that is abandoned.
+/// HTTP transport options with the deadlines of `source.timeouts`; `None` for other schemes.
+/// reqwest's blocking client `timeout` bounds each read, so it is the `idle` limit; each
+/// request's own timeout (reqwest: from connecting until the body is read) is what is left of
+/// `total`, so a server trickling bytes makes the read fail at the deadline and the thread the
+/// daemon abandoned then (`Daemon::start_fetch`) ends with it instead of reading forever.
 fn http_deadlines(
     repo: &gix::Repository,
     spec: &SourceSpec,
@@ -118,9 +120,15 @@ fn http_deadlines(
     opts.connect_timeout = Some(t.connect);
     let client =
         move |b: reqwest::blocking::ClientBuilder| Ok(b.connect_timeout(t.connect).timeout(t.idle));
+    let deadline = std::time::Instant::now() + t.total;
+    let request = move |req: &mut reqwest::blocking::Request| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        *req.timeout_mut() = Some(left.max(std::time::Duration::from_millis(1)));
+        Ok(())
+    };
     let backend = http::reqwest::Options {
         configure_client: Some(Box::new(client)),
-        configure_request: None,
+        configure_request: Some(Box::new(request)),
     };
     opts.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
     Ok(Some(boxed))

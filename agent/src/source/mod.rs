@@ -11,6 +11,7 @@
 
 mod fetch;
 mod heal;
+mod local;
 pub mod safety;
 mod seal;
 mod snapshot;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{ConfigError, SourceConfig, VerifyMode};
 use crate::diag::Diagnostic;
 
+pub use local::LocalDir;
 pub use snapshot::gc_snapshots;
 
 #[derive(Debug, thiserror::Error)]
@@ -143,23 +145,20 @@ fn normalise_url(url: &str) -> String {
         .unwrap_or_else(|_| url.to_string())
 }
 
+/// One revision of a source, ready to reconcile.
 #[derive(Debug, Clone)]
 pub struct SyncOutcome {
-    /// Full hex commit id.
+    /// Full hex commit id (git), or `dir:<digest>` (local directory).
     pub commit: String,
-    /// `<state_dir>/snapshots/<commit>`.
+    /// `<state_dir>/snapshots/<commit>` (git); the directory itself (local).
     pub snapshot_dir: PathBuf,
+    /// The `desired-state/` directory of this revision.
+    pub desired_root: PathBuf,
     /// The commit summary line, for status.
     pub summary: String,
     /// The commit author as `Name <email>`, for notifications.
     pub author: String,
     pub fetch_duration: std::time::Duration,
-}
-
-impl SyncOutcome {
-    pub fn desired_root(&self) -> PathBuf {
-        self.snapshot_dir.join("desired-state")
-    }
 }
 
 pub struct Source {
@@ -241,6 +240,7 @@ impl Source {
             snapshot::materialise(&repo, commit, &self.spec.path, &self.snapshots_dir())?;
         Ok(SyncOutcome {
             commit: commit_hex,
+            desired_root: snapshot_dir.join("desired-state"),
             snapshot_dir,
             summary,
             author,

@@ -1,5 +1,5 @@
-//! What wakes the daemon: interval polls, cron times, webhooks, local commits, control
-//! requests, drift. Every source calls [`Trigger::fire`]; the daemon loop is the only consumer,
+//! What wakes the daemon: interval polls, cron times, webhooks, local commits, edits in a
+//! local directory source, control requests, drift. Every source calls [`Trigger::fire`]; the daemon loop is the only consumer,
 //! so there is one reconcile at a time, and anything that fires during a run folds into at most
 //! one follow-up run.
 
@@ -29,6 +29,8 @@ pub enum Cause {
     Cron,
     Webhook,
     LocalCommit,
+    /// A file in a local directory source was saved.
+    LocalEdit,
     Manual,
     Resume,
     WindowOpened,
@@ -39,7 +41,7 @@ impl Cause {
     /// Causes that only say "there may be a new commit": if the fetch finds the applied commit
     /// again, there is nothing to do. The others ask for a reconcile regardless.
     pub fn is_change_hint(self) -> bool {
-        matches!(self, Cause::Webhook | Cause::LocalCommit)
+        matches!(self, Cause::Webhook | Cause::LocalCommit | Cause::LocalEdit)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Cause {
             Cause::Cron => "cron",
             Cause::Webhook => "webhook",
             Cause::LocalCommit => "local-commit",
+            Cause::LocalEdit => "local-edit",
             Cause::Manual => "manual",
             Cause::Resume => "resume",
             Cause::WindowOpened => "window-opened",
@@ -105,10 +108,20 @@ impl Trigger {
     }
 
     /// Wait for the next run. After the first wake-up, wait `settle` so a burst (a push
-    /// delivering several hooks, a commit touching several refs) becomes one run.
+    /// delivering several hooks, a commit touching several refs) becomes one run. Safe to drop
+    /// at any point (the daemon's loop races it): causes stay pending for the next call.
     pub async fn next(&self, settle: Duration) -> Pending {
         loop {
-            self.inner.notify.notified().await;
+            let waiting = !self
+                .inner
+                .pending
+                .lock()
+                .expect("trigger lock")
+                .causes
+                .is_empty();
+            if !waiting {
+                self.inner.notify.notified().await;
+            }
             if !settle.is_zero() {
                 tokio::time::sleep(settle).await;
             }

@@ -1,6 +1,8 @@
-//! Local commits: watch a local repository's refs and fire on change, no polling.
+//! Local sources, no polling: a local repository's refs (fire on a commit), and a local
+//! directory's files (fire once a burst of saves has gone quiet).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
@@ -61,6 +63,78 @@ pub fn watch_refs(git_dir: &Path, trigger: Trigger) -> Result<RefWatcher, Trigge
     Ok(RefWatcher { _watcher: watcher })
 }
 
+/// Keeps a tree watch alive; dropping it stops watching.
+pub struct TreeWatcher {
+    _watcher: notify::RecommendedWatcher,
+    debounce: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TreeWatcher {
+    fn drop(&mut self) {
+        self.debounce.abort();
+    }
+}
+
+/// Is a change to `path` an edit of the desired state? Not when it is in `.git` or in one of
+/// the agent's own directories (`skip`): the pass it starts would otherwise start another.
+pub fn is_edit(root: &Path, skip: &[PathBuf], path: &Path) -> bool {
+    path.starts_with(root)
+        && !path
+            .strip_prefix(root)
+            .is_ok_and(|rel| rel.components().any(|c| c.as_os_str() == ".git"))
+        && !skip.iter().any(|s| path.starts_with(s))
+}
+
+/// Watch `root` recursively; fire `LocalEdit` once no edit has been seen for `quiet` (an editor
+/// saving writes a temp file, renames it, touches metadata: one pass, not four). Must be
+/// called inside the runtime (the debounce is a task).
+pub fn watch_tree(
+    root: &Path,
+    skip: &[PathBuf],
+    trigger: Trigger,
+    quiet: Duration,
+) -> Result<TreeWatcher, TriggerError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (dir, skip) = (root.to_path_buf(), skip.to_vec());
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        // Reading the tree (every pass does) is not an edit.
+        if ev.kind.is_access() {
+            return;
+        }
+        if ev.paths.iter().any(|p| is_edit(&dir, &skip, p)) {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|source| TriggerError::Watch {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    watcher
+        .watch(root, RecursiveMode::Recursive)
+        .map_err(|source| TriggerError::Watch {
+            path: root.to_path_buf(),
+            source,
+        })?;
+    let debounce = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            loop {
+                match tokio::time::timeout(quiet, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            tracing::debug!("local directory edited");
+            trigger.fire(Cause::LocalEdit);
+        }
+    });
+    Ok(TreeWatcher {
+        _watcher: watcher,
+        debounce,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +150,34 @@ mod tests {
         assert!(!is_ref_change(g, Path::new("/r/.git/index")));
         assert!(!is_ref_change(g, Path::new("/r/.git/objects/ab/cdef")));
         assert!(!is_ref_change(g, Path::new("/elsewhere/HEAD")));
+    }
+
+    #[test]
+    fn own_writes_and_git_are_not_edits() {
+        let (root, skip) = (Path::new("/ds"), [PathBuf::from("/ds/.state")]);
+        assert!(is_edit(
+            root,
+            &skip,
+            Path::new("/ds/stacks/web/compose.yaml")
+        ));
+        assert!(is_edit(root, &skip, Path::new("/ds/hosts.yaml")));
+        assert!(!is_edit(root, &skip, Path::new("/ds/.state/applied.json")));
+        assert!(!is_edit(root, &skip, Path::new("/ds/.git/index")));
+        assert!(!is_edit(root, &skip, Path::new("/elsewhere/x")));
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_saves_fires_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path().canonicalize().expect("canonical");
+        let t = Trigger::new();
+        let _w = watch_tree(&root, &[], t.clone(), Duration::from_millis(100)).expect("watch");
+        for i in 0..5 {
+            std::fs::write(root.join("compose.yaml"), format!("v{i}\n")).expect("write");
+        }
+        let p = t.next(Duration::ZERO).await;
+        assert_eq!(p.causes, vec![Cause::LocalEdit]);
+        let again = tokio::time::timeout(Duration::from_millis(400), t.next(Duration::ZERO)).await;
+        assert!(again.is_err(), "one burst, one trigger");
     }
 }

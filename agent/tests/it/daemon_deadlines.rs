@@ -4,19 +4,27 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{free_port, KillOnDrop, BIN};
 
 /// An HTTP server on 127.0.0.1 that answers every request with a 200 header, then one byte of
-/// a ref advertisement every 2 s, forever.
-fn trickling_server() -> u16 {
+/// a ref advertisement every 2 s, forever. Also returns how many connections a client still
+/// holds open (one ends when a write to it fails).
+fn trickling_server() -> (u16, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let open = Arc::new(AtomicUsize::new(0));
+    let count = open.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            let done = Closed(count.clone());
             std::thread::spawn(move || {
+                let _done = done;
                 let mut buf = [0u8; 4096];
                 let _ = c.read(&mut buf);
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\n\r\n";
@@ -32,7 +40,16 @@ fn trickling_server() -> u16 {
             });
         }
     });
-    port
+    (port, open)
+}
+
+/// Counts a trickled connection as closed however its thread ends.
+struct Closed(Arc<AtomicUsize>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn status_json(cfg: &std::path::Path) -> Option<serde_json::Value> {
@@ -49,7 +66,7 @@ fn status_json(cfg: &std::path::Path) -> Option<serde_json::Value> {
 
 #[test]
 fn trickling_git_server_fails_the_fetch_at_the_deadline_and_sigterm_still_exits() {
-    let port = trickling_server();
+    let (port, open) = trickling_server();
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = dir.path().join("agent.yaml");
     std::fs::write(
@@ -90,6 +107,17 @@ fn trickling_git_server_fails_the_fetch_at_the_deadline_and_sigterm_still_exits(
         "fetch failed only after {took:?}"
     );
     eprintln!("trickled fetch failed after {took:?}");
+    // The abandoned fetch does not keep reading: its request ends at the same deadline, so the
+    // trickled connection is let go (one thread per attempt would pile up otherwise).
+    crate::support::wait_until(
+        Duration::from_secs(20),
+        "the abandoned fetch to close its connection",
+        || open.load(Ordering::SeqCst) == 0,
+    );
+    eprintln!(
+        "abandoned fetch let go of its connection after {:?}",
+        started.elapsed()
+    );
 
     // A new fetch is in flight (stalled on the trickle) when SIGTERM arrives.
     let out = Command::new(BIN)

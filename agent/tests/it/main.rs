@@ -32,6 +32,7 @@ mod daemon_cli;
 mod daemon_deadlines;
 mod daemon_e2e;
 mod daemon_git;
+mod daemon_local;
 mod data_policy;
 mod docker_apply;
 mod notify;

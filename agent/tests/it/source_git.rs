@@ -25,7 +25,7 @@ fn file_url_clone_then_update_gives_immutable_snapshots() {
     let s1 = src.sync().expect("first sync");
     assert_eq!(s1.commit, c1);
     assert_eq!(s1.summary, "first");
-    let f1 = s1.desired_root().join("app.txt");
+    let f1 = s1.desired_root.join("app.txt");
     assert_eq!(std::fs::read_to_string(&f1).expect("read"), "v1\n");
 
     r.write("desired-state/app.txt", "v2\n");
@@ -34,7 +34,7 @@ fn file_url_clone_then_update_gives_immutable_snapshots() {
     assert_eq!(s2.commit, c2);
     assert_ne!(s1.snapshot_dir, s2.snapshot_dir);
     assert_eq!(
-        std::fs::read_to_string(s2.desired_root().join("app.txt")).expect("read"),
+        std::fs::read_to_string(s2.desired_root.join("app.txt")).expect("read"),
         "v2\n"
     );
     // The first snapshot is untouched: a running container bind-mounting it sees no change.
@@ -106,7 +106,7 @@ fn path_selects_subdirectory_and_depth_is_shallow() {
     let s = src.sync().expect("sync");
     assert_eq!(s.commit, c);
     assert_eq!(
-        std::fs::read_to_string(s.desired_root().join("app.txt")).expect("read"),
+        std::fs::read_to_string(s.desired_root.join("app.txt")).expect("read"),
         "sub2\n"
     );
     assert!(!s.snapshot_dir.join("README").exists());
@@ -222,7 +222,7 @@ fn symlink_escapes_are_refused_but_inner_links_work() {
     let s = src.sync().expect("inner symlink is fine");
     assert_eq!(s.commit, good);
     assert_eq!(
-        std::fs::read_to_string(s.desired_root().join("inner")).expect("read"),
+        std::fs::read_to_string(s.desired_root.join("inner")).expect("read"),
         "ok\n"
     );
 

@@ -63,7 +63,7 @@ fn truncated_pack_is_moved_aside_and_refetched() {
     let c2 = r.commit_push("second");
     let s2 = src.sync().expect("sync heals the cache");
     assert_eq!(s2.commit, c2);
-    let root = s2.desired_root();
+    let root = s2.desired_root;
     assert_eq!(
         std::fs::read_to_string(root.join("app.txt")).expect("read"),
         "v2\n"
@@ -100,12 +100,12 @@ fn a_tampered_snapshot_is_rebuilt_before_use() {
     let state = tempfile::tempdir().expect("tmp");
     let src = source(&r, state.path());
     let s1 = src.sync().expect("first sync");
-    let file = s1.desired_root().join("app.txt");
+    let file = s1.desired_root.join("app.txt");
     std::fs::write(&file, "edited by hand\n").expect("tamper");
-    std::fs::write(s1.desired_root().join("extra.txt"), "x\n").expect("tamper");
+    std::fs::write(s1.desired_root.join("extra.txt"), "x\n").expect("tamper");
     let s2 = src.sync().expect("second sync");
     assert_eq!(s2.commit, c1);
     assert_eq!(s2.snapshot_dir, s1.snapshot_dir);
     assert_eq!(std::fs::read_to_string(&file).expect("read"), "v1\n");
-    assert!(!s2.desired_root().join("extra.txt").exists());
+    assert!(!s2.desired_root.join("extra.txt").exists());
 }

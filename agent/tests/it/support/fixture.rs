@@ -18,6 +18,8 @@ pub struct Fixture {
     pub state: tempfile::TempDir,
     /// The data root (read-write binds): outside the state dir, as on a real host.
     pub data: tempfile::TempDir,
+    /// The local API of a `run` started from this fixture (and what `status` asks).
+    pub listen: std::net::SocketAddr,
     cleanup: RefCell<Cleanup>,
 }
 
@@ -29,6 +31,9 @@ impl Fixture {
             repo: tempfile::tempdir().expect("temp dir"),
             state: tempfile::tempdir().expect("temp dir"),
             data: tempfile::tempdir().expect("temp dir"),
+            listen: format!("127.0.0.1:{}", super::free_port())
+                .parse()
+                .expect("addr"),
             cleanup: RefCell::default(),
         }
     }
@@ -91,6 +96,7 @@ impl Fixture {
             .args(args);
         c.env("MACULA_GITOPS_LOG", "warn");
         c.env("MACULA_GITOPS_DATA_ROOT", self.data.path());
+        c.env("MACULA_GITOPS_LISTEN", self.listen.to_string());
         // The host's agent config (its `policy:`), when the test wrote one with `agent_config`.
         if self.config_path().exists() {
             c.env("MACULA_GITOPS_CONFIG", self.config_path());

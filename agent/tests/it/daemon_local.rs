@@ -1,0 +1,236 @@
+//! The one daemon loop on a local directory, through the agent binary and the real engine: a
+//! saved edit is applied without an interval tick (1 h here), the agent's own recreate is not
+//! taken for drift, `/status` and the control verbs (`status`, `suspend`, `resume`) reach it, and
+//! SIGTERM ends it. A socket proxy in front of the Docker socket, cut and restored, shows that
+//! a pass fails clearly while the engine is gone and that the agent recovers on its own.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::docker::{container_id, container_state, docker};
+use crate::support::fixture::Fixture;
+use crate::support::{wait_until, KillOnDrop};
+
+const COMPOSE: &str = "name: t{id}-s\nservices:\n  app:\n    image: {image}\n    container_name: t{id}-app\n    command: sleep 3600\n    environment: {MODE: MODE_VALUE}\n";
+
+fn compose(f: &Fixture, mode: &str) -> String {
+    f.fill(COMPOSE).replace("MODE_VALUE", mode)
+}
+
+fn mode_of(name: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        name,
+    ])
+    .lines()
+    .find_map(|l| l.strip_prefix("MODE=").map(str::to_string))
+    .unwrap_or_default()
+}
+
+fn status(f: &Fixture) -> Option<serde_json::Value> {
+    let o = f.run("h", &["status", "--output", "json"]);
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).expect("status is JSON"))
+}
+
+fn wait_status(
+    f: &Fixture,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = None;
+    wait_until(Duration::from_secs(60), what, || match status(f) {
+        Some(v) if pred(&v) => {
+            last = Some(v);
+            true
+        }
+        _ => false,
+    });
+    last.expect("status seen")
+}
+
+/// `name{labels} value` lines of the daemon's /metrics, summed for one family.
+fn metric(f: &Fixture, family: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{}/metrics", f.listen)])
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(family) && !l.starts_with('#'))
+        .filter(|l| l[family.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn sigterm(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+}
+
+#[test]
+fn a_saved_edit_is_applied_at_once_and_the_local_daemon_has_the_whole_api() {
+    let f = Fixture::new();
+    let app = f.name("app");
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    f.write("stacks/s/compose.yaml", &compose(&f, "one"));
+    let mut d = f.spawn("h", &["run", "--interval", "1h"]);
+    wait_until(Duration::from_secs(60), "first apply", || {
+        container_state(&app) == "running"
+    });
+    let s = wait_status(&f, "first pass in status", |s| {
+        s["last_result"] == "success"
+    });
+    let root = f.root().canonicalize().expect("root");
+    assert_eq!(s["source_url"], root.display().to_string());
+    let first_rev = s["applied_revision"]
+        .as_str()
+        .expect("revision")
+        .to_string();
+    assert!(first_rev.starts_with("dir:"), "{first_rev}");
+    let first = container_id(&app);
+
+    // A saved edit: recreated with the new value, long before any interval tick.
+    let saved = Instant::now();
+    f.write("stacks/s/compose.yaml", &compose(&f, "two"));
+    wait_until(Duration::from_secs(30), "edit applied", || {
+        container_state(&app) == "running" && mode_of(&app) == "two"
+    });
+    eprintln!("saved edit running after {:?}", saved.elapsed());
+    assert_ne!(container_id(&app), first);
+    let s = wait_status(&f, "the edit's pass in status", |s| {
+        s["last_trigger"] == "local-edit" && s["last_result"] == "success"
+    });
+    assert_ne!(s["applied_revision"], first_rev.as_str());
+    let changes = &s["outcome"]["changes"];
+    assert_eq!(changes[0]["action"]["action"], "recreate", "{s:#}");
+    assert_eq!(changes[0]["subject"]["name"], "app");
+
+    // The recreate stopped and removed the old container: that is the pass's own doing, not
+    // drift. Give a drift pass time to show up; none may.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        metric(&f, "macula_gitops_reconcile_total"),
+        2.0,
+        "startup + edit only"
+    );
+    assert_eq!(metric(&f, "macula_gitops_drift_repairs_total"), 0.0);
+    assert_eq!(status(&f).expect("status")["last_trigger"], "local-edit");
+
+    // Somebody else's stop is drift, repaired at once.
+    docker(&["stop", "-t", "0", &app]);
+    wait_until(Duration::from_secs(30), "drift repaired", || {
+        container_state(&app) == "running"
+    });
+    wait_status(&f, "drift pass", |s| s["last_trigger"] == "drift");
+
+    // suspend / resume reach the local daemon (token from its state dir).
+    f.ok("h", &["suspend"]);
+    f.write("stacks/s/compose.yaml", &compose(&f, "three"));
+    let s = wait_status(&f, "held", |s| s["last_result"] == "held");
+    assert_eq!(s["pending_reason"], "suspended");
+    assert_eq!(mode_of(&app), "two", "nothing applied while suspended");
+    f.ok("h", &["resume"]);
+    wait_until(Duration::from_secs(30), "applied after resume", || {
+        mode_of(&app) == "three"
+    });
+
+    // SIGTERM: a clean exit, well within systemd's stop timeout.
+    sigterm(&d.0);
+    let term = Instant::now();
+    let code = loop {
+        if let Some(c) = d.0.try_wait().expect("wait") {
+            break c;
+        }
+        assert!(
+            term.elapsed() < Duration::from_secs(30),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("exited {:?} after SIGTERM", term.elapsed());
+    assert!(code.success(), "{code:?}");
+}
+
+/// `socat` serving `sock` and relaying to the engine's socket, in its own process group (its
+/// forked children carry the open connections and must go with it).
+fn proxy(sock: &Path, engine: &str) -> KillOnDrop {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("socat")
+        .arg(format!("UNIX-LISTEN:{},fork,unlink-early", sock.display()))
+        .arg(format!("UNIX-CONNECT:{engine}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("socat starts");
+    wait_until(Duration::from_secs(10), "proxy socket", || sock.exists());
+    KillOnDrop(child)
+}
+
+fn cut(p: KillOnDrop) {
+    let pgid = nix::unistd::Pid::from_raw(p.0.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    drop(p);
+}
+
+#[test]
+fn an_engine_cut_off_fails_the_pass_clearly_and_the_agent_recovers_when_it_is_back() {
+    let engine = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let f = Fixture::new();
+    let app = f.name("app");
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock = dir.path().join("docker.sock");
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    f.write("stacks/s/compose.yaml", &compose(&f, "one"));
+    let p = proxy(&sock, &engine);
+    let _d = KillOnDrop(
+        f.command("h", &["run", "--interval", "1h"])
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon starts"),
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "first apply through the proxy",
+        || container_state(&app) == "running",
+    );
+    wait_status(&f, "first pass", |s| s["last_result"] == "success");
+
+    cut(p);
+    let edited = Instant::now();
+    f.write("stacks/s/compose.yaml", &compose(&f, "two"));
+    let s = wait_status(&f, "the pass fails", |s| s["last_result"] == "error");
+    eprintln!(
+        "pass failed {:?} after the edit, engine cut",
+        edited.elapsed()
+    );
+    let err = s["last_error"].as_str().expect("last_error");
+    assert!(
+        err.contains(&sock.display().to_string()) && err.contains("is Docker running?"),
+        "{err}"
+    );
+    assert_eq!(mode_of(&app), "one", "the running service is left alone");
+    assert_eq!(container_state(&app), "running");
+
+    // Back: the events stream reconnects, its catch-up pass applies the edit, no help needed.
+    let restored = Instant::now();
+    let _p = proxy(&sock, &engine);
+    wait_until(Duration::from_secs(60), "recovered", || {
+        mode_of(&app) == "two"
+    });
+    wait_status(&f, "success again", |s| s["last_result"] == "success");
+    eprintln!(
+        "recovered {:?} after the engine came back",
+        restored.elapsed()
+    );
+}
