@@ -64,6 +64,8 @@ impl LocalDir {
             snapshot_dir: self.root.clone(),
             desired_root: self.root.clone(),
             summary: format!("local directory {}", self.root.display()),
+            // A directory has no author: whoever edits it is at this machine.
+            author: String::new(),
             fetch_duration: started.elapsed(),
         })
     }
