@@ -116,6 +116,7 @@ impl<R: Reconciler> Daemon<R> {
         let status = Status {
             host: cfg.host(),
             source_url: origin.shown(),
+            source_kind: origin.kind().into(),
             reference: origin.reference(),
             path: origin.path(),
             applied_revision: read_applied(&state_dir),

@@ -49,6 +49,14 @@ impl Origin {
         }
     }
 
+    /// `git` or `dir`, as `/status.source_kind` says.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Git(_) => "git",
+            Origin::Dir(_) => "dir",
+        }
+    }
+
     /// What status and logs show as the source (credentials masked).
     pub fn shown(&self) -> String {
         match self {

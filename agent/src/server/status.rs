@@ -12,6 +12,9 @@ use crate::outcome::Outcome;
 pub struct Status {
     pub host: String,
     pub source_url: String,
+    /// `git` (a repository, fetched) or `dir` (a local directory, used in place).
+    #[serde(default)]
+    pub source_kind: String,
     #[serde(rename = "ref")]
     pub reference: Option<String>,
     pub path: String,
@@ -69,17 +72,21 @@ impl Status {
                 .unwrap_or_else(|| "never".into())
         };
         let _ = writeln!(o, "host:      {}", self.host);
-        let _ = writeln!(
-            o,
-            "source:    {} (ref {}, path {})",
-            self.source_url,
-            self.reference.as_deref().unwrap_or("HEAD"),
-            if self.path.is_empty() {
-                "."
-            } else {
-                &self.path
-            }
-        );
+        if self.source_kind == "dir" {
+            let _ = writeln!(o, "source:    {} (local directory)", self.source_url);
+        } else {
+            let _ = writeln!(
+                o,
+                "source:    {} (ref {}, path {})",
+                self.source_url,
+                self.reference.as_deref().unwrap_or("HEAD"),
+                if self.path.is_empty() {
+                    "."
+                } else {
+                    &self.path
+                }
+            );
+        }
         let _ = writeln!(
             o,
             "fetched:   {} {} ({})",

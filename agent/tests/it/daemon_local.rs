@@ -87,6 +87,12 @@ fn a_saved_edit_is_applied_at_once_and_the_local_daemon_has_the_whole_api() {
     });
     let root = f.root().canonicalize().expect("root");
     assert_eq!(s["source_url"], root.display().to_string());
+    assert_eq!(s["source_kind"], "dir");
+    let text = f.ok("h", &["status"]);
+    assert!(
+        text.contains(&format!("source:    {} (local directory)", root.display())),
+        "{text}"
+    );
     let first_rev = s["applied_revision"]
         .as_str()
         .expect("revision")
