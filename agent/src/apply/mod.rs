@@ -54,8 +54,9 @@ impl ApplyReport {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
-    /// Container exists and was started (or already was); id known.
-    Ready(String),
+    /// The service's containers exist and were started (or already were): ids by replica
+    /// number, so dependents wait on every replica, as compose does.
+    Ready(BTreeMap<u32, String>),
     Failed,
     /// Scaled to zero: nothing to wait on, nothing failed.
     Absent,
@@ -212,21 +213,23 @@ pub async fn apply<E: Engine>(
                     matches!(outcomes.get(d), Some(Outcome::Failed)) || blocked_services.contains(d)
                 })
                 .collect();
-            let dep_ids: Vec<(String, Condition, Option<String>)> = spec
+            let dep_ids: Vec<(String, Condition, Vec<String>)> = spec
                 .depends_on
                 .iter()
                 .map(|(d, c)| {
                     let k = format!("{}/{d}", spec.stack);
-                    let id = match outcomes.get(&k) {
-                        Some(Outcome::Ready(id)) => Some(id.clone()),
-                        _ => None,
+                    let ids = match outcomes.get(&k) {
+                        Some(Outcome::Ready(ids)) => ids.values().cloned().collect(),
+                        _ => Vec::new(),
                     };
-                    (k, *c, id)
+                    (k, *c, ids)
                 })
                 .collect();
             let image_failed = failed_images.contains(&spec.image);
             let blocked = blocked_services.contains(&key);
-            let existing = observed_ids.get(&key).cloned();
+            // The replicas that stay (higher numbers are being scaled down).
+            let mut existing = observed_ids.get(&key).cloned().unwrap_or_default();
+            existing.retain(|n, _| *n <= spec.replicas);
             let host = host.clone();
             async move {
                 if blocked {
@@ -243,8 +246,8 @@ pub async fn apply<E: Engine>(
                     let line = format!("{key}: not started, image {} is not available", spec.image);
                     return (key, Outcome::Failed, vec![Err(line)]);
                 }
-                for (dep, cond, id) in &dep_ids {
-                    if let Some(id) = id {
+                for (dep, cond, ids) in &dep_ids {
+                    for id in ids {
                         if let Err(e) = wait_for(engine, id, *cond, ctx.health_timeout).await {
                             let line = format!("{key}: dependency {dep} {e}");
                             return (key, Outcome::Failed, vec![Err(line)]);
@@ -252,15 +255,18 @@ pub async fn apply<E: Engine>(
                     }
                 }
                 if steps.is_empty() {
-                    let outcome = match existing {
-                        Some(id) => Outcome::Ready(id),
-                        None if spec.replicas == 0 => Outcome::Absent,
-                        None => Outcome::Failed,
+                    let outcome = if !existing.is_empty() {
+                        Outcome::Ready(existing)
+                    } else if spec.replicas == 0 {
+                        Outcome::Absent
+                    } else {
+                        Outcome::Failed
                     };
                     return (key, outcome, Vec::new());
                 }
                 let mut lines = Vec::new();
-                let mut outcome = existing.map_or(Outcome::Absent, Outcome::Ready);
+                let mut failed = false;
+                let mut ids = existing;
                 for step in steps {
                     let replica = step
                         .container()
@@ -268,17 +274,20 @@ pub async fn apply<E: Engine>(
                         .unwrap_or(std::borrow::Cow::Borrowed(spec));
                     match run_container_step(engine, &replica, step, &host, ctx, observed).await {
                         Ok(id) => {
-                            if !matches!(outcome, Outcome::Failed) {
-                                outcome = Outcome::Ready(id);
-                            }
+                            ids.insert(replica.number, id);
                             lines.push(Ok(step));
                         }
                         Err(e) => {
-                            outcome = Outcome::Failed;
+                            failed = true;
                             lines.push(Err(e.to_string()));
                         }
                     }
                 }
+                let outcome = match (failed, ids.is_empty()) {
+                    (true, _) => Outcome::Failed,
+                    (false, false) => Outcome::Ready(ids),
+                    (false, true) => Outcome::Absent,
+                };
                 (key, outcome, lines)
             }
         });
@@ -325,15 +334,21 @@ pub async fn apply<E: Engine>(
     report
 }
 
-/// Ids of the desired services' current containers (for dependents of converged services).
-fn current_ids(observed: &Observed, desired: &DesiredState) -> BTreeMap<String, String> {
+/// Ids of the desired services' current containers by replica number (for dependents of
+/// converged services).
+fn current_ids(
+    observed: &Observed,
+    desired: &DesiredState,
+) -> BTreeMap<String, BTreeMap<u32, String>> {
     let host = desired.host();
-    observed
-        .containers
-        .iter()
-        .filter(|c| c.owned_by(host))
-        .filter_map(|c| Some((c.service_key()?, c.id.clone())))
-        .collect()
+    let mut out: BTreeMap<String, BTreeMap<u32, String>> = BTreeMap::new();
+    for c in observed.containers.iter().filter(|c| c.owned_by(host)) {
+        if let Some(key) = c.service_key() {
+            let n = crate::labels::container_number(&c.labels);
+            out.entry(key).or_default().insert(n, c.id.clone());
+        }
+    }
+    out
 }
 
 /// The old container's anonymous volumes the new one takes over, by target: those at a target
