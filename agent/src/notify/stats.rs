@@ -151,3 +151,30 @@ impl Stats {
         self.targets.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line_says_what_happened_last_and_why_it_failed() {
+        let s = Stats::new(NotifyMetrics::default());
+        s.add_target("chat", "slack");
+        assert_eq!(
+            s.snapshot()[0].line(),
+            "chat (slack): nothing sent yet; 0 sent, 0 failed"
+        );
+        s.record("chat", "failed", Outcome::Sent, None);
+        s.record("chat", "applied", Outcome::Failed, Some("HTTP 404".into()));
+        s.record("chat", "applied", Outcome::Suppressed, None);
+        let line = s.snapshot()[0].line();
+        assert!(
+            line.starts_with("chat (slack): failed applied 20"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(" UTC — HTTP 404; 1 sent, 1 failed"),
+            "{line}"
+        );
+    }
+}

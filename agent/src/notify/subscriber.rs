@@ -196,5 +196,17 @@ mod tests {
             vec![],
         );
         assert!(t.event(&fetch).is_none());
+        let held = outcome(
+            PassResult::Held {
+                reason: crate::outcome::Hold::Suspended,
+            },
+            "poll",
+            vec![],
+        );
+        let e = t.event(&held).expect("a hold is told");
+        assert_eq!(
+            (e.kind, e.errors),
+            (EventKind::Held, vec!["suspended".to_string()])
+        );
     }
 }
