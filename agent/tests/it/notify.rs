@@ -488,7 +488,10 @@ async fn the_daemon_tells_each_outcome_once_and_sets_the_commit_status() {
         t = token.display()
     );
     let extra: AgentConfig = serde_yaml::from_str(&yaml).unwrap();
-    let mut cfg = config(&sc.r.file_url(), &sc.state.path().join("state"), None);
+    // Over smart HTTP with polling off: only this test's `reconcile` calls start passes (a
+    // `file://` source would also be watched, adding passes of its own).
+    let http = crate::support::git::HttpGit::start(sc.r.bare.parent().unwrap(), None);
+    let mut cfg = config(&http.url("lab.git"), &sc.state.path().join("state"), None);
     cfg.notifications = extra.notifications;
     cfg.commit_status = extra.commit_status;
     let d = start_applied(cfg.clone(), rec, &sc.c1).await;
@@ -578,6 +581,10 @@ async fn the_daemon_tells_each_outcome_once_and_sets_the_commit_status() {
     // A restart re-reads the broken commit and fails the same way: people were told already.
     let (rec, _guard2) = sc.reconciler();
     let d = start(cfg, rec).await;
+    wait_status(d.addr, "the restarted daemon's pass", |s| {
+        s.last_result.as_deref() == Some("invalid")
+    })
+    .await;
     wait_metric(
         d.addr,
         r#"macula_gitops_notifications_total{target="json",result="suppressed"} 1"#,
