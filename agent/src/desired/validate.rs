@@ -17,21 +17,22 @@ pub fn validate(state: &DesiredState) -> Diagnostics {
         d.error(&file, src.map(|s| &s.lines), path, msg);
     };
 
-    let mut names: HashMap<&str, String> = HashMap::new();
+    let mut names: HashMap<String, String> = HashMap::new();
     let mut ips: HashMap<(&str, IpAddr), String> = HashMap::new();
     let mut published: Vec<(Option<IpAddr>, u16, Protocol, String)> = Vec::new();
     for s in &state.services {
         let base = format!("services.{}", s.service);
-        if let Some(prev) = names.insert(&s.container_name, s.key()) {
-            at(
-                &mut d,
-                &s.stack,
-                format!("{base}.container_name"),
-                format!(
-                    "container name {:?} is also used by {prev}",
-                    s.container_name
-                ),
-            );
+        // Every replica's name (`<project>-<service>-<n>`), not only the first.
+        for n in 1..=s.replicas.max(1) {
+            let name = s.replica(n).container_name.clone();
+            if let Some(prev) = names.insert(name.clone(), s.key()) {
+                at(
+                    &mut d,
+                    &s.stack,
+                    format!("{base}.container_name"),
+                    format!("container name {name:?} is also used by {prev}"),
+                );
+            }
         }
         for (net, att) in &s.networks {
             let Some(ip) = att.ipv4_address else { continue };

@@ -592,6 +592,13 @@ fn what_one_container_holds_cannot_be_replicated() {
         "    deploy: {replicas: 3}\n    ports: [\"9000-9001:90\"]\n",
     ));
     assert!(e.contains("services.web.ports[0]: host port range 9000-9001 has fewer ports than the 3 containers deploy.replicas asks for"), "{e}");
+    let e = errors("services:\n  web: {image: busybox, scale: 2}\n  other: {image: busybox, container_name: app-web-2}\n");
+    assert!(
+        e.contains(
+            "services.other.container_name: container name \"app-web-2\" is also used by app/web"
+        ),
+        "{e}"
+    );
     let e = errors(&svc("    deploy: {replicas: 3}\n    scale: 2\n"));
     assert!(
         e.contains("services.web.scale: scale: 2 and deploy.replicas: 3 disagree"),
