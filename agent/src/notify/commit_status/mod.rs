@@ -105,6 +105,11 @@ impl CommitStatus {
     /// The state an event sets, in the provider's words, and its description; `None` for
     /// events that say nothing about a revision (drift repairs).
     pub fn state(&self, e: &Event) -> Option<(&'static str, String)> {
+        // A local directory's revision (`dir:<digest>`) is no commit a forge knows.
+        let hex = e.revision.chars().all(|c| c.is_ascii_hexdigit());
+        if !hex || !matches!(e.revision.len(), 40 | 64) {
+            return None;
+        }
         let lab = self.provider == Provider::Gitlab;
         let host = &e.host;
         let first_error = e
@@ -183,5 +188,31 @@ impl CommitStatus {
     pub fn fingerprint(&self, e: &Event) -> Option<String> {
         self.state(e)
             .map(|(s, d)| format!("{}/{s}/{d}", e.revision))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_commits_get_a_status() {
+        let cs = CommitStatus {
+            provider: Provider::Gitlab,
+            api: "https://gitlab.example/api/v4".into(),
+            repository: "g/p".into(),
+            token: "t".into(),
+            context: "lab-01".into(),
+            target_url: None,
+        };
+        let e = |rev: &str, kind| Event::new(kind, "lab-01", rev);
+        let sha = "a".repeat(40);
+        assert_eq!(
+            cs.state(&e(&sha, EventKind::Invalid)).map(|s| s.0),
+            Some("failed")
+        );
+        assert!(cs.state(&e(&sha, EventKind::DriftRepaired)).is_none());
+        assert!(cs.state(&e("dir:0123abcd", EventKind::Applied)).is_none());
+        assert!(cs.request(&e("abc", EventKind::Applied)).is_none());
     }
 }
