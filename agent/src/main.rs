@@ -342,21 +342,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         eprintln!("warning: {w}");
                     }
                     let clusters = reconcile::diff_clusters(&hd, &o).await;
+                    // Forwards live in the daemon: compare with the one at the configured address.
+                    let listen =
+                        macula_gitops::config::AgentConfig::load_from(config.config.as_deref())?
+                            .listen();
+                    let routing = match &hd.routing {
+                        Some(r) => macula_gitops::routing::diff::observe(r, Some(listen)).await,
+                        None => Default::default(),
+                    };
                     match output {
                         Output::Json => {
-                            let both =
-                                serde_json::json!({"steps": plan.steps, "clusters": clusters});
-                            println!("{}", serde_json::to_string_pretty(&both)?)
+                            let all = serde_json::json!({"steps": plan.steps, "clusters": clusters, "routing": routing});
+                            println!("{}", serde_json::to_string_pretty(&all)?)
                         }
-                        Output::Text if clusters.is_empty() => print!("{plan}"),
+                        Output::Text if clusters.is_empty() && routing.is_empty() => {
+                            print!("{plan}")
+                        }
                         Output::Text => {
                             for s in &plan.steps {
                                 println!("{s}");
                             }
-                            print!("{clusters}");
+                            print!("{clusters}{routing}");
                         }
                     }
-                    let changed = !plan.is_empty() || clusters.has_changes();
+                    let changed =
+                        !plan.is_empty() || clusters.has_changes() || routing.has_changes();
                     Ok(if *exit_code && changed {
                         ExitCode::from(2)
                     } else {

@@ -48,6 +48,11 @@ pub async fn udp(listen: SocketAddr) -> Result<UdpSocket, RoutingError> {
     }
 }
 
+/// Does `ip` exist on this host (binding it works)? Read-only: the probe socket is dropped.
+pub fn address_present(ip: IpAddr) -> bool {
+    !matches!(std::net::UdpSocket::bind((ip, 0)), Err(e) if e.raw_os_error() == Some(libc_eaddrnotavail()))
+}
+
 fn libc_eaddrnotavail() -> i32 {
     nix::errno::Errno::EADDRNOTAVAIL as i32
 }

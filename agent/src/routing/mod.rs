@@ -7,6 +7,7 @@
 //! foreground `macula-gitops routing run` command.
 
 pub mod bind;
+pub mod diff;
 pub mod dns;
 pub mod file;
 pub mod forward;

@@ -42,8 +42,28 @@ fn run_serves_forwards_to_a_service_and_publishes_names() {
     );
     let out = f.ok("h", &["validate"]);
     assert!(out.contains("1 forwards, 1 DNS names"), "{out}");
+    // The daemon's API address, which `diff` reads its forwards from.
+    f.agent_config(&format!(
+        "listen: 127.0.0.1:{}\n",
+        crate::support::free_port()
+    ));
+    let name = format!("web.t{}.test", f.id);
+    let forward_line = format!(
+        "+ forward web {ip}:18080/tcp → t{}-web:8080 on t{}-s_default",
+        f.id, f.id
+    );
+    let out = f.ok("h", &["diff"]);
+    assert!(out.contains(&forward_line), "{out}");
+    assert!(
+        out.contains(&format!("+ dns {name} → {ip} (hosts)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("! forwards: not compared with a running daemon"),
+        "{out}"
+    );
 
-    let _daemon = f.spawn("h", &["run", "--interval", "1h"]);
+    let daemon = f.spawn("h", &["run", "--interval", "1h"]);
     let addr = format!("{ip}:18080");
     let limit = Duration::from_secs(60);
     wait_until(limit, "the forward to answer", || {
@@ -51,7 +71,6 @@ fn run_serves_forwards_to_a_service_and_publishes_names() {
     });
     let block = read(&hosts);
     assert!(block.starts_with("127.0.0.1 localhost\n"), "{block}");
-    let name = format!("web.t{}.test", f.id);
     assert!(
         block
             .lines()
@@ -67,4 +86,22 @@ fn run_serves_forwards_to_a_service_and_publishes_names() {
     wait_until(limit, "the forward to reach the new container", || {
         http_get(&addr).is_some_and(|r| r.contains("routed"))
     });
+
+    // The names are published: `diff` reads the hosts file's block and has no dns line (text
+    // and JSON). The forwards are compared with the daemon at the config's `listen`; `run` on a
+    // local directory serves no API yet, so they are listed as a new `run` starts them.
+    let out = f.ok("h", &["diff"]);
+    assert!(!out.contains("dns"), "{out}");
+    assert!(out.contains(&forward_line), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&f.ok("h", &["diff", "--output", "json"])).unwrap();
+    let changes = json["routing"]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{json:#}");
+    assert_eq!(changes[0]["line"], forward_line.as_str());
+    assert_eq!(
+        changes[0]["subject"],
+        serde_json::json!({"kind": "forward", "name": "web"})
+    );
+    assert_eq!(json["routing"]["warnings"].as_array().unwrap().len(), 1);
+    drop(daemon);
 }

@@ -344,3 +344,89 @@ async fn powerdns_zone_and_owned_records_only() {
     );
     dig_until(dns_port, "grafana.macula.local", "127.0.0.14");
 }
+
+/// `diff`'s routing half against the real stores: each backend's names are read (hosts block,
+/// dnsmasq conf, PowerDNS owned records), compared per backend, and nothing is written; the
+/// forwards are compared with the daemon's, and without a daemon that is said.
+#[tokio::test]
+async fn diff_reads_every_backend_and_writes_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = format!("k{}", std::process::id());
+    let (_pdns, _, web_port) = start_pdns(tmp.path(), &key);
+    let url = format!("http://127.0.0.1:{web_port}");
+    wait_api(&reqwest::Client::new(), &url, &key, tmp.path()).await;
+    let hosts_file = tmp.path().join("hosts");
+    let conf_dir = tmp.path().join("dnsmasq.d");
+    let env = Env::from_pairs([("PDNS_API_KEY", key.as_str()), ("PDNS_URL", url.as_str())]);
+    let yaml = |names: &str| {
+        format!(
+            "loopback:\n  - {{address: 127.0.0.3, name: prometheus}}\n\
+             forwards:\n  - {{name: prometheus, listen: 127.0.0.3:9090/tcp, target: {{address: 127.0.0.1:9090}}}}\n\
+             dns:\n  zone: macula.local\n  names: {{{names}}}\n  backends:\n    hosts: {{path: {}}}\n    dnsmasq: {{dir: {}, reload: [\"true\"]}}\n    powerdns: {{url: \"${{PDNS_URL}}\", server: localhost, api_key: \"${{PDNS_API_KEY}}\"}}\n",
+            hosts_file.display(),
+            conf_dir.display()
+        )
+    };
+    let file = tmp.path().join("routing.yaml");
+    let resolved = |names: &str| {
+        std::fs::write(&file, yaml(names)).unwrap();
+        let (f, d) = routing::load(&file, &env);
+        assert!(d.is_empty(), "{d}");
+        routing::resolve_specs(&f.unwrap(), &Catalog::default()).unwrap_or_else(|d| panic!("{d}"))
+    };
+    // Published once: a, b.
+    let r = resolved("a.macula.local: 127.0.0.4, b.macula.local: 127.0.0.5");
+    let spec = r.dns.clone().unwrap();
+    std::fs::write(&hosts_file, "127.0.0.1 localhost\n").unwrap();
+    let rep = dns::reconcile(&spec, &dns::backends(&spec)).await;
+    assert_eq!(rep.failed, 0, "{rep:?}");
+    let snapshot = || {
+        (
+            std::fs::read_to_string(&hosts_file).unwrap(),
+            std::fs::read_to_string(conf_dir.join("macula-gitops.conf")).unwrap(),
+        )
+    };
+    let before = snapshot();
+
+    // Wanted now: a moved, b gone, c new; no daemon at the address given.
+    let r = resolved("a.macula.local: 127.0.0.9, c.macula.local: 127.0.0.6");
+    let nobody = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let d = routing::diff::observe(&r, Some(nobody)).await;
+    let lines: Vec<&str> = d.changes.iter().map(|c| c.line.as_str()).collect();
+    let mut want = vec!["+ forward prometheus 127.0.0.3:9090/tcp → 127.0.0.1:9090".to_string()];
+    for b in ["hosts", "dnsmasq", "powerdns"] {
+        want.push(format!("~ dns a.macula.local 127.0.0.4 → 127.0.0.9 ({b})"));
+        want.push(format!("+ dns c.macula.local → 127.0.0.6 ({b})"));
+        want.push(format!("- dns b.macula.local 127.0.0.5 ({b})"));
+    }
+    assert_eq!(lines, want);
+    assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+    assert!(
+        d.warnings[0].starts_with("forwards: not compared with a running daemon (")
+            && d.warnings[0].contains(&nobody.to_string()),
+        "{:?}",
+        d.warnings
+    );
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(
+        json["changes"][1]["subject"],
+        serde_json::json!({"kind": "dns", "name": "a.macula.local"})
+    );
+    assert_eq!(
+        json["changes"][1]["action"],
+        serde_json::json!({"action": "update"})
+    );
+    // Read, never written.
+    assert_eq!(snapshot(), before);
+    let r = resolved("a.macula.local: 127.0.0.4, b.macula.local: 127.0.0.5");
+    let d = routing::diff::observe(&r, None).await;
+    assert_eq!(
+        d.changes
+            .iter()
+            .map(|c| c.line.as_str())
+            .collect::<Vec<_>>(),
+        ["+ forward prometheus 127.0.0.3:9090/tcp → 127.0.0.1:9090"],
+        "converged DNS: no dns lines"
+    );
+}

@@ -161,6 +161,20 @@ impl DnsBackend for Dnsmasq {
             Ok(true)
         })
     }
+
+    fn observe<'a>(&'a self, _zone: &'a str) -> BoxFuture<'a, Result<Names, RoutingError>> {
+        Box::pin(super::read_names(&self.path, parse))
+    }
+}
+
+/// The `address=/name/ip` lines of a conf file `render` wrote.
+pub fn parse(text: &str) -> Names {
+    text.lines()
+        .filter_map(|l| {
+            let (name, ip) = l.strip_prefix("address=/")?.split_once('/')?;
+            Some((name.to_ascii_lowercase(), ip.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Write through a temp file and rename, so dnsmasq never reads half a file. The temp name

@@ -46,6 +46,24 @@ impl DnsBackend for HostsFileBackend {
                 })?
         })
     }
+
+    fn observe<'a>(&'a self, _zone: &'a str) -> BoxFuture<'a, Result<Names, RoutingError>> {
+        Box::pin(super::read_names(&self.path, parse_block))
+    }
+}
+
+/// The names inside the managed block of `text`.
+pub fn parse_block(text: &str) -> Names {
+    text.lines()
+        .skip_while(|l| l.trim_end() != BEGIN)
+        .skip(1)
+        .take_while(|l| l.trim_end() != END)
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let ip = f.next()?.parse().ok()?;
+            Some((f.next()?.to_ascii_lowercase(), ip))
+        })
+        .collect()
 }
 
 fn sync_file(path: &Path, names: &Names) -> Result<bool, RoutingError> {

@@ -27,6 +27,8 @@ pub trait DnsBackend: Send + Sync {
         zone: &'a str,
         names: &'a Names,
     ) -> BoxFuture<'a, Result<bool, RoutingError>>;
+    /// The names this agent publishes there now (read only, for `diff`).
+    fn observe<'a>(&'a self, zone: &'a str) -> BoxFuture<'a, Result<Names, RoutingError>>;
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -35,6 +37,21 @@ pub struct DnsReport {
     pub failed: usize,
     pub changed: Vec<&'static str>,
     pub errors: Vec<String>,
+}
+
+/// The names a backend's own file holds (`parse` reads them); a missing file holds none.
+async fn read_names(
+    path: &std::path::Path,
+    parse: fn(&str) -> Names,
+) -> Result<Names, RoutingError> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(t) => Ok(parse(&t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Names::new()),
+        Err(source) => Err(RoutingError::File {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// The backends `spec` configures, in a fixed order (hosts, dnsmasq, powerdns).

@@ -284,6 +284,34 @@ impl DnsBackend for PowerDns {
             Ok(created || !p.changes.is_empty())
         })
     }
+
+    fn observe<'a>(&'a self, zone: &'a str) -> BoxFuture<'a, Result<Names, RoutingError>> {
+        Box::pin(async move {
+            let rrsets = match self.fetch(zone).await? {
+                Fetched::Zone(r) => r,
+                Fetched::Missing => Vec::new(),
+            };
+            Ok(owned_names(&rrsets))
+        })
+    }
+}
+
+/// The A records this agent owns (by the comment's account), as names.
+pub fn owned_names(rrsets: &[RrSet]) -> Names {
+    rrsets
+        .iter()
+        .filter(|r| r.owned() && r.kind.eq_ignore_ascii_case("A"))
+        .filter_map(|r| {
+            let ip = r
+                .records
+                .iter()
+                .find(|x| !x.disabled)?
+                .content
+                .parse()
+                .ok()?;
+            Some((r.name.trim_end_matches('.').to_ascii_lowercase(), ip))
+        })
+        .collect()
 }
 
 #[cfg(test)]
