@@ -151,13 +151,14 @@ pub fn merge_overrides(
 ) {
     for o in overrides {
         for (name, mut over) in o.raw {
-            match base.raw.shift_remove(&name) {
+            match base.raw.get_mut(&name) {
                 Some(b) => {
-                    // Override files resolve paths in the base file's project directory.
-                    if let Err(e) = merge_under(&mut over, &b, &base.dir, &base.dir) {
+                    // Override files resolve paths in the base file's project directory; the
+                    // service keeps its place in the file's order.
+                    if let Err(e) = merge_under(&mut over, b, &base.dir, &base.dir) {
                         report_merge(e, &o.source, &name, diags);
                     }
-                    base.raw.insert(name, over);
+                    *b = over;
                 }
                 None => {
                     base.raw.insert(name, over);
