@@ -72,6 +72,9 @@ pub struct AgentConfig {
     /// Full reconcile (local directory) or poll (git) interval, humantime; `0s` disables it.
     /// Default `source.interval`, else 1m.
     pub interval: Option<String>,
+    /// Health-gated rollouts and rollback (`crate::rollout`).
+    #[serde(default)]
+    pub rollout: RolloutConfig,
     /// The file this config was read from: named in policy refusals.
     #[serde(skip)]
     pub loaded_from: Option<PathBuf>,
@@ -125,13 +128,8 @@ pub struct FetchTimeouts {
 
 impl FetchTimeoutsConfig {
     pub fn resolve(&self) -> Result<FetchTimeouts, ConfigError> {
-        let one = |v: &Option<String>, field: &str, default: u64| match v {
-            None => Ok(Duration::from_secs(default)),
-            Some(s) => match humantime::parse_duration(s) {
-                Ok(d) if !d.is_zero() => Ok(d),
-                Ok(_) => Err(invalid(field, "must be more than 0s")),
-                Err(e) => Err(invalid(field, &e.to_string())),
-            },
+        let one = |v: &Option<String>, field: &str, default: u64| {
+            duration_field(v, field, Duration::from_secs(default))
         };
         Ok(FetchTimeouts {
             connect: one(&self.connect, "source.timeouts.connect", 10)?,
@@ -240,6 +238,46 @@ impl ReconcileConfig {
             Some(s) => humantime::parse_duration(s)
                 .map_err(|e| invalid("reconcile.health_timeout", &e.to_string())),
         }
+    }
+}
+
+/// `rollout:`: how long changed services are watched and whether a failure is rolled back.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Deadline for a changed service to become healthy (default 2m; a service's
+    /// `x-macula.rollout_timeout` overrides it).
+    pub timeout: Option<String>,
+    /// How long a service without a healthcheck must stay running (default 10s).
+    pub stable: Option<String>,
+    /// Re-apply the last good revision's spec for failed services (default true).
+    pub rollback: Option<bool>,
+}
+
+impl RolloutConfig {
+    pub fn resolve(&self) -> Result<crate::rollout::RolloutSettings, ConfigError> {
+        let d = crate::rollout::RolloutSettings::default();
+        Ok(crate::rollout::RolloutSettings {
+            timeout: duration_field(&self.timeout, "rollout.timeout", d.timeout)?,
+            stable: duration_field(&self.stable, "rollout.stable", d.stable)?,
+            rollback: self.rollback.unwrap_or(d.rollback),
+        })
+    }
+}
+
+/// A duration setting: `default` when unset, more than zero when set.
+fn duration_field(
+    v: &Option<String>,
+    field: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => match humantime::parse_duration(s) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(invalid(field, "must be more than 0s")),
+            Err(e) => Err(invalid(field, &e.to_string())),
+        },
     }
 }
 
@@ -415,6 +453,7 @@ impl AgentConfig {
         self.schedule.cron_schedule()?;
         self.schedule.window_schedule()?;
         crate::notify::config::check(self)?;
+        self.rollout.resolve()?;
         if let Some(e) = self.policy().check_config().into_iter().next() {
             let (field, message) = e.split_once(": ").unwrap_or(("policy", &e));
             return Err(invalid(field, message));

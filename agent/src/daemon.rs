@@ -21,8 +21,9 @@ use chrono::Utc;
 
 use crate::config::{AgentConfig, ConfigError};
 use crate::drift::DriftEvent;
-use crate::outcome::{DiagnosticView, Hold, Outcome, PassResult};
+use crate::outcome::{DiagnosticView, Hold, ItemError, Outcome, PassResult};
 use crate::reconcile::{ReconcileError, ReconcileOptions};
+use crate::rollout::{PassKind, PassRollout, Pins, RolloutSettings, RolloutState};
 use crate::server::metrics::Metrics;
 use crate::server::status::{ServiceState, Status};
 use crate::server::{AppState, Control};
@@ -92,6 +93,10 @@ pub struct Daemon<R> {
     drift: Option<tokio::sync::mpsc::Receiver<DriftEvent>>,
     /// What the last pass touched: its own stops and removals are not drift.
     own: own::OwnChanges,
+    /// The last good revision and the latest rollout, persisted (`crate::rollout`).
+    rollout: RolloutState,
+    /// `None` for a local directory (`Daemon::new`).
+    rollout_settings: Option<RolloutSettings>,
 }
 
 /// Outcomes a slow subscriber may fall behind by before it misses some (it is told how many).
@@ -113,7 +118,26 @@ impl<R: Reconciler> Daemon<R> {
         let origin = Origin::from_config(&cfg, &state_dir)?;
         let secret = cfg.webhook.secret()?.map(Arc::new);
         let token = crate::server::auth::write_token(&state_dir)?;
+        let rollout_settings = cfg.rollout.resolve()?;
+        // A local directory keeps no earlier revision to return to, and a saved edit must be
+        // applied (and the next one taken) at once: its passes are not watched.
+        let rollout_settings = matches!(origin, Origin::Git(_)).then_some(rollout_settings);
+        let rollout = match RolloutState::load(&state_dir, &cfg.host()) {
+            Ok(mut r) => {
+                // An agent from before rollouts: what it applied is the last good revision.
+                if r == RolloutState::default() {
+                    r.last_good = read_applied(&state_dir);
+                }
+                r
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rollout state unreadable; starting without a last good revision");
+                RolloutState::default()
+            }
+        };
         let status = Status {
+            rollout: rollout.last.clone(),
+            last_good_revision: rollout.last_good.clone(),
             host: cfg.host(),
             source_url: origin.shown(),
             source_kind: origin.kind().into(),
@@ -161,6 +185,8 @@ impl<R: Reconciler> Daemon<R> {
             outcomes: tokio::sync::broadcast::channel(OUTCOME_BACKLOG).0,
             drift: None,
             own: Default::default(),
+            rollout,
+            rollout_settings,
         })
     }
 
@@ -489,8 +515,20 @@ impl<R: Reconciler> Daemon<R> {
             return;
         }
 
+        let pass = self.rollout.pass_for(&o.commit, asked);
+        let rollout = PassRollout {
+            pins: match &pass {
+                PassKind::Pinned { good, services } => self.pins(good, services.clone()),
+                _ => None,
+            },
+            watch: self
+                .rollout_settings
+                .clone()
+                .filter(|_| pass == PassKind::Rollout),
+        };
         let req = ApplyRequest {
             options: ReconcileOptions {
+                rollout,
                 desired_root: o.desired_root.clone(),
                 revision: Some(o.commit.clone()),
                 ..self.template.clone()
@@ -498,12 +536,15 @@ impl<R: Reconciler> Daemon<R> {
             snapshot: o.clone(),
         };
         tracing::info!(commit = %o.commit, trigger = cause.as_str(), "reconciling");
-        if let (Some(n), false) = (&self.app.notifier, same && self.applied_ok) {
+        // A rolled-back revision's later passes keep its failure status: no new `pending`.
+        let quiet = (same && self.applied_ok) || matches!(pass, PassKind::Pinned { .. });
+        if let (Some(n), false) = (&self.app.notifier, quiet) {
             n.applying(&self.cfg.host(), &o.commit, &o.summary, &o.author);
         }
         let started = Instant::now();
         let window_start = std::time::SystemTime::now();
         let result = self.reconciler.reconcile(&req).await;
+        let result = self.finish_rollout(&req, &o.commit, result).await;
         let secs = started.elapsed().as_secs_f64();
         self.app.metrics.reconcile_duration.observe(secs);
         let done = Some(Utc::now());
@@ -514,7 +555,7 @@ impl<R: Reconciler> Daemon<R> {
         outcome.author = Some(o.author.clone());
         self.own = own::OwnChanges::of(&outcome, window_start);
         match &outcome.result {
-            PassResult::Applied | PassResult::Failed => {
+            PassResult::Applied | PassResult::Failed | PassResult::RolledBack { .. } => {
                 let ok = outcome.ok();
                 self.app.metrics.clusters.update(&outcome.clusters);
                 if pending.causes.contains(&Cause::Drift) && outcome.changed() > 0 {
@@ -576,11 +617,86 @@ impl<R: Reconciler> Daemon<R> {
         if let Some(a) = applied.as_deref() {
             keep.push(a);
         }
+        // A rollback re-applies the last good revision's snapshot: keep it.
+        keep.extend(self.rollout.keep());
         self.origin.gc(&keep);
     }
 }
 
 impl<R: Reconciler> Daemon<R> {
+    /// After a pass that watched its rollout: record it, and when it failed and may be
+    /// rolled back, run the pass again with the affected services pinned to the last good
+    /// revision. The run's one outcome is the rollout's, with the rollback's changes added
+    /// and the result `RolledBack`.
+    async fn finish_rollout(
+        &mut self,
+        req: &ApplyRequest,
+        commit: &str,
+        result: Result<Outcome, ReconcileError>,
+    ) -> Result<Outcome, ReconcileError> {
+        let Some(r) = result.as_ref().ok().and_then(|o| o.rollout.clone()) else {
+            return result;
+        };
+        let mut result = result;
+        if let Some((good, services)) = self.rollout.record(
+            commit,
+            &r,
+            self.rollout_settings.as_ref().is_some_and(|s| s.rollback),
+        ) {
+            tracing::warn!(%commit, %good, ?services, "rollout failed: rolling back to the last good revision");
+            let mut again = req.clone();
+            again.options.rollout = PassRollout {
+                pins: self.pins(&good, services.clone()),
+                watch: None,
+            };
+            let back = self.reconciler.reconcile(&again).await;
+            if let Ok(first) = result.as_mut() {
+                match back {
+                    Ok(back) => {
+                        first.absorb(back.tried, back.failed, back.changes, back.errors);
+                        first.result = PassResult::RolledBack {
+                            to: good,
+                            services: services.into_iter().collect(),
+                        };
+                    }
+                    Err(e) => first.absorb(
+                        1,
+                        1,
+                        Vec::new(),
+                        vec![ItemError::new(
+                            None,
+                            format!("rollback to {good} failed: {e}"),
+                        )],
+                    ),
+                }
+            }
+        }
+        if let Some(last) = &self.rollout.last {
+            self.app
+                .metrics
+                .record_rollout(&last.revision, last.phase.as_str());
+        }
+        if let Err(e) = self.rollout.save(&self.state_dir, &self.cfg.host()) {
+            tracing::warn!(error = %e, "could not persist the rollout state");
+        }
+        let (last, good) = (self.rollout.last.clone(), self.rollout.last_good.clone());
+        self.status_mut(|st| {
+            st.rollout = last;
+            st.last_good_revision = good;
+        });
+        result
+    }
+
+    /// `services` from the snapshot of revision `good` (kept by snapshot GC while it is the
+    /// last good revision).
+    fn pins(&self, good: &str, services: std::collections::BTreeSet<String>) -> Option<Pins> {
+        Some(Pins {
+            revision: good.to_string(),
+            desired_root: self.origin.desired_root_of(good)?,
+            services,
+        })
+    }
+
     fn held(&self, o: &SyncOutcome, cause: Cause, reason: Hold) -> Outcome {
         let mut out = Outcome::stopped(
             self.cfg.host(),

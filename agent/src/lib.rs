@@ -22,6 +22,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod redact;
 pub mod repo_path;
+pub mod rollout;
 pub mod routing;
 pub mod server;
 pub mod source;

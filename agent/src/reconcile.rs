@@ -20,6 +20,7 @@ use crate::outcome::{
 };
 use crate::plan::{self, Observed, Plan, PlanOptions};
 use crate::policy::Policy;
+use crate::rollout;
 use crate::routing::{self, validate::Resolved, Forwarder};
 use crate::state::{self, Applied};
 
@@ -53,6 +54,9 @@ pub struct ReconcileOptions {
     pub policy: Policy,
     /// Where read-write relative binds keep their data (`crate::data`).
     pub data_root: PathBuf,
+    /// The daemon's rollout of this pass: services pinned to the last good revision, and
+    /// whether to watch what the pass changed (`crate::rollout`). Default: neither.
+    pub rollout: rollout::PassRollout,
 }
 
 impl ReconcileOptions {
@@ -76,6 +80,7 @@ impl ReconcileOptions {
             forwarder: None,
             policy: cfg.policy(),
             data_root: cfg.data_root(),
+            rollout: Default::default(),
         })
     }
 }
@@ -120,6 +125,7 @@ impl Default for ReconcileOptions {
             forwarder: None,
             policy: Policy::new(Default::default(), crate::config::default_config_path()),
             data_root: crate::data::default_data_root(),
+            rollout: Default::default(),
         }
     }
 }
@@ -188,8 +194,15 @@ pub struct HostDesired {
 /// Load and validate every file the host uses; nothing touches the host.
 pub fn desired(opts: &ReconcileOptions) -> Result<HostDesired, ReconcileError> {
     let env = env_for(opts.env_file.as_ref(), &opts.desired_root)?;
-    let state = load_checked(&opts.desired_root, &opts.host, &env, Some(&opts.policy))
+    let mut state = load_checked(&opts.desired_root, &opts.host, &env, Some(&opts.policy))
         .map_err(ReconcileError::Invalid)?;
+    if let Some(p) = &opts.rollout.pins {
+        // The last good revision was valid when it ran; read it as it is on disk now.
+        let genv = env_for(opts.env_file.as_ref(), &p.desired_root)?;
+        let good = load_checked(&p.desired_root, &opts.host, &genv, Some(&opts.policy))
+            .map_err(ReconcileError::Invalid)?;
+        rollout::pin(&mut state, &good, &p.services);
+    }
     let clusters = cluster::run::load_for_host(&state, &env, opts.source_url.as_deref())
         .map_err(ReconcileError::Invalid)?;
     let routing = if state.selection.routing {
@@ -315,7 +328,7 @@ pub async fn reconcile(opts: &ReconcileOptions) -> Result<Outcome, ReconcileErro
     reconcile_with(&engine, opts).await
 }
 
-pub async fn reconcile_with<E: Engine>(
+pub async fn reconcile_with<E: Engine + rollout::Watches>(
     engine: &E,
     opts: &ReconcileOptions,
 ) -> Result<Outcome, ReconcileError> {
@@ -378,6 +391,25 @@ pub async fn reconcile_with<E: Engine>(
         }
         if let Some(r) = &hd.routing {
             apply_routing(r, opts, &mut outcome).await;
+        }
+        if let Some(settings) = &opts.rollout.watch {
+            let targets = rollout::targets(desired, &plan, settings);
+            let names: Vec<String> = targets.iter().map(|t| t.container.clone()).collect();
+            let mut w = engine.health_watch(&names);
+            let r = rollout::check(&mut w, desired, &targets, settings).await;
+            // A service that failed its rollout is a failed item of the pass, and the first
+            // thing to read (what its dependents then report follows from it).
+            let failed: Vec<ItemError> = r
+                .failed
+                .iter()
+                .map(|(service, why)| {
+                    let message = format!("{service}: rollout failed: {why}");
+                    ItemError::new(Some(Subject::service(service)), message)
+                })
+                .collect();
+            outcome.failed += failed.len();
+            outcome.errors.splice(0..0, failed);
+            outcome.rollout = Some(r);
         }
         for e in &outcome.errors {
             warn!(error = %e, "step failed");

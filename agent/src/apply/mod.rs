@@ -1,5 +1,6 @@
 //! Executing a plan against an `Engine`: networks and volumes, images, then containers in
-//! `depends_on` order (independent services in parallel, dependencies waited on by their
+//! `depends_on` order, stacks in their `hosts.yaml` order (`DesiredState::dependencies`;
+//! independent services in parallel, dependencies waited on by their
 //! condition), then removals. A failed item does not stop the others: the outcome is a
 //! `{failed, tried}` report listing each failure.
 
@@ -205,24 +206,22 @@ pub async fn apply<E: Engine>(
         let runs = level.iter().map(|spec| {
             let key = spec.key();
             let steps = container_steps.get(&key).cloned().unwrap_or_default();
-            let deps_failed: Vec<String> = spec
-                .depends_on
-                .keys()
-                .map(|d| format!("{}/{d}", spec.stack))
+            let deps = desired.dependencies(spec);
+            let deps_failed: Vec<String> = deps
+                .iter()
+                .map(|(d, _)| d.clone())
                 .filter(|d| {
                     matches!(outcomes.get(d), Some(Outcome::Failed)) || blocked_services.contains(d)
                 })
                 .collect();
-            let dep_ids: Vec<(String, Condition, Vec<String>)> = spec
-                .depends_on
-                .iter()
-                .map(|(d, c)| {
-                    let k = format!("{}/{d}", spec.stack);
+            let dep_ids: Vec<(String, Condition, Vec<String>)> = deps
+                .into_iter()
+                .map(|(k, c)| {
                     let ids = match outcomes.get(&k) {
                         Some(Outcome::Ready(ids)) => ids.values().cloned().collect(),
                         _ => Vec::new(),
                     };
-                    (k, *c, ids)
+                    (k, c, ids)
                 })
                 .collect();
             let image_failed = failed_images.contains(&spec.image);
@@ -246,7 +245,8 @@ pub async fn apply<E: Engine>(
                     let line = format!("{key}: not started, image {} is not available", spec.image);
                     return (key, Outcome::Failed, vec![Err(line)]);
                 }
-                for (dep, cond, ids) in &dep_ids {
+                // Only a container about to start waits: a converged one keeps running.
+                for (dep, cond, ids) in dep_ids.iter().filter(|_| !steps.is_empty()) {
                     for id in ids {
                         if let Err(e) = wait_for(engine, id, *cond, ctx.health_timeout).await {
                             let line = format!("{key}: dependency {dep} {e}");
@@ -556,10 +556,10 @@ async fn wait_for<E: Engine>(
 fn levels(desired: &DesiredState) -> Vec<Vec<&ServiceSpec>> {
     let mut level: HashMap<String, usize> = HashMap::new();
     for s in crate::plan::ordered(desired) {
-        let l = s
-            .depends_on
-            .keys()
-            .filter_map(|d| level.get(&format!("{}/{d}", s.stack)))
+        let l = desired
+            .dependencies(s)
+            .iter()
+            .filter_map(|(d, _)| level.get(d))
             .map(|l| l + 1)
             .max()
             .unwrap_or(0);

@@ -121,6 +121,17 @@ impl Origin {
         }
     }
 
+    /// The `desired-state/` of an earlier revision, for a rollback: a git snapshot (kept by
+    /// `gc` while listed in `keep`); a local directory keeps no earlier revision.
+    pub fn desired_root_of(&self, revision: &str) -> Option<std::path::PathBuf> {
+        match self {
+            Origin::Git(s) => Some(crate::source::desired_root_in(
+                &s.snapshots_dir().join(revision),
+            )),
+            Origin::Dir(_) => None,
+        }
+    }
+
     /// Drop snapshots other than `keep` (git); a local directory has none.
     pub fn gc(&self, keep: &[&str]) {
         if let Origin::Git(s) = self {

@@ -3,15 +3,27 @@
 //! One repo serves a lab of several hosts: each host name maps to a profile (and optional
 //! overrides); `default` applies when no entry matches the host name.
 
+use std::collections::BTreeMap;
+
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct HostsFile {
+    /// Settings of a stack on every host that runs it (`crate::desired::order`).
+    #[serde(default)]
+    pub stacks: IndexMap<String, StackSettings>,
     #[serde(default)]
     pub profiles: IndexMap<String, Selection>,
     #[serde(default)]
     pub hosts: IndexMap<String, HostEntry>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StackSettings {
+    /// Stacks (`registry`) or services (`registry/registry`) this stack starts after.
+    #[serde(default)]
+    pub after: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -35,9 +47,18 @@ pub struct HostEntry {
 /// Keys allowed where an unknown key was found in `hosts.yaml`.
 pub fn keys_at(path: &str) -> &'static [&'static str] {
     match path.split('.').count() {
-        1 => &["profiles", "hosts"],
-        3 if path.starts_with("profiles.") => &["stacks", "routing", "clusters"],
-        3 => &["profile", "stacks", "routing", "clusters"],
+        1 => &["stacks", "profiles", "hosts"],
+        3 if path.starts_with("stacks.") => &["after"],
+        3 if path.starts_with("profiles.") => {
+            &["stacks", "compose_profiles", "routing", "clusters"]
+        }
+        3 => &[
+            "profile",
+            "stacks",
+            "compose_profiles",
+            "routing",
+            "clusters",
+        ],
         _ => &[],
     }
 }
@@ -54,6 +75,10 @@ pub struct HostSelection {
     /// Compose profiles enabled for every stack of the host; `*` enables all.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub compose_profiles: Vec<String>,
+    /// `stacks.<stack>.after` of the whole file (stack → what it comes after); constraints on
+    /// stacks this host does not run fall away in `DesiredState::dependencies`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub order: BTreeMap<String, Vec<String>>,
 }
 
 impl HostsFile {
@@ -101,6 +126,12 @@ impl HostsFile {
                 .clone()
                 .or(profile.clusters)
                 .unwrap_or_default(),
+            order: self
+                .stacks
+                .iter()
+                .filter(|(_, s)| !s.after.is_empty())
+                .map(|(k, s)| (k.clone(), s.after.clone()))
+                .collect(),
         })
     }
 }

@@ -111,6 +111,23 @@ pub fn load(root: &Path, host: &str, env: &Env) -> (Option<Loaded>, Diagnostics)
             );
         }
     }
+    let problems = super::order::check(
+        &selection.order,
+        |s| is_stack_name(s) && stack_exists(root, s),
+        |s| {
+            let stack = stacks.iter().find(|l| l.name == s)?;
+            Some(
+                stack
+                    .parts()
+                    .iter()
+                    .flat_map(|p| p.services.keys().cloned())
+                    .collect(),
+            )
+        },
+    );
+    for (path, msg) in problems {
+        diags.error(hosts_rel, Some(&hosts_source.lines), path, msg);
+    }
     (
         Some(Loaded {
             root: root.to_path_buf(),

@@ -10,6 +10,7 @@ pub mod compose;
 pub mod dockerignore;
 pub mod hosts;
 pub mod load;
+pub mod order;
 pub mod paths;
 pub mod spec;
 pub mod validate;

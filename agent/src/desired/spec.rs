@@ -268,6 +268,10 @@ pub struct ServiceSpec {
     /// Which container this spec is for, 1-based (compose's `container-number` label).
     #[serde(skip)]
     pub number: u32,
+    /// `x-macula.rollout_timeout` (`crate::rollout`); not in the hash: changing how long a
+    /// rollout watches never recreates the container.
+    #[serde(skip)]
+    pub rollout_timeout: Option<std::time::Duration>,
 }
 
 /// `pull_policy`, as Compose reads it (`if_not_present` = `missing`).

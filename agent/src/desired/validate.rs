@@ -124,7 +124,14 @@ pub fn validate(state: &DesiredState) -> Diagnostics {
                 }
             }
         }
-        if let Some(cycle) = find_cycle(&known) {
+        let graph: BTreeMap<&str, Vec<&str>> = services
+            .iter()
+            .map(|s| {
+                let deps = s.depends_on.keys().map(String::as_str).collect();
+                (s.service.as_str(), deps)
+            })
+            .collect();
+        if let Some(cycle) = super::order::find_cycle(&graph) {
             at(
                 &mut d,
                 stack,
@@ -143,50 +150,4 @@ fn network_key<'a>(state: &'a DesiredState, stack: &str, full: &'a str) -> &'a s
         .filter(|n| n.stack == stack)
         .map(|n| n.key.as_str())
         .unwrap_or(full)
-}
-
-fn find_cycle(services: &BTreeMap<&str, &super::spec::ServiceSpec>) -> Option<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Visiting,
-        Done,
-    }
-    fn visit<'a>(
-        n: &'a str,
-        g: &BTreeMap<&'a str, &'a super::spec::ServiceSpec>,
-        marks: &mut HashMap<&'a str, Mark>,
-        stack: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match marks.get(n) {
-            Some(Mark::Done) => return None,
-            Some(Mark::Visiting) => {
-                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
-                let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
-                cycle.push(n.to_string());
-                return Some(cycle);
-            }
-            None => {}
-        }
-        marks.insert(n, Mark::Visiting);
-        stack.push(n);
-        if let Some(s) = g.get(n) {
-            for dep in s.depends_on.keys() {
-                if let Some((k, _)) = g.get_key_value(dep.as_str()) {
-                    if let Some(c) = visit(k, g, marks, stack) {
-                        return Some(c);
-                    }
-                }
-            }
-        }
-        stack.pop();
-        marks.insert(n, Mark::Done);
-        None
-    }
-    let mut marks = HashMap::new();
-    for n in services.keys() {
-        if let Some(c) = visit(n, services, &mut marks, &mut Vec::new()) {
-            return Some(c);
-        }
-    }
-    None
 }

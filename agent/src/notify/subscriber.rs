@@ -20,6 +20,9 @@ use crate::outcome::{Action, Change, Outcome, PassResult, Subject, SubjectKind};
 pub struct Translate {
     /// The last revision applied with every item converged.
     last_ok: Option<String>,
+    /// The last revision rolled back: its later passes (failed services pinned to the last
+    /// good revision, no rollout watched) are no news, unless a drift repair changed something.
+    rolled_back: Option<String>,
 }
 
 impl Translate {
@@ -28,9 +31,14 @@ impl Translate {
         let drift = o.trigger.as_deref() == Some("drift");
         let (kind, errors): (EventKind, Vec<String>) = match &o.result {
             PassResult::Applied => {
-                let known = self.last_ok.as_deref() == Some(revision.as_str())
+                let pinned =
+                    self.rolled_back.as_deref() == Some(revision.as_str()) && o.rollout.is_none();
+                let known = pinned
+                    || self.last_ok.as_deref() == Some(revision.as_str())
                     || o.trigger.as_deref() == Some("startup");
-                self.last_ok = Some(revision.clone());
+                if !pinned {
+                    self.last_ok = Some(revision.clone());
+                }
                 match (o.changes.is_empty(), drift) {
                     (true, true) => return None,
                     (true, false) if known => return None,
@@ -55,10 +63,10 @@ impl Translate {
             ),
             PassResult::Held { reason } => (EventKind::Held, vec![reason.to_string()]),
             PassResult::FetchFailed { .. } => return None,
-            #[allow(unreachable_patterns)] // results added later are told by their label
-            other if other.label() == "rolled-back" => (EventKind::RolledBack, errors_of(o)),
-            #[allow(unreachable_patterns)]
-            _ => return None,
+            PassResult::RolledBack { .. } => {
+                self.rolled_back = Some(revision.clone());
+                (EventKind::RolledBack, errors_of(o))
+            }
         };
         let mut e = Event::new(kind, &o.host, &revision).with_errors(errors);
         e.services = o.changes.iter().map(service_change).collect();
@@ -208,5 +216,38 @@ mod tests {
             (e.kind, e.errors),
             (EventKind::Held, vec!["suspended".to_string()])
         );
+    }
+
+    #[test]
+    fn a_rolled_back_revision_is_told_once_and_its_pinned_passes_are_quiet() {
+        let mut t = Translate::default();
+        let mut back = outcome(
+            PassResult::RolledBack {
+                to: "good".into(),
+                services: vec!["apps/web".into()],
+            },
+            "webhook",
+            vec![web(Action::Recreate { reasons: vec![] })],
+        );
+        back.errors = vec![ItemError::new(None, "apps/web: rollout failed: unhealthy")];
+        let e = t.event(&back).expect("a rollback is told");
+        assert_eq!(e.kind, EventKind::RolledBack);
+        // Later passes run the revision with apps/web pinned: nothing new to say.
+        assert!(t
+            .event(&outcome(PassResult::Applied, "poll", vec![]))
+            .is_none());
+        let drift = outcome(PassResult::Applied, "drift", vec![web(Action::Start)]);
+        assert_eq!(
+            t.event(&drift).map(|e| e.kind),
+            Some(EventKind::DriftRepaired)
+        );
+        // Asked for again and healthy this time: applied is news.
+        let mut again = outcome(
+            PassResult::Applied,
+            "manual",
+            vec![web(Action::Recreate { reasons: vec![] })],
+        );
+        again.rollout = Some(Default::default());
+        assert_eq!(t.event(&again).map(|e| e.kind), Some(EventKind::Applied));
     }
 }

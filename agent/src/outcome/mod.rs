@@ -51,6 +51,10 @@ pub struct Outcome {
     /// The stacks' data directories the desired state binds (`crate::data`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<DataDir>,
+    /// The health watch of what a new revision changed (`crate::rollout`), when the daemon
+    /// rolled it out in this pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutReport>,
 }
 
 /// How the pass ended. `Applied`/`Failed` ran the apply; the others changed nothing.
@@ -76,6 +80,9 @@ pub enum PassResult {
     },
     /// The source could not be read (fetch failed or timed out); the applied revision stays.
     FetchFailed { message: String },
+    /// Applied, but services failed their rollout (`rollout.failed`, `errors`): they and
+    /// what depends on them run revision `to`'s spec again (`crate::rollout`).
+    RolledBack { to: String, services: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,12 +102,16 @@ impl PassResult {
             PassResult::Held { .. } => "held",
             PassResult::Refused { .. } => "refused",
             PassResult::FetchFailed { .. } => "fetch-error",
+            PassResult::RolledBack { .. } => "rolled-back",
         }
     }
 
     /// The apply ran (whether or not every item converged).
     pub fn ran(&self) -> bool {
-        matches!(self, PassResult::Applied | PassResult::Failed)
+        matches!(
+            self,
+            PassResult::Applied | PassResult::Failed | PassResult::RolledBack { .. }
+        )
     }
 }
 
@@ -375,6 +386,16 @@ impl Outcome {
             | PassResult::Refused { message, .. }
             | PassResult::FetchFailed { message } => Some(message.clone()),
             PassResult::Held { reason } => Some(reason.to_string()),
+            PassResult::RolledBack { to, services } => Some(format!(
+                "rolled back {} to {}: {}",
+                services.join(", "),
+                to.chars().take(12).collect::<String>(),
+                self.errors
+                    .iter()
+                    .map(|e| e.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
         }
     }
 }

@@ -75,7 +75,11 @@ impl Outcome {
             let _ = writeln!(t.out, "{c}");
         }
         match &self.result {
-            PassResult::Applied | PassResult::Failed => {
+            PassResult::Applied | PassResult::Failed | PassResult::RolledBack { .. } => {
+                if let PassResult::RolledBack { to, services } = &self.result {
+                    let to: String = to.chars().take(12).collect();
+                    let _ = writeln!(t.err, "rolled back to {to}: {}", services.join(", "));
+                }
                 for e in &self.errors {
                     let _ = writeln!(t.err, "failed: {e}");
                 }

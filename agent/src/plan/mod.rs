@@ -279,12 +279,19 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
     steps.extend(scaled_down);
 
     let desired_keys: BTreeSet<String> = desired.services.iter().map(ServiceSpec::key).collect();
-    let orphans: Vec<&ObservedContainer> = observed
+    let mut orphans: Vec<&ObservedContainer> = observed
         .containers
         .iter()
         .filter(|c| c.owned_by(host))
         .filter(|c| c.service_key().is_none_or(|k| !desired_keys.contains(&k)))
         .collect();
+    // Later stacks go first, as `docker compose down` stops dependents first.
+    orphans.sort_by_key(|c| {
+        let stack = c
+            .service_key()
+            .and_then(|k| Some(k.split_once('/')?.0.to_string()));
+        std::cmp::Reverse(stack.map_or(0, |s| desired.stack_rank(&s)))
+    });
     if opts.prune && !orphans.is_empty() {
         if desired.services.is_empty() && !opts.allow_empty {
             steps.push(Step::Blocked {
@@ -506,10 +513,10 @@ pub fn ordered(desired: &DesiredState) -> Vec<&ServiceSpec> {
     while !remaining.is_empty() {
         let before = remaining.len();
         remaining.retain(|s| {
-            let ready = s.depends_on.keys().all(|d| {
-                placed.contains(&format!("{}/{d}", s.stack))
-                    || desired.service(&format!("{}/{d}", s.stack)).is_none()
-            });
+            let ready = desired
+                .dependencies(s)
+                .iter()
+                .all(|(d, _)| placed.contains(d) || desired.service(d).is_none());
             if ready {
                 placed.insert(s.key());
                 out.push(s);

@@ -9,11 +9,20 @@ use crate::desired::{interpolate::Env, load_desired};
 const HOST: &str = "h1";
 
 fn desired(stacks: &[(&str, &str)]) -> DesiredState {
-    let dir = tempfile::tempdir().unwrap();
     let names: Vec<&str> = stacks.iter().map(|(n, _)| *n).collect();
+    desired_ordered("", stacks, &names)
+}
+
+/// `order`: the `stacks:` section of `hosts.yaml` (stack ordering), or ""; the host runs
+/// `names` of `stacks`.
+fn desired_ordered(order: &str, stacks: &[(&str, &str)], names: &[&str]) -> DesiredState {
+    let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("hosts.yaml"),
-        format!("hosts:\n  default: {{stacks: [{}]}}\n", names.join(", ")),
+        format!(
+            "{order}hosts:\n  default: {{stacks: [{}]}}\n",
+            names.join(", ")
+        ),
     )
     .unwrap();
     for (name, compose) in stacks {
@@ -413,4 +422,51 @@ fn compose_replicas_are_adopted_by_number() {
             ("s-api-2".to_string(), vec!["b".to_string()]),
         ]
     );
+}
+
+const ONE: &str = "services:\n  s:\n    image: busybox:1\n";
+const ORDER: &str = "stacks:\n  apps: {after: [registry]}\n  tools: {after: [apps]}\n";
+
+#[test]
+fn stacks_start_in_their_order_and_are_pruned_in_reverse() {
+    let all = [
+        ("tools", ONE),
+        ("apps", ONE),
+        ("registry", ONE),
+        ("other", ONE),
+    ];
+    let d = desired_ordered(ORDER, &all, &["tools", "apps", "registry"]);
+    let created: Vec<String> = plan(&d, &Observed::default(), &opts())
+        .steps
+        .iter()
+        .filter_map(|s| s.service().map(str::to_string))
+        .collect();
+    assert_eq!(created, ["registry/s", "apps/s", "tools/s"]);
+    assert_eq!(
+        d.dependencies(d.service("apps/s").unwrap()),
+        [(
+            "registry/s".to_string(),
+            crate::desired::compose::Condition::ServiceStarted
+        )]
+    );
+
+    // The host drops all three: later stacks are removed first.
+    let before = converged(&d);
+    let now = desired_ordered(ORDER, &all, &["other"]);
+    let removed: Vec<String> = plan(&now, &before, &opts())
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::RemoveContainer { service, .. } => Some(service.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, ["tools/s", "apps/s", "registry/s"]);
+}
+
+#[test]
+fn an_after_stack_the_host_does_not_run_is_no_constraint() {
+    let all = [("tools", ONE), ("apps", ONE), ("registry", ONE)];
+    let d = desired_ordered(ORDER, &all, &["apps"]);
+    assert!(d.dependencies(d.service("apps/s").unwrap()).is_empty());
 }

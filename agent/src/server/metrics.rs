@@ -31,6 +31,10 @@ pub struct Metrics {
     pub clusters: crate::cluster::status::ClusterMetrics,
     /// Notifications and commit statuses by target and result (`crate::notify`).
     pub notify: crate::notify::NotifyMetrics,
+    /// `result` = healthy | failed | rolled-back: rollouts that ended so.
+    pub rollouts_total: Family<Labels, Counter>,
+    /// `revision`, `state`: the latest rollout; exactly one series at a time, value 1.
+    pub rollout_state: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -58,6 +62,8 @@ impl Metrics {
             webhooks_total: Family::default(),
             clusters: Default::default(),
             notify: Default::default(),
+            rollouts_total: Family::default(),
+            rollout_state: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -100,6 +106,16 @@ impl Metrics {
             "Webhook deliveries by provider and result",
             m.webhooks_total.clone(),
         );
+        registry.register(
+            "rollouts",
+            "Rollouts by how they ended",
+            m.rollouts_total.clone(),
+        );
+        registry.register(
+            "rollout_state",
+            "The latest rollout's revision and state (value is always 1)",
+            m.rollout_state.clone(),
+        );
         m.clusters.register(&mut registry);
         m.notify.register(&mut registry);
         extra(&mut registry);
@@ -119,6 +135,20 @@ impl Metrics {
             .set(1);
         self.last_success_timestamp
             .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// A rollout of `revision` ended in `state` (healthy | failed | rolled-back).
+    pub fn record_rollout(&self, revision: &str, state: &str) {
+        self.rollouts_total
+            .get_or_create(&vec![("result".into(), state.into())])
+            .inc();
+        self.rollout_state.clear();
+        self.rollout_state
+            .get_or_create(&vec![
+                ("revision".into(), revision.into()),
+                ("state".into(), state.into()),
+            ])
+            .set(1);
     }
 
     pub fn count_webhook(&self, provider: &str, result: &str) {

@@ -49,6 +49,13 @@ pub struct Status {
     /// Notification and commit-status targets: last delivery, counts (`crate::notify`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<crate::notify::TargetStatus>,
+    /// The latest rollout (`crate::rollout`): revision, healthy | failed | rolled-back, what
+    /// failed and why, and the services pinned to the last good revision.
+    #[serde(default)]
+    pub rollout: Option<crate::rollout::Rollout>,
+    /// The revision a rollback returns to.
+    #[serde(default)]
+    pub last_good_revision: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -125,6 +132,26 @@ impl Status {
                 "window:    {w} (next opening: {})",
                 when(&self.next_window)
             );
+        }
+        if let Some(r) = &self.rollout {
+            let _ = writeln!(
+                o,
+                "rollout:   {} {} (last good: {})",
+                short(&Some(r.revision.clone())),
+                r.phase.as_str(),
+                short(&self.last_good_revision)
+            );
+            for (svc, why) in &r.failed {
+                let _ = writeln!(o, "  {svc}: {why}");
+            }
+            if !r.pinned.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "  pinned to {}: {}",
+                    short(&r.pinned_to),
+                    r.pinned.join(", ")
+                );
+            }
         }
         if let Some(e) = &self.last_error {
             let _ = writeln!(o, "error:     {e}");

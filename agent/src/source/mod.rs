@@ -161,6 +161,11 @@ pub struct SyncOutcome {
     pub fetch_duration: std::time::Duration,
 }
 
+/// The `desired-state/` directory of a snapshot (`<state_dir>/snapshots/<commit>`).
+pub fn desired_root_in(snapshot_dir: &Path) -> PathBuf {
+    snapshot_dir.join("desired-state")
+}
+
 pub struct Source {
     spec: SourceSpec,
     state_dir: PathBuf,
@@ -240,7 +245,7 @@ impl Source {
             snapshot::materialise(&repo, commit, &self.spec.path, &self.snapshots_dir())?;
         Ok(SyncOutcome {
             commit: commit_hex,
-            desired_root: snapshot_dir.join("desired-state"),
+            desired_root: desired_root_in(&snapshot_dir),
             snapshot_dir,
             summary,
             author,

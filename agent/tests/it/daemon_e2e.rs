@@ -5,33 +5,13 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::daemon::install_github_hook;
-use crate::support::docker::{container_id, docker};
+use crate::support::daemon::{install_github_hook, status_json as status};
+use crate::support::docker::{container_id, env_var};
 use crate::support::fixture::Fixture;
 use crate::support::git::{HttpGit, Repos};
 use crate::support::{free_port, wait_until, KillOnDrop, BIN};
 
 const COMPOSE: &str = "name: t{id}-s\nservices:\n  app:\n    image: {image}\n    container_name: t{id}-app\n    command: sleep 3600\n    environment: {MODE: MODE_VALUE}\n";
-
-fn status(listen: &str) -> serde_json::Value {
-    let out = std::process::Command::new(BIN)
-        .args(["status", "--output", "json", "--listen", listen])
-        .output()
-        .expect("status runs");
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-fn mode(name: &str) -> String {
-    docker(&[
-        "inspect",
-        "-f",
-        "{{range .Config.Env}}{{println .}}{{end}}",
-        name,
-    ])
-    .lines()
-    .find_map(|l| l.strip_prefix("MODE=").map(str::to_string))
-    .unwrap_or_default()
-}
 
 #[test]
 fn push_deploys_and_a_broken_commit_keeps_the_last_good_revision() {
@@ -73,7 +53,8 @@ fn push_deploys_and_a_broken_commit_keeps_the_last_good_revision() {
     );
     let limit = Duration::from_secs(90);
     wait_until(limit, "first clone and apply", || {
-        status(&listen)["applied_revision"].as_str() == Some(c1.as_str()) && mode(&app) == "one"
+        status(&listen)["applied_revision"].as_str() == Some(c1.as_str())
+            && env_var(&app, "MODE") == "one"
     });
     let first = container_id(&app);
     let s = status(&listen);
@@ -90,7 +71,8 @@ fn push_deploys_and_a_broken_commit_keeps_the_last_good_revision() {
     let c2 = r.commit_push("two");
     assert_eq!(std::fs::read_to_string(&code).expect("hook ran"), "202");
     wait_until(limit, "pushed change applied", || {
-        status(&listen)["applied_revision"].as_str() == Some(c2.as_str()) && mode(&app) == "two"
+        status(&listen)["applied_revision"].as_str() == Some(c2.as_str())
+            && env_var(&app, "MODE") == "two"
     });
     assert_ne!(container_id(&app), first, "changed service recreated");
 
@@ -117,5 +99,5 @@ fn push_deploys_and_a_broken_commit_keeps_the_last_good_revision() {
         "{diags:?}"
     );
     assert_eq!(container_id(&app), running);
-    assert_eq!(mode(&app), "two");
+    assert_eq!(env_var(&app, "MODE"), "two");
 }

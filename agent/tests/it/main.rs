@@ -37,6 +37,7 @@ mod data_policy;
 mod docker_apply;
 mod notify;
 mod replicas;
+mod rollout;
 mod routing_daemon;
 mod routing_dns;
 mod routing_docker;

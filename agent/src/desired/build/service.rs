@@ -214,9 +214,29 @@ pub(super) fn build_service(
         pull_policy,
         replicas: 1,
         number: 1,
+        rollout_timeout: rollout_timeout(svc, base, r),
     };
     spec.replicas = replicas::replicas(svc, &spec, base, ctx.names, r);
     spec
+}
+
+/// `x-macula.rollout_timeout`: how long a rollout watches the service after a change.
+fn rollout_timeout(svc: &Service, base: &str, r: &mut Report) -> Option<std::time::Duration> {
+    let text = svc.x_macula.rollout_timeout.as_deref()?;
+    match super::units::parse_duration(text) {
+        Ok(ns) if ns > 0 => Some(std::time::Duration::from_nanos(ns as u64)),
+        Ok(_) => {
+            r.err(
+                format!("{base}.x-macula.rollout_timeout"),
+                "must be longer than 0s",
+            );
+            None
+        }
+        Err(e) => {
+            r.err(format!("{base}.x-macula.rollout_timeout"), e);
+            None
+        }
+    }
 }
 
 /// Keys accepted so real files load, that have no effect on one engine.

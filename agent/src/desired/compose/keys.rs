@@ -121,7 +121,7 @@ pub fn supported_keys_at(path: &str) -> &'static [&'static str] {
     match segs.as_slice() {
         [_] => TOP_LEVEL_KEYS,
         ["services", _, "healthcheck", _] => HEALTHCHECK_KEYS,
-        ["services", _, "x-macula", _] => &["allow_docker_socket"],
+        ["services", _, "x-macula", _] => &["allow_docker_socket", "rollout_timeout"],
         ["services", _, "build", _] => BUILD_KEYS,
         ["services", _, "deploy", _] => DEPLOY_KEYS,
         ["services", _, "deploy", "resources", _] => RESOURCES_KEYS,

@@ -140,6 +140,9 @@ pub struct XMacula {
     /// Binding the Docker socket hands the container root on the host: it must be asked for.
     #[serde(default)]
     pub allow_docker_socket: bool,
+    /// How long a rollout watches this service after a change (`crate::rollout`): a setting,
+    /// not a privilege, so the repo may choose it.
+    pub rollout_timeout: Option<String>,
 }
 
 /// `env_file:` entry: a path, or `{path, required, format}` (Compose Specification).

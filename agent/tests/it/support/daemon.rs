@@ -173,3 +173,13 @@ curl -s -o /dev/null -w '%{{http_code}}' -X POST \
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+/// `macula-gitops status --output json` against the daemon listening on `listen` (Null when
+/// it does not answer yet).
+pub fn status_json(listen: &str) -> serde_json::Value {
+    let out = std::process::Command::new(super::bin())
+        .args(["status", "--output", "json", "--listen", listen])
+        .output()
+        .expect("status runs");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}

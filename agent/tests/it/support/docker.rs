@@ -46,6 +46,19 @@ pub fn container_state(name: &str) -> String {
     docker(&["inspect", "-f", "{{.State.Status}}", name])
 }
 
+/// The value of environment variable `var` in container `name` ("" when unset or gone).
+pub fn env_var(name: &str, var: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        name,
+    ])
+    .lines()
+    .find_map(|l| l.strip_prefix(&format!("{var}=")).map(str::to_string))
+    .unwrap_or_default()
+}
+
 /// What a test created on the engine, removed on drop: everything carrying one of `labels`
 /// (containers, networks, volumes; e.g. the agent's host label), then the named containers,
 /// networks and images. Synchronous (docker CLI), so it works from any test, async or not.

@@ -1,0 +1,387 @@
+//! Health-gated rollouts with automatic rollback.
+//!
+//! After a new revision is applied, every service the pass started or recreated is watched
+//! (`watch`) until it is healthy — running, for a service without a healthcheck — or its
+//! deadline passes (`x-macula.rollout_timeout`, else the host's `rollout.timeout`, default 2m).
+//! When one fails and `rollback` is on, the services that failed and every service depending
+//! on them (`depends_on` and stack order) are *pinned* to the last good revision: the daemon's
+//! desired state becomes "revision R, with services X from revision G". Pins are persisted in
+//! `<state>/hosts/<host>/rollout.json`, so drift repair and an agent restart keep the rolled-back
+//! spec; they are dropped when a newer commit arrives or an operator asks for R again
+//! (`macula-gitops reconcile`). A rollback re-creates containers from G's spec: named volumes
+//! and data directories are never touched (the same apply as any recreate).
+
+pub mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::desired::spec::DesiredState;
+use crate::plan::{Plan, Step};
+use crate::state::{self, StateError};
+
+pub use watch::{Failure, HealthWatch, Target, Verdict};
+
+/// How rollouts run on this host (agent config `rollout:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutSettings {
+    /// Deadline for a service to become healthy; `x-macula.rollout_timeout` overrides it.
+    pub timeout: Duration,
+    /// How long a service without a healthcheck must stay running to pass.
+    pub stable: Duration,
+    /// Re-apply the last good revision's spec for the services that failed.
+    pub rollback: bool,
+}
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(120),
+            stable: Duration::from_secs(10),
+            rollback: true,
+        }
+    }
+}
+
+/// Services of the pass pinned to an older revision's spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pins {
+    /// The last good revision.
+    pub revision: String,
+    /// Its `desired-state/` directory (a kept source snapshot).
+    pub desired_root: PathBuf,
+    /// `stack/service` keys taken from it.
+    pub services: BTreeSet<String>,
+}
+
+/// What the daemon asks of one pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassRollout {
+    pub pins: Option<Pins>,
+    /// Watch the services the pass changed, with these settings.
+    pub watch: Option<RolloutSettings>,
+}
+
+/// An engine a rollout can watch (`watch::DockerHealth` for the Docker engine).
+pub trait Watches {
+    type Watch: HealthWatch;
+    /// Start watching `containers` (by name); events from now on are seen.
+    fn health_watch(&self, containers: &[String]) -> Self::Watch;
+}
+
+impl Watches for crate::engine::DockerEngine {
+    type Watch = watch::DockerHealth;
+    fn health_watch(&self, containers: &[String]) -> watch::DockerHealth {
+        watch::DockerHealth::new(self.client(), containers)
+    }
+}
+
+/// What the watch of one pass found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutReport {
+    /// Every service watched (`stack/service`).
+    pub watched: Vec<String>,
+    /// The services that failed, with why.
+    pub failed: BTreeMap<String, String>,
+    /// The failed services and every service depending on them: what a rollback pins.
+    pub affected: Vec<String>,
+}
+
+impl RolloutReport {
+    pub fn healthy(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// The services a pass started or replaced, to watch, each with its deadline.
+pub fn targets(desired: &DesiredState, plan: &Plan, settings: &RolloutSettings) -> Vec<Target> {
+    let changed: BTreeSet<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s,
+                Step::CreateContainer { .. }
+                    | Step::RecreateContainer { .. }
+                    | Step::AdoptContainer { .. }
+                    | Step::StartContainer { .. }
+                    | Step::RestartContainer { .. }
+            )
+        })
+        .filter_map(Step::service)
+        .collect();
+    desired
+        .services
+        .iter()
+        .filter(|s| changed.contains(s.key().as_str()))
+        .map(|s| Target {
+            service: s.key(),
+            container: s.container_name.clone(),
+            timeout: s.rollout_timeout.unwrap_or(settings.timeout),
+        })
+        .collect()
+}
+
+/// Watch `targets` and say what failed and what a rollback would have to pin.
+pub async fn check<W: HealthWatch>(
+    w: &mut W,
+    desired: &DesiredState,
+    targets: &[Target],
+    settings: &RolloutSettings,
+) -> RolloutReport {
+    let verdicts = watch::watch(w, targets, settings.stable).await;
+    let failed: BTreeMap<String, String> = verdicts
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Verdict::Failed(f) => Some((k, f.to_string())),
+            Verdict::Healthy => None,
+        })
+        .collect();
+    let affected = if failed.is_empty() {
+        Vec::new()
+    } else {
+        desired
+            .dependents(&failed.keys().cloned().collect())
+            .into_iter()
+            .collect()
+    };
+    RolloutReport {
+        watched: targets.iter().map(|t| t.service.clone()).collect(),
+        failed,
+        affected,
+    }
+}
+
+/// Replace the pinned services' specs with the last good revision's (`good`); a pinned
+/// service the good revision did not have is left out (it is new and failed: not running it is
+/// its last good state). Networks and volumes the good specs use are kept desired.
+pub fn pin(state: &mut DesiredState, good: &DesiredState, pinned: &BTreeSet<String>) {
+    let mut services = Vec::with_capacity(state.services.len());
+    for s in std::mem::take(&mut state.services) {
+        if !pinned.contains(&s.key()) {
+            services.push(s);
+            continue;
+        }
+        if let Some(g) = good.service(&s.key()) {
+            for net in g.networks.keys() {
+                if let Some(spec) = good.networks.get(net) {
+                    state.networks.entry(net.clone()).or_insert(spec.clone());
+                }
+            }
+            for m in &g.mounts {
+                if let crate::desired::spec::MountSource::Volume { name } = &m.source {
+                    if let Some(spec) = good.volumes.get(name) {
+                        state.volumes.entry(name.clone()).or_insert(spec.clone());
+                    }
+                }
+            }
+            services.push(g.clone());
+        }
+    }
+    state.services = services;
+}
+
+/// Where a host's rollout state lives.
+pub fn state_path(state_dir: &Path, host: &str) -> PathBuf {
+    state_dir.join("hosts").join(host).join("rollout.json")
+}
+
+/// A rollout's state, per revision, as status and metrics show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Applied, its changed services watched and healthy.
+    Healthy,
+    /// Some services failed and there was nothing (or no leave) to roll back to.
+    Failed,
+    /// The failed services (and their dependents) run the last good revision's spec.
+    RolledBack,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Healthy => "healthy",
+            Phase::Failed => "failed",
+            Phase::RolledBack => "rolled-back",
+        }
+    }
+}
+
+/// What the daemon remembers between passes and restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutState {
+    /// The last revision whose rollout ended healthy: what a rollback returns to.
+    pub last_good: Option<String>,
+    /// The latest rollout: its revision, phase and failures.
+    pub last: Option<Rollout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub revision: String,
+    pub phase: Phase,
+    pub at: DateTime<Utc>,
+    /// `stack/service` → why it failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed: BTreeMap<String, String>,
+    /// When rolled back: the revision the pinned services run, and which they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<String>,
+}
+
+/// How the daemon applies a commit, given what it remembers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassKind {
+    /// A revision not yet rolled out (or asked for again): apply it fully and watch.
+    Rollout,
+    /// The rolled-back revision: apply it with its failed services pinned to `good`.
+    Pinned {
+        good: String,
+        services: BTreeSet<String>,
+    },
+    /// The revision already rolled out (healthy, or failed without rollback): keep it converged.
+    Steady,
+}
+
+impl RolloutState {
+    pub fn load(state_dir: &Path, host: &str) -> Result<Self, StateError> {
+        Ok(state::read_json(&state_path(state_dir, host))?.unwrap_or_default())
+    }
+
+    pub fn save(&self, state_dir: &Path, host: &str) -> Result<(), StateError> {
+        state::write_json(&state_path(state_dir, host), self)
+    }
+
+    /// `asked`: an operator asked for this revision (`reconcile`, `resume`): a rolled-back
+    /// revision is rolled out again.
+    pub fn pass_for(&self, commit: &str, asked: bool) -> PassKind {
+        match &self.last {
+            Some(r) if r.revision == commit && r.phase == Phase::RolledBack && !asked => {
+                PassKind::Pinned {
+                    good: r.pinned_to.clone().unwrap_or_default(),
+                    services: r.pinned.iter().cloned().collect(),
+                }
+            }
+            Some(r) if r.revision == commit && !asked => PassKind::Steady,
+            _ if self.last_good.as_deref() == Some(commit) && !asked => PassKind::Steady,
+            _ => PassKind::Rollout,
+        }
+    }
+
+    /// Record the watch of `commit`'s rollout. Returns the services to pin and the revision
+    /// to pin them to when a rollback is due.
+    pub fn record(
+        &mut self,
+        commit: &str,
+        report: &RolloutReport,
+        rollback: bool,
+    ) -> Option<(String, BTreeSet<String>)> {
+        let at = Utc::now();
+        if report.healthy() {
+            self.last_good = Some(commit.to_string());
+            self.last = Some(Rollout {
+                revision: commit.to_string(),
+                phase: Phase::Healthy,
+                at,
+                failed: BTreeMap::new(),
+                pinned_to: None,
+                pinned: Vec::new(),
+            });
+            return None;
+        }
+        let good = self.last_good.clone().filter(|g| rollback && g != commit);
+        let phase = if good.is_some() {
+            Phase::RolledBack
+        } else {
+            Phase::Failed
+        };
+        self.last = Some(Rollout {
+            revision: commit.to_string(),
+            phase,
+            at,
+            failed: report.failed.clone(),
+            pinned_to: good.clone(),
+            pinned: if good.is_some() {
+                report.affected.clone()
+            } else {
+                Vec::new()
+            },
+        });
+        good.map(|g| (g, report.affected.iter().cloned().collect()))
+    }
+
+    /// Revisions whose snapshots must be kept: the last good one (a rollback's source).
+    pub fn keep(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.last_good.iter().map(String::as_str).collect();
+        if let Some(p) = self.last.as_ref().and_then(|r| r.pinned_to.as_deref()) {
+            out.push(p);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(failed: &[&str], affected: &[&str]) -> RolloutReport {
+        RolloutReport {
+            watched: vec!["a/x".into(), "a/y".into()],
+            failed: failed
+                .iter()
+                .map(|k| (k.to_string(), "exited with code 1".to_string()))
+                .collect(),
+            affected: affected.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_failed_rollout_pins_to_the_last_good_revision_until_a_newer_commit_or_an_operator() {
+        let mut st = RolloutState::default();
+        assert_eq!(st.pass_for("g", false), PassKind::Rollout);
+        assert_eq!(st.record("g", &report(&[], &[]), true), None);
+        assert_eq!(st.pass_for("g", false), PassKind::Steady);
+
+        assert_eq!(st.pass_for("r", false), PassKind::Rollout);
+        let pins = st.record("r", &report(&["a/x"], &["a/x", "a/y"]), true);
+        let want: BTreeSet<String> = ["a/x".to_string(), "a/y".to_string()].into();
+        assert_eq!(pins, Some(("g".to_string(), want.clone())));
+        assert_eq!(st.last.as_ref().unwrap().phase, Phase::RolledBack);
+        // Drift repair and later polls keep the pins; the operator asking rolls out again.
+        assert_eq!(
+            st.pass_for("r", false),
+            PassKind::Pinned {
+                good: "g".into(),
+                services: want
+            }
+        );
+        assert_eq!(st.pass_for("r", true), PassKind::Rollout);
+        // A newer commit is rolled out; the good revision is still g.
+        assert_eq!(st.pass_for("n", false), PassKind::Rollout);
+        assert_eq!(st.keep(), ["g", "g"]);
+
+        // Persisted: an agent restart keeps the pins.
+        let dir = tempfile::tempdir().unwrap();
+        st.save(dir.path(), "h").unwrap();
+        assert_eq!(RolloutState::load(dir.path(), "h").unwrap(), st);
+    }
+
+    #[test]
+    fn without_rollback_or_a_good_revision_the_rollout_is_failed() {
+        let mut st = RolloutState::default();
+        assert_eq!(st.record("r", &report(&["a/x"], &["a/x"]), true), None);
+        assert_eq!(st.last.as_ref().unwrap().phase, Phase::Failed);
+        assert_eq!(st.pass_for("r", false), PassKind::Steady);
+        st.record("g", &report(&[], &[]), true);
+        assert_eq!(st.record("r2", &report(&["a/x"], &["a/x"]), false), None);
+        assert_eq!(st.last.as_ref().unwrap().phase, Phase::Failed);
+        assert_eq!(st.last_good.as_deref(), Some("g"));
+    }
+}
