@@ -22,10 +22,11 @@ pub struct DriftEvent {
     pub time: Option<std::time::SystemTime>,
 }
 
-/// Actions that mean a managed container is no longer doing what it should.
+/// Actions that mean a managed container is no longer doing what it should. `kill`, `oom` and
+/// `stop` are left out: each comes with a `die` once the process is gone, and a pass started
+/// before that would find the container still running and miss the repair.
 fn is_drift(action: &str) -> bool {
-    matches!(action, "die" | "stop" | "destroy" | "oom" | "kill")
-        || action.starts_with("health_status: unhealthy")
+    matches!(action, "die" | "destroy") || action.starts_with("health_status: unhealthy")
 }
 
 /// Watch until `tx` is closed. Reconnects forever; errors are logged, never returned.
@@ -110,10 +111,11 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
 mod tests {
     #[test]
     fn drift_actions() {
-        for a in ["die", "stop", "destroy", "oom", "health_status: unhealthy"] {
+        for a in ["die", "destroy", "health_status: unhealthy"] {
             assert!(super::is_drift(a), "{a}");
         }
         for a in [
+            "kill",
             "start",
             "create",
             "health_status: healthy",

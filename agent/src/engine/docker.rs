@@ -1,6 +1,7 @@
 //! `Engine` over the Docker API with bollard, at `DOCKER_HOST` or the default socket.
 
 use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 use bollard::errors::Error as BErr;
 use bollard::models::{
@@ -9,15 +10,15 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptions,
-    ListVolumesOptions, RemoveContainerOptionsBuilder, RestartContainerOptions,
-    StartContainerOptions,
+    EventsOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptionsBuilder,
+    RestartContainerOptions, StartContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
 
 use super::render::{connect_order, container_body, endpoint};
-use super::{ContainerStatus, CreateContext, Engine, EngineError};
+use super::{Changes, ContainerStatus, CreateContext, Engine, EngineError};
 use crate::desired::spec::{BuildSpec, NetworkSpec, ServiceSpec, VolumeSpec, INLINE_DOCKERFILE};
 use crate::labels;
 use crate::plan::{Observed, ObservedContainer, ObservedImage, ObservedNetwork, ObservedVolume};
@@ -425,7 +426,8 @@ impl Engine for DockerEngine {
         ctx: &CreateContext,
     ) -> Result<String, EngineError> {
         let body = container_body(spec, ctx);
-        let mut opts = CreateContainerOptionsBuilder::default().name(&spec.container_name);
+        let name = ctx.name.as_deref().unwrap_or(&spec.container_name);
+        let mut opts = CreateContainerOptionsBuilder::default().name(name);
         if let Some(p) = &spec.runtime.platform {
             opts = opts.platform(p);
         }
@@ -434,7 +436,14 @@ impl Engine for DockerEngine {
             .docker
             .create_container(Some(opts), body)
             .await
-            .map_err(api("create container", &spec.container_name))?;
+            .map_err(|e| match e {
+                BErr::DockerResponseServerError {
+                    status_code: 409, ..
+                } => EngineError::NameInUse {
+                    container: name.to_string(),
+                },
+                e => api("create container", name)(e),
+            })?;
         // Remaining networks are connected before start, so the container starts fully wired.
         for (net, att) in connect_order(spec).into_iter().skip(1) {
             let req = NetworkConnectRequest {
@@ -444,10 +453,7 @@ impl Engine for DockerEngine {
             if let Err(e) = self.docker.connect_network(net, req).await {
                 // Never leave a half-wired container behind: it would look converged.
                 let _ = self.remove_container(&created.id).await;
-                return Err(api(
-                    "connect network",
-                    format!("{net} for {}", spec.container_name),
-                )(e));
+                return Err(api("connect network", format!("{net} for {name}"))(e));
             }
         }
         Ok(created.id)
@@ -467,6 +473,13 @@ impl Engine for DockerEngine {
                         port: port_in(message),
                     }
                 }
+                BErr::DockerResponseServerError { message, .. }
+                    if message.contains("marked for removal") =>
+                {
+                    EngineError::BeingRemoved {
+                        container: name.into(),
+                    }
+                }
                 _ => api("start container", name)(e),
             })
     }
@@ -476,6 +489,16 @@ impl Engine for DockerEngine {
             .restart_container(id, None::<RestartContainerOptions>)
             .await
             .map_err(api("restart container", id))
+    }
+
+    async fn rename_container(&self, id: &str, name: &str) -> Result<(), EngineError> {
+        let opts = bollard::query_parameters::RenameContainerOptionsBuilder::default()
+            .name(name)
+            .build();
+        self.docker
+            .rename_container(id, opts)
+            .await
+            .map_err(api("rename container", format!("{id} to {name}")))
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
@@ -488,6 +511,36 @@ impl Engine for DockerEngine {
 
     async fn container_status(&self, id: &str) -> Result<ContainerStatus, EngineError> {
         self.status_of(id).await
+    }
+
+    fn container_changes(&self, id: &str, since: SystemTime) -> Changes {
+        // Only what can change a waiter's answer: not the exec_* events every health check
+        // makes. `health_status` matches all its forms (": healthy", ": unhealthy", ...).
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("container".to_string(), vec![id.to_string()]),
+            (
+                "event".to_string(),
+                ["start", "die", "destroy", "health_status"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        ]);
+        // A second's margin: the engine compares whole nanoseconds of its own clock.
+        let since = since
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(since)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let opts = EventsOptionsBuilder::default()
+            .since(&format!("{}.{:09}", since.as_secs(), since.subsec_nanos()))
+            .filters(&filters)
+            .build();
+        let id = id.to_string();
+        self.docker
+            .events(Some(opts))
+            .map(move |e| e.map(|_| ()).map_err(api("watch container", id.clone())))
+            .boxed()
     }
 }
 
@@ -515,10 +568,18 @@ impl DockerEngine {
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .map_err(api("inspect container", id))?;
+            .map_err(|e| match e {
+                BErr::DockerResponseServerError {
+                    status_code: 404, ..
+                } => EngineError::NoSuchContainer {
+                    container: id.to_string(),
+                },
+                e => api("inspect container", id)(e),
+            })?;
         let state = c.state.unwrap_or_default();
         Ok(ContainerStatus {
             state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            running: state.running.unwrap_or(false),
             health: state.health.and_then(|h| h.status).map(|s| s.to_string()),
             exit_code: state.exit_code,
         })

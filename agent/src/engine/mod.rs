@@ -7,6 +7,7 @@ mod render;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use crate::desired::spec::{BuildSpec, NetworkSpec, ServiceSpec, VolumeSpec};
 use crate::plan::Observed;
@@ -108,6 +109,14 @@ pub enum EngineError {
     },
     #[error("container {container}: {message}")]
     Container { container: String, message: String },
+    /// The engine is removing it (a `docker rm -f` in progress): it cannot be started, and
+    /// its name is free once the removal ends.
+    #[error("container {container} is being removed")]
+    BeingRemoved { container: String },
+    #[error("container {container} does not exist")]
+    NoSuchContainer { container: String },
+    #[error("container name {container} is already in use")]
+    NameInUse { container: String },
     #[error("{subject}: {source}")]
     Io {
         subject: String,
@@ -125,12 +134,17 @@ pub struct CreateContext {
     /// Anonymous volumes of the container being replaced, by target: reused by the new one
     /// (for `- /cache` mounts and image `VOLUME`s) so a recreate keeps their data.
     pub inherited: BTreeMap<String, String>,
+    /// Create under this name instead of the spec's: a replacement made while the container
+    /// it replaces still holds the name (renamed once the name is free).
+    pub name: Option<String>,
 }
 
-/// Live state of one container, as `apply` polls it while waiting on dependencies.
+/// Live state of one container, as `apply` reads it while waiting on dependencies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerStatus {
     pub state: String,
+    /// Its process runs (`state` says `removing` both before and after a removal kills it).
+    pub running: bool,
     pub health: Option<String>,
     pub exit_code: Option<i64>,
 }
@@ -169,6 +183,11 @@ pub trait Engine: Send + Sync {
         name: &str,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
     fn restart_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn rename_container(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Stop (with the default grace period) and remove; anonymous volumes stay.
     fn remove_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Remove with its anonymous volumes (prune with `--prune-volumes`); named volumes stay.
@@ -176,8 +195,17 @@ pub trait Engine: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// `Err(NoSuchContainer)` once it is gone.
     fn container_status(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<ContainerStatus, EngineError>> + Send;
+    /// One item each time the container may have changed state (started, died, destroyed, a
+    /// new health status), from `since` on: a waiter reads `container_status` again at once
+    /// instead of polling. The stream ends or errs when the engine's stream does; waiters then
+    /// fall back to polling.
+    fn container_changes(&self, id: &str, since: SystemTime) -> Changes;
 }
+
+/// See [`Engine::container_changes`].
+pub type Changes = futures::stream::BoxStream<'static, Result<(), EngineError>>;

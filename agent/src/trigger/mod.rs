@@ -108,8 +108,10 @@ impl Trigger {
     }
 
     /// Wait for the next run. After the first wake-up, wait `settle` so a burst (a push
-    /// delivering several hooks, a commit touching several refs) becomes one run. Safe to drop
-    /// at any point (the daemon's loop races it): causes stay pending for the next call.
+    /// delivering several hooks, a commit touching several refs) becomes one run. Drift alone
+    /// does not wait: a stopped service is repaired at once, and events that come during that
+    /// run (a removal's `destroy` after its `die`) fold into one follow-up. Safe to drop at any
+    /// point (the daemon's loop races it): causes stay pending for the next call.
     pub async fn next(&self, settle: Duration) -> Pending {
         loop {
             let waiting = !self
@@ -122,7 +124,11 @@ impl Trigger {
             if !waiting {
                 self.inner.notify.notified().await;
             }
-            if !settle.is_zero() {
+            let drift_only = {
+                let p = self.inner.pending.lock().expect("trigger lock");
+                p.causes.iter().all(|c| *c == Cause::Drift)
+            };
+            if !settle.is_zero() && !drift_only {
                 tokio::time::sleep(settle).await;
             }
             let taken = std::mem::take(&mut *self.inner.pending.lock().expect("trigger lock"));
@@ -168,5 +174,16 @@ mod tests {
         t.fire(Cause::Manual);
         let p = waiter.await.expect("join");
         assert_eq!(p.causes, vec![Cause::Webhook, Cause::Manual]);
+    }
+
+    #[tokio::test]
+    async fn drift_alone_runs_without_the_settle() {
+        let t = Trigger::new();
+        t.fire(Cause::Drift);
+        // An hour's settle would hold a webhook; drift is repaired at once.
+        let p = tokio::time::timeout(Duration::from_secs(30), t.next(Duration::from_secs(3600)))
+            .await
+            .expect("drift waits for no settle");
+        assert_eq!(p.causes, vec![Cause::Drift]);
     }
 }

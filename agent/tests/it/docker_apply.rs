@@ -324,3 +324,56 @@ fn clear_errors_for_an_unreachable_engine_and_a_taken_port() {
     assert_eq!(container_state(&f.name("web")), "");
     drop(holder);
 }
+
+#[test]
+fn a_service_starts_when_its_own_dependencies_are_ready() {
+    let f = Fixture::new();
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    // `slow` turns healthy only when the test says so; `c` needs only `a`, which needs only
+    // `fast`. Nothing on c's side waits for `slow` (or for `b`, which does).
+    f.write(
+        "stacks/s/compose.yaml",
+        &f.fill(
+            r#"name: t{id}-s
+services:
+  slow:
+    image: {image}
+    container_name: t{id}-slow
+    command: sleep 3600
+    healthcheck: {test: [CMD, test, -f, /ok], interval: 1s, retries: 1000}
+  fast:
+    image: {image}
+    container_name: t{id}-fast
+    command: sleep 3600
+    healthcheck: {test: [CMD, "true"], interval: 1s}
+  b:
+    image: {image}
+    container_name: t{id}-b
+    command: sleep 3600
+    depends_on: {slow: {condition: service_healthy}}
+  a:
+    image: {image}
+    container_name: t{id}-a
+    command: sleep 3600
+    depends_on: {fast: {condition: service_healthy}}
+  c:
+    image: {image}
+    container_name: t{id}-c
+    command: sleep 3600
+    depends_on: [a]
+"#,
+        ),
+    );
+    let mut apply = f.spawn("h", &["apply"]);
+    wait_until(
+        Duration::from_secs(60),
+        "c running while slow is not healthy",
+        || container_state(&f.name("c")) == "running",
+    );
+    assert_eq!(container_state(&f.name("a")), "running");
+    assert_ne!(container_state(&f.name("b")), "running", "b waits for slow");
+    docker(&["exec", &f.name("slow"), "touch", "/ok"]);
+    let status = apply.0.wait().expect("apply exits");
+    assert!(status.success(), "{status}");
+    assert_eq!(container_state(&f.name("b")), "running");
+}

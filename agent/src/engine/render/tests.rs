@@ -58,6 +58,7 @@ fn ctx() -> CreateContext {
         revision: None,
         mount_paths: BTreeMap::new(),
         inherited: BTreeMap::new(),
+        name: None,
     }
 }
 
