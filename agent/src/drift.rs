@@ -1,5 +1,5 @@
 //! Drift detection: the Docker events stream, filtered to containers this agent owns for the
-//! host. A die/stop/destroy/oom/unhealthy event asks for a reconcile at once; the stream is
+//! host. A die/destroy/unhealthy event asks for a reconcile at once; the stream is
 //! re-opened with backoff when the engine restarts.
 
 use std::collections::HashMap;
@@ -27,6 +27,19 @@ pub struct DriftEvent {
 /// before that would find the container still running and miss the repair.
 fn is_drift(action: &str) -> bool {
     matches!(action, "die" | "destroy") || action.starts_with("health_status: unhealthy")
+}
+
+/// The engine sends `die` while it still handles the exit: the container list a pass reads
+/// says "running" until that is done. Inspecting waits for it (the engine holds the container
+/// while it handles the exit), so the pass this event starts sees the container stopped.
+async fn settled(engine: &DockerEngine, id: Option<&str>) {
+    if let Some(id) = id {
+        let inspect = engine.client().inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(2), inspect).await;
+    }
 }
 
 /// Watch until `tx` is closed. Reconnects forever; errors are logged, never returned.
@@ -69,6 +82,10 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
                             let action = msg.action.unwrap_or_default();
                             if !is_drift(&action) {
                                 continue;
+                            }
+                            if action == "die" {
+                                settled(&engine, msg.actor.as_ref().and_then(|a| a.id.as_deref()))
+                                    .await;
                             }
                             let time = msg
                                 .time_nano
