@@ -177,16 +177,7 @@ pub async fn apply<E: Engine>(
 
     // By service; a scaled service has one step per replica that changes.
     let mut container_steps: HashMap<String, Vec<&Step>> = HashMap::new();
-    for s in plan.steps.iter().filter(|s| {
-        matches!(
-            s,
-            Step::CreateContainer { .. }
-                | Step::RecreateContainer { .. }
-                | Step::AdoptContainer { .. }
-                | Step::StartContainer { .. }
-                | Step::RestartContainer { .. }
-        )
-    }) {
+    for s in plan.steps.iter().filter(|s| s.starts_container()) {
         if let Some(service) = s.service() {
             container_steps
                 .entry(service.to_string())

@@ -125,6 +125,19 @@ impl Step {
         }
     }
 
+    /// Whether the step leaves a container of its service starting or running anew (what
+    /// `depends_on` waits for and a rollout watches).
+    pub fn starts_container(&self) -> bool {
+        matches!(
+            self,
+            Step::CreateContainer { .. }
+                | Step::RecreateContainer { .. }
+                | Step::AdoptContainer { .. }
+                | Step::StartContainer { .. }
+                | Step::RestartContainer { .. }
+        )
+    }
+
     pub fn is_change(&self) -> bool {
         !matches!(self, Step::Blocked { .. })
     }

@@ -102,16 +102,7 @@ pub fn targets(desired: &DesiredState, plan: &Plan, settings: &RolloutSettings) 
     let changed: BTreeSet<&str> = plan
         .steps
         .iter()
-        .filter(|s| {
-            matches!(
-                s,
-                Step::CreateContainer { .. }
-                    | Step::RecreateContainer { .. }
-                    | Step::AdoptContainer { .. }
-                    | Step::StartContainer { .. }
-                    | Step::RestartContainer { .. }
-            )
-        })
+        .filter(|s| s.starts_container())
         .filter_map(Step::service)
         .collect();
     desired

@@ -19,15 +19,7 @@ fn compose(f: &Fixture, mode: &str) -> String {
 }
 
 fn mode_of(name: &str) -> String {
-    docker(&[
-        "inspect",
-        "-f",
-        "{{range .Config.Env}}{{println .}}{{end}}",
-        name,
-    ])
-    .lines()
-    .find_map(|l| l.strip_prefix("MODE=").map(str::to_string))
-    .unwrap_or_default()
+    crate::support::docker::env_var(name, "MODE")
 }
 
 fn status(f: &Fixture) -> Option<serde_json::Value> {
