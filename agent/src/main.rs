@@ -68,6 +68,10 @@ enum Command {
         exit_code: bool,
         #[command(flatten)]
         prune: PruneArgs,
+        /// The running daemon whose forwards are compared (default: `listen` from the agent
+        /// config, as `run` layers it).
+        #[arg(long, env = "MACULA_GITOPS_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Converge the host to the desired state once.
     Apply {
@@ -333,6 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             exit_code,
             prune,
+            listen,
         } => {
             let o = options(g, config.config.as_ref(), Some(prune))?;
             let engine = DockerEngine::connect().await?;
@@ -343,9 +348,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     let clusters = reconcile::diff_clusters(&hd, &o).await;
                     // Forwards live in the daemon: compare with the one at the configured address.
-                    let listen =
-                        macula_gitops::config::AgentConfig::load_from(config.config.as_deref())?
-                            .listen();
+                    let listen = match listen {
+                        Some(a) => *a,
+                        None => {
+                            macula_gitops::config::AgentConfig::load_from(config.config.as_deref())?
+                                .listen()
+                        }
+                    };
                     let routing = match &hd.routing {
                         Some(r) => macula_gitops::routing::diff::observe(r, Some(listen)).await,
                         None => Default::default(),
