@@ -12,18 +12,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 CORPUS="$ROOT/agent/tests/fixtures/corpus"
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="${1:-}"
-if [ -z "$BIN" ]; then
-  for b in "$TARGET/release/macula-gitops" "$TARGET/debug/macula-gitops"; do
-    [ -x "$b" ] && { BIN="$b"; break; }
-  done
-fi
-[ -x "${BIN:-}" ] || { echo "no agent binary; build it (cargo build) or pass its path" >&2; exit 1; }
-command -v docker-compose >/dev/null || { echo "docker-compose is not on PATH" >&2; exit 1; }
-
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
 
 now() { date +%s.%N; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }

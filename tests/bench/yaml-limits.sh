@@ -17,18 +17,8 @@
 # target/debug binary; CARGO_TARGET_DIR is honoured). Needs python3, /usr/bin/time, docker-compose.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="${1:-}"
-if [ -z "$BIN" ]; then
-  for b in "$TARGET/release/macula-gitops" "$TARGET/debug/macula-gitops"; do
-    [ -x "$b" ] && { BIN="$b"; break; }
-  done
-fi
-[ -x "${BIN:-}" ] || { echo "no agent binary; build it (cargo build) or pass its path" >&2; exit 1; }
-command -v docker-compose >/dev/null || { echo "docker-compose is not on PATH" >&2; exit 1; }
-
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
 
 python3 - "$TMP" <<'EOF'
 import os, sys
