@@ -127,14 +127,7 @@ pub(super) fn runtime(
     let network_mode = svc.network_mode.as_ref().and_then(|m| {
         let path = format!("{base}.network_mode");
         match m.split_once(':') {
-            Some(("service", s)) => match names.container(s) {
-                Some(c) => Some(format!("container:{c}")),
-                None => {
-                    r.err(path, format!("network_mode refers to unknown service {s:?}"));
-                    None
-                }
-            },
-            Some(("container", _)) => Some(m.clone()),
+            Some(("service" | "container", _)) => joined(Some(m), "network_mode", base, names, r),
             None if matches!(m.as_str(), "host" | "none" | "bridge" | "default") => {
                 Some(m.clone())
             }
@@ -251,8 +244,8 @@ pub(super) fn runtime(
         init: svc.init,
         logging,
         network_mode,
-        pid: svc.pid.clone(),
-        ipc: svc.ipc.clone(),
+        pid: joined(svc.pid.as_ref(), "pid", base, names, r),
+        ipc: joined(svc.ipc.as_ref(), "ipc", base, names, r),
         uts: svc.uts.clone(),
         userns_mode: svc.userns_mode.clone(),
         cgroup: svc.cgroup.clone(),
@@ -287,5 +280,30 @@ pub(super) fn runtime(
         oom_score_adj: svc.oom_score_adj,
         storage_opt: svc.storage_opt.clone(),
         annotations: svc.annotations.filled(),
+    }
+}
+
+/// A `network_mode:`/`pid:`/`ipc:` with `service:<name>` turned into the container of that service, as
+/// docker compose joins it; the rest (`host`, `container:<name>`, `shareable`...) as written.
+fn joined(
+    mode: Option<&String>,
+    key: &str,
+    base: &str,
+    names: &StackNames,
+    r: &mut Report,
+) -> Option<String> {
+    let mode = mode?;
+    let Some(service) = mode.strip_prefix("service:") else {
+        return Some(mode.clone());
+    };
+    match names.container(service) {
+        Some(c) => Some(format!("container:{c}")),
+        None => {
+            r.err(
+                format!("{base}.{key}"),
+                format!("{key} refers to unknown service {service:?} (use container:<name> for a container outside the stack)"),
+            );
+            None
+        }
     }
 }

@@ -157,9 +157,9 @@ pub(super) fn build_service(
 
     // Compose starts what a service shares a namespace or volumes with, or links to, first.
     let mut depends_on = svc.depends_on.0.clone();
-    let implicit = svc
-        .network_mode
-        .iter()
+    let implicit = [&svc.network_mode, &svc.pid, &svc.ipc]
+        .into_iter()
+        .flatten()
         .filter_map(|m| m.strip_prefix("service:"))
         .chain(svc.links.iter().map(|l| l.split(':').next().unwrap_or(l)))
         .chain(

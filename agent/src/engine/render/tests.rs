@@ -250,6 +250,38 @@ fn network_mode_service_and_links_resolve_to_container_names() {
 }
 
 #[test]
+fn pid_and_ipc_service_join_that_services_container_after_it_starts() {
+    let d = desired(
+        "services:\n  db: {image: busybox, ipc: shareable}\n  named: {image: busybox, container_name: the-named}\n  web:\n    image: busybox\n    pid: service:db\n    ipc: service:named\n  other:\n    image: busybox\n    pid: container:elsewhere\n    ipc: host\n",
+        &[],
+    )
+    .expect("valid");
+    let web = container_body(spec_of(&d, "web"), &ctx())
+        .host_config
+        .expect("hc");
+    assert_eq!(web.pid_mode.as_deref(), Some("container:app-db-1"));
+    assert_eq!(web.ipc_mode.as_deref(), Some("container:the-named"));
+    let deps: Vec<&String> = spec_of(&d, "web").depends_on.keys().collect();
+    assert_eq!(deps, ["db", "named"], "both start before web");
+    let other = container_body(spec_of(&d, "other"), &ctx())
+        .host_config
+        .expect("hc");
+    assert_eq!(other.pid_mode.as_deref(), Some("container:elsewhere"));
+    assert_eq!(other.ipc_mode.as_deref(), Some("host"));
+    assert!(spec_of(&d, "other").depends_on.is_empty());
+
+    let e = errors(&svc("    pid: service:nope\n    ipc: service:web2\n"));
+    assert!(
+        e.contains("services.web.pid: pid refers to unknown service \"nope\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("services.web.ipc: ipc refers to unknown service \"web2\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn ports_long_form_and_ranges() {
     let h = host(&svc(
         "    ports:\n      - \"8000-8001:9000-9001\"\n      - \"127.0.0.1:7000-7005:7000\"\n      - {target: 53, published: \"5353\", protocol: udp, host_ip: 127.0.0.1, mode: host}\n",
