@@ -342,6 +342,7 @@ pub async fn reconcile_with<E: Engine + rollout::Watches>(
         state::ensure_private_dir(&opts.state_dir)?;
         let ctx = ApplyContext {
             revision: opts.revision.clone(),
+            pins: opts.rollout.pins.clone(),
             state_dir: opts.state_dir.clone(),
             data_root: opts.data_root.clone(),
             prune_volumes: opts.prune_volumes,

@@ -74,9 +74,50 @@ pub(super) fn create_context(
     }
     Ok(CreateContext {
         host: host.to_string(),
-        revision: ctx.revision.clone(),
+        revision: ctx.revision_of(&spec.key()),
         mount_paths,
         inherited: BTreeMap::new(),
         name: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{interpolate::Env, load_desired};
+
+    #[test]
+    fn a_pinned_service_is_labelled_with_the_revision_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("hosts.yaml"),
+            "hosts:\n  default: {stacks: [s]}\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("stacks/s")).unwrap();
+        std::fs::write(
+            dir.path().join("stacks/s/compose.yaml"),
+            "services:\n  app: {image: busybox:1}\n  other: {image: busybox:1}\n",
+        )
+        .unwrap();
+        let d = load_desired(dir.path(), "h", &Env::default()).unwrap();
+        let ctx = ApplyContext {
+            revision: Some("bad".into()),
+            pins: Some(crate::rollout::Pins {
+                revision: "good".into(),
+                desired_root: dir.path().into(),
+                services: ["s/app".to_string()].into(),
+            }),
+            state_dir: dir.path().join("state"),
+            data_root: dir.path().join("data"),
+            prune_volumes: false,
+            health_timeout: std::time::Duration::from_secs(1),
+        };
+        let revision = |service: &str| {
+            let spec = d.services.iter().find(|s| s.service == service).unwrap();
+            create_context(spec, "h", &ctx).unwrap().revision
+        };
+        assert_eq!(revision("app").as_deref(), Some("good"));
+        assert_eq!(revision("other").as_deref(), Some("bad"));
+    }
 }

@@ -24,7 +24,11 @@ use crate::plan::{Observed, Plan, Step};
 
 #[derive(Debug, Clone)]
 pub struct ApplyContext {
+    /// The pass's revision, on every container it creates (`labels::REVISION`).
     pub revision: Option<String>,
+    /// A rollback's pins: those services run the last good revision's specs, so their
+    /// containers carry that revision instead.
+    pub pins: Option<crate::rollout::Pins>,
     pub state_dir: PathBuf,
     /// Where read-write relative binds live (`crate::data`).
     pub data_root: PathBuf,
@@ -32,6 +36,16 @@ pub struct ApplyContext {
     pub prune_volumes: bool,
     /// Upper bound on waiting for a dependency to become healthy or complete.
     pub health_timeout: Duration,
+}
+
+impl ApplyContext {
+    /// The revision `service`'s containers run.
+    fn revision_of(&self, service: &str) -> Option<String> {
+        match &self.pins {
+            Some(p) if p.services.contains(service) => Some(p.revision.clone()),
+            _ => self.revision.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

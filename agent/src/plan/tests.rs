@@ -99,6 +99,22 @@ fn converged_gives_an_empty_plan() {
 }
 
 #[test]
+fn the_revision_label_alone_never_recreates() {
+    // A rollback's pinned containers carry the last good revision, the others the new one:
+    // the plan compares specs, not which commit made the container.
+    let d = desired(&[("web", WEB)]);
+    let mut o = converged(&d);
+    o.containers[0]
+        .labels
+        .insert(labels::REVISION.into(), "good".into());
+    o.containers[1]
+        .labels
+        .insert(labels::REVISION.into(), "bad".into());
+    let p = plan(&d, &o, &opts());
+    assert!(p.is_empty(), "{p}");
+}
+
+#[test]
 fn changed_env_recreates_only_that_service_and_names_the_field() {
     let d = desired(&[("web", WEB)]);
     let o = converged(&d);

@@ -194,6 +194,12 @@ async fn a_commit_whose_healthcheck_never_passes_is_rolled_back_and_a_fix_rolls_
     assert_eq!(env_var(&app, "MODE"), "one");
     assert_eq!(env_var(&web, "MODE"), "one");
     assert_eq!(env_var(&other, "MODE"), "two");
+    // Each container says which commit it runs: the pinned ones the last good one.
+    let revision = |name: &str| docker(&["inspect", "-f", REVISION_LABEL, name]);
+    assert_eq!(
+        [revision(&app), revision(&web), revision(&other)],
+        [c1.clone(), c1.clone(), c2.clone()]
+    );
     wait_until(limit, "app of revision one healthy again", || {
         docker(&["inspect", "-f", "{{.State.Health.Status}}", &app]) == "healthy"
     });
@@ -243,6 +249,7 @@ async fn a_commit_whose_healthcheck_never_passes_is_rolled_back_and_a_fix_rolls_
         container_state(&app) == "running"
     });
     assert_eq!(env_var(&app, "MODE"), "one");
+    assert_eq!(revision(&app), c1);
     let s = status_json(&listen);
     assert_eq!(s["rollout"]["phase"].as_str(), Some("rolled-back"), "{s:#}");
 
@@ -269,6 +276,9 @@ async fn a_commit_whose_healthcheck_never_passes_is_rolled_back_and_a_fix_rolls_
     let last3 = statuses(&seen).into_iter().rfind(|(sha, _, _)| *sha == c3);
     assert_eq!(last3.map(|(_, state, _)| state).as_deref(), Some("success"));
 }
+
+/// `docker inspect -f` for the commit a container was created from.
+const REVISION_LABEL: &str = r#"{{index .Config.Labels "io.macula.gitops.revision"}}"#;
 
 /// The json sink's messages (`{event} {short}`), in order.
 fn hooks(seen: &[Received]) -> Vec<String> {
