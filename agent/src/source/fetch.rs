@@ -43,26 +43,6 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn ssh_command(spec: &SourceSpec) -> Option<String> {
-    if spec.ssh_key.is_none() && spec.known_hosts.is_none() {
-        return None;
-    }
-    let mut cmd = vec!["ssh".to_string(), "-o".into(), "BatchMode=yes".into()];
-    if let Some(k) = &spec.ssh_key {
-        cmd.extend(["-i".into(), k.display().to_string()]);
-        cmd.extend(["-o".into(), "IdentitiesOnly=yes".into()]);
-    }
-    if let Some(k) = &spec.known_hosts {
-        cmd.extend([
-            "-o".into(),
-            format!("UserKnownHostsFile={}", k.display()),
-            "-o".into(),
-            "StrictHostKeyChecking=yes".into(),
-        ]);
-    }
-    Some(shell_words::join(cmd))
-}
-
 fn open_cache(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, SourceError> {
     if !cache.join("HEAD").is_file() {
         let parent = cache.parent().expect("cache dir has a parent");
@@ -85,14 +65,11 @@ fn open_cache(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, Source
             source,
         })?;
     }
-    let mut overrides = vec![
+    let overrides = vec![
         // The cache is ours alone; objects from the remote are checked when materialised.
         "gc.auto=0".to_string(),
         "fetch.prune=true".to_string(),
     ];
-    if let Some(cmd) = ssh_command(spec) {
-        overrides.push(format!("core.sshCommand={cmd}"));
-    }
     let opts = gix::open::Options::isolated().config_overrides(overrides);
     gix::open_opts(cache, opts).map_err(|e| fetch_err(spec, e))
 }
@@ -143,16 +120,40 @@ pub fn fetch(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, SourceE
         .with_refspecs([HEADS, TAGS, HEAD], Direction::Fetch)
         .map_err(|e| fetch_err(spec, e))?
         .with_fetch_tags(gix::remote::fetch::Tags::None);
-    let mut conn = remote
-        .connect(Direction::Fetch)
-        .map_err(|e| fetch_err(spec, e))?;
-    if let Some(opts) = http_deadlines(&repo, spec)? {
-        conn = conn.with_transport_options(opts);
+    let url = remote.url(Direction::Fetch).cloned();
+    match url {
+        Some(url) if url.scheme == gix::url::Scheme::Ssh => {
+            let deadline = std::time::Instant::now() + spec.timeouts.total;
+            let transport = super::ssh::SshTransport::new(url, spec, deadline);
+            let probe = transport.probe();
+            receive(remote.to_connection_with_transport(transport), spec)
+                .map_err(|e| ssh_err(spec, &probe, e))?;
+        }
+        _ => {
+            let mut conn = remote
+                .connect(Direction::Fetch)
+                .map_err(|e| fetch_err(spec, e))?;
+            if let Some(opts) = http_deadlines(&repo, spec)? {
+                conn = conn.with_transport_options(opts);
+            }
+            receive(conn, spec).map_err(|e| fetch_err(spec, &*e))?;
+        }
     }
-    let interrupt = AtomicBool::new(false);
-    let progress = gix::progress::Discard;
-    let outcome = if let Some((user, pass)) = spec.basic_auth.clone() {
-        let conn = conn.with_credentials(move |action| match action {
+    Ok(repo)
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Negotiate and receive the pack over `conn`, with `source.auth`'s credentials and `depth`.
+fn receive<T>(
+    conn: gix::remote::Connection<'_, '_, '_, T>,
+    spec: &SourceSpec,
+) -> Result<(), BoxError>
+where
+    T: gix::protocol::transport::client::blocking_io::Transport,
+{
+    let conn = match spec.basic_auth.clone() {
+        Some((user, pass)) => conn.with_credentials(move |action| match action {
             gix::credentials::helper::Action::Get(ctx) => {
                 Ok(Some(gix::credentials::protocol::Outcome {
                     identity: gix::sec::identity::Account {
@@ -164,25 +165,36 @@ pub fn fetch(spec: &SourceSpec, cache: &Path) -> Result<gix::Repository, SourceE
                 }))
             }
             _ => Ok(None),
-        });
-        let mut prep = conn
-            .prepare_fetch(progress, Default::default())
-            .map_err(|e| fetch_err(spec, e))?;
-        if let Some(d) = spec.depth {
-            prep = prep.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(d));
-        }
-        prep.receive(gix::progress::Discard, &interrupt)
-    } else {
-        let mut prep = conn
-            .prepare_fetch(progress, Default::default())
-            .map_err(|e| fetch_err(spec, e))?;
-        if let Some(d) = spec.depth {
-            prep = prep.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(d));
-        }
-        prep.receive(gix::progress::Discard, &interrupt)
+        }),
+        None => conn,
     };
-    outcome.map_err(|e| fetch_err(spec, e))?;
-    Ok(repo)
+    let mut prep = conn.prepare_fetch(gix::progress::Discard, Default::default())?;
+    if let Some(d) = spec.depth {
+        prep = prep.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(d));
+    }
+    let interrupt = AtomicBool::new(false);
+    prep.receive(gix::progress::Discard, &interrupt)?;
+    Ok(())
+}
+
+/// An ssh fetch's error: the deadline when the watchdog ended it, and what `ssh` said.
+fn ssh_err(spec: &SourceSpec, probe: &super::ssh::Probe, e: BoxError) -> SourceError {
+    let mut message = if probe.expired() {
+        format!(
+            "not done within source.timeouts.total ({}); ssh stopped",
+            humantime::format_duration(spec.timeouts.total)
+        )
+    } else {
+        chain(&*e)
+    };
+    let said = probe.stderr();
+    if !said.is_empty() {
+        message.push_str(&format!(" (ssh: {})", said.replace('\n', " ")));
+    }
+    SourceError::Fetch {
+        url: spec.shown_url(),
+        message: crate::redact::redact(&message).into_owned(),
+    }
 }
 
 /// The commit the configured ref names: branch, then tag, then a commit id.

@@ -15,6 +15,7 @@ mod local;
 pub mod safety;
 mod seal;
 mod snapshot;
+mod ssh;
 pub mod verify;
 
 use std::num::NonZeroU32;

@@ -330,3 +330,68 @@ fn ssh_with_key_and_known_hosts() {
         Err(SourceError::Fetch { .. })
     ));
 }
+
+/// A server on 127.0.0.1 that sends ssh's version banner and then nothing: `ssh` gets past
+/// `ConnectTimeout` (connect and banner) and waits in the key exchange for ever.
+fn mute_ssh_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let _ = c.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+                let mut buf = [0u8; 4096];
+                while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
+/// Processes whose command line names `needle` (an `ssh` left running would).
+fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn ssh_fetch_ends_at_the_total_deadline_and_leaves_no_ssh_running() {
+    let port = mute_ssh_server();
+    let state = tempfile::tempdir().expect("tmp");
+    let cfg = SourceConfig {
+        url: format!("ssh://git:hunter2@127.0.0.1:{port}/lab.git"),
+        timeouts: macula_gitops::config::FetchTimeoutsConfig {
+            connect: Some("1s".into()),
+            idle: Some("60s".into()),
+            total: Some("3s".into()),
+        },
+        ..Default::default()
+    };
+    let src = Source::new(SourceSpec::from_config(&cfg).expect("spec"), state.path());
+    let started = std::time::Instant::now();
+    let err = src.sync().expect_err("a mute server gives no revision");
+    let took = started.elapsed();
+    let msg = err.to_string();
+    assert!(matches!(err, SourceError::Fetch { .. }), "{msg}");
+    assert!(
+        msg.contains(&format!("ssh://***@127.0.0.1:{port}/lab.git")),
+        "{msg}"
+    );
+    assert!(msg.contains("source.timeouts.total (3s)"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    // Ended, not hung: ssh itself would wait in the key exchange for as long as the server lives.
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
+    eprintln!("mute ssh server: {msg} (after {took:?})");
+    let left = processes_naming(&format!("-p{port}"));
+    assert!(left.is_empty(), "ssh still running: {left:?}");
+}
