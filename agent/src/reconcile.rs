@@ -375,18 +375,10 @@ pub async fn reconcile_with<E: Engine + rollout::Watches>(
                         r.tried,
                         r.failed,
                         r.done.iter().map(Change::of_cluster_step).collect(),
-                        r.errors
-                            .into_iter()
-                            .map(|e| ItemError::new(None, e))
-                            .collect(),
+                        r.errors.iter().map(cluster_error).collect(),
                     );
                 }
-                Err(e) => outcome.absorb(
-                    1,
-                    1,
-                    Vec::new(),
-                    vec![ItemError::new(None, format!("clusters: {e}"))],
-                ),
+                Err(e) => outcome.absorb(1, 1, Vec::new(), vec![cluster_error(&e)]),
             }
             outcome.clusters = cluster::run::status_host(desired).await.unwrap_or_default();
         }
@@ -441,6 +433,26 @@ pub async fn reconcile_with<E: Engine + rollout::Watches>(
     .await
 }
 
+/// A cluster's failure as an outcome item: the cluster it names is its subject, so
+/// `apply --output json` says which cluster failed.
+fn cluster_error(e: &cluster::ClusterError) -> ItemError {
+    match e.cluster() {
+        Some(name) => ItemError::new(
+            Some(Subject::new(SubjectKind::Cluster, name)),
+            e.to_string(),
+        ),
+        None => ItemError::new(None, format!("clusters: {e}")),
+    }
+}
+
+/// A forward that failed to start, with the forward as its subject.
+fn forward_error(e: &routing::RoutingError) -> ItemError {
+    let subject = e
+        .forward()
+        .map(|name| Subject::new(SubjectKind::Forward, name));
+    ItemError::new(subject, e.to_string())
+}
+
 /// Forwards (when a daemon holds the listeners) and DNS names, folded into `outcome`.
 async fn apply_routing(r: &Resolved, opts: &ReconcileOptions, outcome: &mut Outcome) {
     for (address, name) in &r.loopback {
@@ -466,11 +478,7 @@ async fn apply_routing(r: &Resolved, opts: &ReconcileOptions, outcome: &mut Outc
                 )
                 .chain(rep.stopped.iter().map(|f| change(f, Action::Remove, '-')))
                 .collect();
-            let errors = rep
-                .errors
-                .into_iter()
-                .map(|e| ItemError::new(None, e))
-                .collect();
+            let errors = rep.errors.iter().map(forward_error).collect();
             outcome.absorb(rep.tried, rep.failed, changes, errors);
         }
         None if !r.forwards.is_empty() => {
@@ -504,5 +512,93 @@ async fn apply_routing(r: &Resolved, opts: &ReconcileOptions, outcome: &mut Outc
             .map(|e| ItemError::new(Some(zone.clone()), e))
             .collect();
         outcome.absorb(rep.tried, rep.failed, changes, errors);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::validate::{ForwardSpec, TargetSpec};
+
+    /// What `apply --output json` prints for the pass's first error.
+    fn first_error_json(outcome: &Outcome) -> serde_json::Value {
+        serde_json::to_value(outcome).expect("json")["errors"][0].clone()
+    }
+
+    #[tokio::test]
+    async fn a_forward_that_cannot_listen_is_named_in_the_outcome() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listen = taken.local_addr().expect("addr");
+        let fwd = Forwarder::new(
+            std::sync::Arc::new(routing::resolve::StaticResolver),
+            Default::default(),
+        );
+        let opts = ReconcileOptions {
+            forwarder: Some(SharedForwarder(std::sync::Arc::new(fwd))),
+            ..Default::default()
+        };
+        let resolved = Resolved {
+            loopback: Vec::new(),
+            forwards: vec![ForwardSpec {
+                name: "web".into(),
+                listen,
+                protocol: crate::desired::catalog::Protocol::Tcp,
+                target: TargetSpec::Address {
+                    host: "127.0.0.1".into(),
+                    port: 9,
+                },
+            }],
+            dns: None,
+            warnings: Vec::new(),
+        };
+        let mut outcome = Outcome::default();
+        apply_routing(&resolved, &opts, &mut outcome).await;
+        assert_eq!(outcome.failed, 1);
+        let e = first_error_json(&outcome);
+        assert_eq!(
+            e["subject"],
+            serde_json::json!({"kind": "forward", "name": "web"})
+        );
+        let message = e["message"].as_str().expect("message");
+        assert!(
+            message.starts_with(&format!("forward web: cannot listen on {listen}")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_failed_cluster_is_named_in_the_outcome() {
+        let port = cluster::ClusterError::PortTaken {
+            cluster: "lab".into(),
+            port: "127.0.0.1:6443/TCP".into(),
+        };
+        let step = cluster::ClusterError::Step {
+            cluster: "lab".into(),
+            step: "+ cluster lab: create".into(),
+            source: Box::new(port),
+        };
+        let unreachable = cluster::ClusterError::KindMissing;
+        let mut outcome = Outcome::default();
+        outcome.absorb(
+            2,
+            2,
+            Vec::new(),
+            vec![cluster_error(&step), cluster_error(&unreachable)],
+        );
+        let json = serde_json::to_value(&outcome).expect("json");
+        assert_eq!(
+            json["errors"][0]["subject"],
+            serde_json::json!({"kind": "cluster", "name": "lab"})
+        );
+        assert_eq!(
+            json["errors"][0]["message"],
+            "+ cluster lab: create: cluster lab: host port 127.0.0.1:6443/TCP is already in use on this host"
+        );
+        // Not about one cluster: no subject, and the message says it is about the clusters.
+        assert!(json["errors"][1].get("subject").is_none(), "{json}");
+        assert!(json["errors"][1]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("clusters: `kind`"));
     }
 }

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::docker::{NodeContainer, NodeOps};
@@ -56,7 +55,7 @@ impl Default for ApplyOptions {
 }
 
 /// What one pass did. `notices` are reports that changed nothing (needs recreate, unmanaged).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct ClusterReport {
     pub tried: usize,
     pub failed: usize,
@@ -64,7 +63,8 @@ pub struct ClusterReport {
     /// The steps that ran, in order.
     pub done: Vec<ClusterStep>,
     pub notices: Vec<String>,
-    pub errors: Vec<String>,
+    /// One per failed cluster: `Prepare` or `Step`, each naming its cluster.
+    pub errors: Vec<ClusterError>,
 }
 
 /// Clients of the clusters reached so far in this pass.
@@ -216,7 +216,7 @@ async fn prepare(
     steps: &[ClusterStep],
     desired: &Desired,
     opts: &ApplyOptions,
-) -> (Prepared, BTreeMap<String, String>) {
+) -> (Prepared, BTreeMap<String, ClusterError>) {
     let mut p = Prepared {
         manifests: HashMap::new(),
         sync: HashMap::new(),
@@ -250,7 +250,9 @@ async fn prepare(
                         p.manifests.insert(c.name.clone(), m);
                     }
                     Err(e) => {
-                        failed.insert(c.name.clone(), e.to_string());
+                        let message = e.to_string();
+                        let cluster = c.name.clone();
+                        failed.insert(c.name.clone(), ClusterError::Prepare { cluster, message });
                     }
                 }
             }
@@ -259,14 +261,12 @@ async fn prepare(
             }
             ClusterStep::Secrets { .. } => {
                 if let Some(s) = c.secrets.iter().find(|s| s.values.is_none()) {
-                    failed.insert(
-                        c.name.clone(),
-                        format!(
-                            "cluster {}: Secret {}: its values were not read from the environment",
-                            c.name,
-                            s.id()
-                        ),
+                    let message = format!(
+                        "Secret {}: its values were not read from the environment",
+                        s.id()
                     );
+                    let cluster = c.name.clone();
+                    failed.insert(c.name.clone(), ClusterError::Prepare { cluster, message });
                 }
             }
             _ => {}
@@ -291,12 +291,13 @@ pub async fn apply<K: KindCli, N: NodeOps>(
         notices: warnings,
         ..Default::default()
     };
-    let (prepared, mut broken) = prepare(&steps, desired, opts).await;
-    for (cluster, e) in &broken {
+    let (prepared, unprepared) = prepare(&steps, desired, opts).await;
+    let mut broken: BTreeSet<String> = unprepared.keys().cloned().collect();
+    for (cluster, e) in unprepared {
         report.tried += 1;
         report.failed += 1;
         tracing::error!(cluster = %cluster, error = %e, "cluster not changed");
-        report.errors.push(e.clone());
+        report.errors.push(e);
     }
     for step in &steps {
         let name = step.cluster().to_string();
@@ -305,7 +306,7 @@ pub async fn apply<K: KindCli, N: NodeOps>(
             report.notices.push(step.to_string());
             continue;
         }
-        if broken.contains_key(&name) {
+        if broken.contains(&name) {
             continue;
         }
         report.tried += 1;
@@ -318,8 +319,12 @@ pub async fn apply<K: KindCli, N: NodeOps>(
             Err(e) => {
                 tracing::error!(cluster = %name, error = %e, "cluster step failed");
                 report.failed += 1;
-                report.errors.push(format!("{step}: {e}"));
-                broken.insert(name, e.to_string());
+                report.errors.push(ClusterError::Step {
+                    cluster: name.clone(),
+                    step: step.to_string(),
+                    source: Box::new(e),
+                });
+                broken.insert(name);
             }
         }
     }

@@ -95,6 +95,34 @@ pub enum ClusterError {
         cluster: String,
         source: oci::OciError,
     },
+    /// A cluster could not be prepared (its Flux release, its Secrets): nothing changed in it.
+    #[error("cluster {cluster}: {message}")]
+    Prepare { cluster: String, message: String },
+    /// A cluster's step failed; `step` as `diff` prints it (it names the cluster).
+    #[error("{step}: {source}")]
+    Step {
+        cluster: String,
+        step: String,
+        source: Box<ClusterError>,
+    },
+}
+
+impl ClusterError {
+    /// The cluster the error is about; `None` when it is about none in particular (the
+    /// engine or `kind` missing, a release URL shared by several clusters).
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Self::PortTaken { cluster, .. }
+            | Self::NotReady { cluster, .. }
+            | Self::Kube { cluster, .. }
+            | Self::Timeout { cluster, .. }
+            | Self::Config { cluster, .. }
+            | Self::Oci { cluster, .. }
+            | Self::Prepare { cluster, .. }
+            | Self::Step { cluster, .. } => Some(cluster),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -69,4 +69,21 @@ pub enum RoutingError {
         file: PathBuf,
         diagnostics: crate::diag::Diagnostics,
     },
+    /// A forward that did not start (`ForwardReport::errors`).
+    #[error("forward {name}: {source}")]
+    Forward {
+        name: String,
+        #[source]
+        source: Box<RoutingError>,
+    },
+}
+
+impl RoutingError {
+    /// The forward the error is about, if any.
+    pub fn forward(&self) -> Option<&str> {
+        match self {
+            Self::Forward { name, .. } => Some(name),
+            _ => None,
+        }
+    }
 }

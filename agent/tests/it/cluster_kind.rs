@@ -130,9 +130,13 @@ async fn taken_host_port_is_reported_before_kind_runs() {
     let report = support::apply_once(&kind, &engine, &desired, wiring.as_ref(), &opts).await;
     assert_eq!(report.failed, 1, "{report:#?}");
     assert!(
-        report.errors[0].contains("fetching file:///nonexistent"),
+        report.errors[0]
+            .to_string()
+            .contains("fetching file:///nonexistent"),
         "{report:#?}"
     );
+    // The failure names its cluster (the subject `apply --output json` reports).
+    assert_eq!(report.errors[0].cluster(), Some(name.as_str()));
     assert!(
         !rec.calls().iter().any(|c| c.starts_with("create")),
         "nothing created when preparation failed"
@@ -144,7 +148,7 @@ async fn taken_host_port_is_reported_before_kind_runs() {
     let report = support::apply_once(&kind, &engine, &desired, wiring.as_ref(), &opts).await;
     assert_eq!(report.failed, 1, "{report:#?}");
     assert!(
-        report.errors[0].ends_with(&format!(
+        report.errors[0].to_string().ends_with(&format!(
             "cluster {name}: host port 127.0.0.1:{port}/TCP is already in use on this host"
         )),
         "{report:#?}"

@@ -332,7 +332,12 @@ async fn bind_errors_are_reported_and_other_forwards_still_start() {
         ])
         .await;
     assert_eq!((r.tried, r.failed), (2, 1));
-    assert!(r.errors[0].contains("address in use"), "{:?}", r.errors);
+    assert!(
+        r.errors[0].to_string().contains("address in use"),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.errors[0].forward(), Some("taken"));
     let st = fwd.stats().await;
     let failed = st.iter().find(|s| s.name == "taken").unwrap();
     assert_eq!(failed.state, "failed");

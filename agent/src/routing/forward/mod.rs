@@ -120,14 +120,15 @@ struct Running {
 
 type Key = (SocketAddr, Protocol);
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct ForwardReport {
     pub tried: usize,
     pub failed: usize,
     pub started: Vec<String>,
     pub stopped: Vec<String>,
     pub retargeted: Vec<String>,
-    pub errors: Vec<String>,
+    /// `RoutingError::Forward`, one per forward that did not start.
+    pub errors: Vec<RoutingError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -252,8 +253,11 @@ impl Forwarder {
                 Err(e) => {
                     tracing::warn!(forward = %spec.name, error = %e, "forward failed to start");
                     report.failed += 1;
-                    report.errors.push(format!("{}: {e}", spec.name));
                     failed.insert(k, (spec.clone(), e.to_string()));
+                    report.errors.push(RoutingError::Forward {
+                        name: spec.name.clone(),
+                        source: Box::new(e),
+                    });
                 }
             }
         }
