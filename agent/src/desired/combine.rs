@@ -1,8 +1,9 @@
-//! One service written in several places becomes one definition, by Compose's merge rules
-//! (`compose::merge`): a main file's keys over a service an `include:`d file defines (compose-go
-//! merges the two; wger's compose file adds `shm_size` to the `db` its `services/postgres.yaml`
-//! defines), the override files of one `include` entry (`path: [base.yaml, override.yaml]`),
-//! and `extends` (same file, or `file:` inside the desired-state directory; cycles reported).
+//! One service (or top-level network, volume, secret, config) written in several places
+//! becomes one definition, by Compose's merge rules (`compose::merge`): a main file's keys over
+//! a definition an `include:`d file writes (compose-go merges the two; wger's compose file adds
+//! `shm_size` to the `db` its `services/postgres.yaml` defines), the override files of one
+//! `include` entry (`path: [base.yaml, override.yaml]`), and, for services, `extends` (same
+//! file, or `file:` inside the desired-state directory; cycles reported).
 //!
 //! Each written definition is first read alone against its own file (`RawService::typed`), so
 //! every problem keeps its file and line; the merged value is typed again at the end and only
@@ -11,10 +12,11 @@
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
 use super::compose::merge::{self, rebase_service};
-use super::compose::{self, Service};
+use super::compose::{self, FileDef, NetworkDef, Service, VolumeDef};
 use super::load::{read_compose, LoadedStack, SourceFile};
 use crate::diag::Diagnostics;
 use crate::input::interpolate::Env;
@@ -23,32 +25,42 @@ use crate::input::{deserialize_at, lines};
 /// How deep `extends` may chain (a cycle is refused before that).
 const MAX_EXTENDS_DEPTH: usize = 16;
 
-/// One service as one file writes it, and what became of it.
+/// One definition (a service, network, volume, secret or config) as one file writes it, and
+/// what became of it.
 #[derive(Debug, Clone)]
-pub struct RawService {
+pub struct Raw<T> {
     /// As written (`!reset`/`!override` kept: they act when this is merged over a base), or
     /// the merged value once something was merged under it.
     pub value: Value,
     /// The definition as written, typed alone; `None` after an error (already reported).
-    pub typed: Option<Service>,
+    pub typed: Option<T>,
     /// Every definition that went into `value` read without an error.
     pub ok: bool,
     /// Something was merged under it: `value` must be typed again.
     pub merged: bool,
 }
 
-impl RawService {
-    /// Read `value` (at `services.<name>` of `source`) alone, reporting its problems.
-    pub fn read(name: &str, value: Value, source: &SourceFile, diags: &mut Diagnostics) -> Self {
+pub type RawService = Raw<Service>;
+
+impl<T: DeserializeOwned + Clone> Raw<T> {
+    /// Read `value` (at `<section>.<name>` of `source`) alone, reporting its problems; a bare
+    /// `name:` is the empty definition, as Compose reads it.
+    pub fn read(
+        section: &str,
+        name: &str,
+        value: Value,
+        source: &SourceFile,
+        diags: &mut Diagnostics,
+    ) -> Self {
         let value = if value.is_null() {
             Value::Mapping(Default::default())
         } else {
             value
         };
         let errors = error_count(diags);
-        let typed = deserialize_at::<Service>(
+        let typed = deserialize_at::<T>(
             merge::strip(value.clone()).unwrap_or_default(),
-            &lines::join("services", name),
+            &lines::join(section, name),
             source,
             &compose::supported_keys_at,
             diags,
@@ -61,115 +73,195 @@ impl RawService {
             merged: false,
         }
     }
+
+    /// The definition to use: as read alone, or (when something was merged under it) the
+    /// merged value typed again, its problems reported at `<section>.<name>` of `source`.
+    fn finish(
+        &self,
+        section: &str,
+        name: &str,
+        source: &SourceFile,
+        diags: &mut Diagnostics,
+    ) -> Option<T> {
+        if !self.merged {
+            return self.typed.clone();
+        }
+        if !self.ok {
+            return None;
+        }
+        let mut scratch = Diagnostics::default();
+        let t = deserialize_at::<T>(
+            self.value.clone(),
+            &lines::join(section, name),
+            source,
+            &compose::supported_keys_at,
+            &mut scratch,
+        );
+        for mut d in scratch.into_sorted() {
+            d.message = format!(
+                "{} (in the definition merged from extends/include)",
+                d.message
+            );
+            diags.push(d);
+        }
+        t
+    }
+}
+
+/// A stack file's top-level `networks`, `volumes`, `secrets` and `configs` as written, until
+/// `combine` has merged and typed them.
+#[derive(Debug, Clone, Default)]
+pub struct RawTop {
+    pub networks: IndexMap<String, Raw<NetworkDef>>,
+    pub volumes: IndexMap<String, Raw<VolumeDef>>,
+    pub secrets: IndexMap<String, Raw<FileDef>>,
+    pub configs: IndexMap<String, Raw<FileDef>>,
 }
 
 fn error_count(d: &Diagnostics) -> usize {
     d.iter().filter(|x| x.is_error()).count()
 }
 
-/// Merge `base` (written in `base_dir`) under `over`, which stays where it is (`over_dir`).
-fn merge_under(
-    over: &mut RawService,
-    base: &RawService,
+/// Merge `base` (written in `base_dir`) under `over`, a definition of `section` that stays
+/// where it is (`over_dir`).
+fn merge_under<T>(
+    section: &str,
+    over: &mut Raw<T>,
+    base: &Raw<T>,
     base_dir: &Path,
     over_dir: &Path,
 ) -> Result<(), merge::MergeError> {
     let mut b = merge::strip(base.value.clone()).unwrap_or_default();
-    rebase_service(&mut b, base_dir, over_dir);
-    over.value = merge::merge_entry("services", b, std::mem::take(&mut over.value))?;
+    rebase(section, &mut b, base_dir, over_dir);
+    over.value = merge::merge_entry(section, b, std::mem::take(&mut over.value))?;
     over.ok &= base.ok;
     over.merged = true;
     Ok(())
 }
 
-fn report_merge(e: merge::MergeError, source: &SourceFile, name: &str, d: &mut Diagnostics) {
-    let path = match e.path().strip_prefix("services.*") {
-        Some(rest) => format!("services.{name}{rest}"),
-        None => lines::join("services", name),
+fn report_merge(
+    e: merge::MergeError,
+    source: &SourceFile,
+    section: &str,
+    name: &str,
+    d: &mut Diagnostics,
+) {
+    let at = lines::join(section, name);
+    let path = match e.path().strip_prefix(&format!("{section}.*")) {
+        Some(rest) => format!("{at}{rest}"),
+        None => at,
     };
     d.error(&source.rel, Some(&source.lines), path, e.to_string());
 }
 
-/// A service the stack's file and its included files both define: the first holder (the
+/// A section's entries as `combine` reads them from a part of the stack.
+type Section<T> = fn(&mut LoadedStack) -> &mut IndexMap<String, Raw<T>>;
+
+/// A definition the stack's file and its included files both write: the first holder (the
 /// including file, then the earlier include) keeps it, with the later definition merged
-/// under it, as compose-go's `importResources` merges an included resource under the model's.
+/// under it key by key, as compose-go's `importResources` merges an included resource under
+/// the model's — services, networks, volumes, secrets and configs alike.
 pub fn merge_included(stack: &mut LoadedStack, diags: &mut Diagnostics) {
     let mut parts = std::mem::take(&mut stack.included);
+    include_section(stack, &mut parts, "services", |p| &mut p.raw, diags);
+    include_section(
+        stack,
+        &mut parts,
+        "networks",
+        |p| &mut p.top.networks,
+        diags,
+    );
+    include_section(stack, &mut parts, "volumes", |p| &mut p.top.volumes, diags);
+    include_section(stack, &mut parts, "secrets", |p| &mut p.top.secrets, diags);
+    include_section(stack, &mut parts, "configs", |p| &mut p.top.configs, diags);
+    stack.included = parts;
+}
+
+fn include_section<T>(
+    stack: &mut LoadedStack,
+    parts: &mut [LoadedStack],
+    section: &str,
+    get: Section<T>,
+    diags: &mut Diagnostics,
+) {
     for i in 0..parts.len() {
-        let names: Vec<String> = parts[i].raw.keys().cloned().collect();
+        let names: Vec<String> = get(&mut parts[i]).keys().cloned().collect();
         let later_dir = parts[i].dir.clone();
         for name in names {
-            let holder = if stack.raw.contains_key(&name) {
+            let holder = if get(stack).contains_key(&name) {
                 None
-            } else if let Some(j) = parts[..i].iter().position(|p| p.raw.contains_key(&name)) {
+            } else if let Some(j) = (0..i).find(|&j| get(&mut parts[j]).contains_key(&name)) {
                 Some(j)
             } else {
                 continue;
             };
-            let Some(later) = parts[i].raw.shift_remove(&name) else {
+            let Some(later) = get(&mut parts[i]).shift_remove(&name) else {
                 continue;
             };
-            let (dir, over, part) = match holder {
-                None => (&stack.dir, stack.raw.get_mut(&name), None),
-                Some(j) => {
-                    let p = &mut parts[j];
-                    (&p.dir, p.raw.get_mut(&name), Some(j))
-                }
+            let held = match holder {
+                None => &mut *stack,
+                Some(j) => &mut parts[j],
             };
-            let Some(over) = over else { continue };
-            let dir = dir.clone();
-            if let Err(e) = merge_under(over, &later, &later_dir, &dir) {
-                let at = part.map_or(&stack.source, |j| &parts[j].source);
-                report_merge(e, at, &name, diags);
+            let dir = held.dir.clone();
+            let Some(over) = get(held).get_mut(&name) else {
+                continue;
+            };
+            if let Err(e) = merge_under(section, over, &later, &later_dir, &dir) {
+                report_merge(e, &held.source, section, &name, diags);
             }
         }
     }
-    // Networks, volumes, secrets and configs: the first holder's definition is used whole
-    // (compose merges their keys too; a stack that relies on that is rare).
-    for i in 0..parts.len() {
-        let (before, rest) = parts.split_at_mut(i);
-        let part = &mut rest[0];
-        let held = |f: &dyn Fn(&LoadedStack) -> bool| f(stack) || before.iter().any(f);
-        part.networks
-            .retain(|k, _| !held(&|p: &LoadedStack| p.networks.contains_key(k)));
-        part.volumes
-            .retain(|k, _| !held(&|p: &LoadedStack| p.volumes.contains_key(k)));
-        part.secrets
-            .retain(|k, _| !held(&|p: &LoadedStack| p.secrets.contains_key(k)));
-        part.configs
-            .retain(|k, _| !held(&|p: &LoadedStack| p.configs.contains_key(k)));
-    }
-    stack.included = parts;
 }
 
 /// The override files of one `include` entry (`path: [base, override...]`) merged into the
-/// base file's part, in order, as compose merges several `-f` files: the later file wins.
+/// base file's part, in order, as compose merges several `-f` files: the later file wins,
+/// key by key.
 pub fn merge_overrides(
     base: &mut LoadedStack,
     overrides: Vec<LoadedStack>,
     diags: &mut Diagnostics,
 ) {
-    for o in overrides {
-        for (name, mut over) in o.raw {
-            match base.raw.get_mut(&name) {
-                Some(b) => {
-                    // Override files resolve paths in the base file's project directory; the
-                    // service keeps its place in the file's order.
-                    if let Err(e) = merge_under(&mut over, b, &base.dir, &base.dir) {
-                        report_merge(e, &o.source, &name, diags);
-                    }
-                    *b = over;
+    for mut o in overrides {
+        override_section(base, &mut o, "services", |p| &mut p.raw, diags);
+        override_section(base, &mut o, "networks", |p| &mut p.top.networks, diags);
+        override_section(base, &mut o, "volumes", |p| &mut p.top.volumes, diags);
+        override_section(base, &mut o, "secrets", |p| &mut p.top.secrets, diags);
+        override_section(base, &mut o, "configs", |p| &mut p.top.configs, diags);
+        base.included.extend(o.included);
+    }
+}
+
+fn override_section<T>(
+    base: &mut LoadedStack,
+    o: &mut LoadedStack,
+    section: &str,
+    get: Section<T>,
+    diags: &mut Diagnostics,
+) {
+    let dir = base.dir.clone();
+    for (name, mut over) in std::mem::take(get(o)) {
+        match get(base).get_mut(&name) {
+            Some(b) => {
+                // Override files resolve paths in the base file's project directory; the
+                // definition keeps its place in the file's order.
+                if let Err(e) = merge_under(section, &mut over, b, &dir, &dir) {
+                    report_merge(e, &o.source, section, &name, diags);
                 }
-                None => {
-                    base.raw.insert(name, over);
-                }
+                *b = over;
+            }
+            None => {
+                get(base).insert(name, over);
             }
         }
-        base.networks.extend(o.networks);
-        base.volumes.extend(o.volumes);
-        base.secrets.extend(o.secrets);
-        base.configs.extend(o.configs);
-        base.included.extend(o.included);
+    }
+}
+
+/// Relative paths of a definition of `section` moved from directory `from` to `to`.
+fn rebase(section: &str, v: &mut Value, from: &Path, to: &Path) {
+    match section {
+        "services" => rebase_service(v, from, to),
+        "secrets" | "configs" => merge::rebase_file_def(v, from, to),
+        _ => {}
     }
 }
 
@@ -268,9 +360,9 @@ impl Extender<'_> {
         if let Value::Mapping(m) = &mut entry.value {
             m.remove("extends");
         }
-        if let Err(e) = merge_under(entry, &base, &base_dir, &dir) {
+        if let Err(e) = merge_under("services", entry, &base, &base_dir, &dir) {
             let (source, _) = self.place(file);
-            report_merge(e, &source, name, self.diags);
+            report_merge(e, &source, "services", name, self.diags);
         }
         let done = self.raw(file)?.get(name)?.clone();
         Some((done, dir))
@@ -335,7 +427,7 @@ impl Extender<'_> {
             if let Some(Value::Mapping(services)) = top.get("services") {
                 for (k, v) in services {
                     let n = k.as_str().unwrap_or_default().to_string();
-                    let r = RawService::read(&n, v.clone(), &source, self.diags);
+                    let r = RawService::read("services", &n, v.clone(), &source, self.diags);
                     raw.insert(n, r);
                 }
             }
@@ -361,8 +453,8 @@ fn extends_of(v: &Value) -> Option<(String, Option<String>)> {
     }
 }
 
-/// Every service of every part typed: as read alone, or (when something was merged under
-/// it) the merged value typed again, its problems reported at the service in the file that
+/// Every definition of every part typed: as read alone, or (when something was merged under
+/// it) the merged value typed again, its problems reported at the definition in the file that
 /// holds it.
 pub fn finish(stack: &mut LoadedStack, diags: &mut Diagnostics) {
     type_part(stack, diags);
@@ -372,31 +464,25 @@ pub fn finish(stack: &mut LoadedStack, diags: &mut Diagnostics) {
 }
 
 fn type_part(part: &mut LoadedStack, diags: &mut Diagnostics) {
-    for (name, raw) in &part.raw {
-        let typed = if !raw.merged {
-            raw.typed.clone()
-        } else if raw.ok {
-            let mut scratch = Diagnostics::default();
-            let t = deserialize_at::<Service>(
-                raw.value.clone(),
-                &lines::join("services", name),
-                &part.source,
-                &compose::supported_keys_at,
-                &mut scratch,
-            );
-            for mut d in scratch.into_sorted() {
-                d.message = format!(
-                    "{} (in the definition merged from extends/include)",
-                    d.message
-                );
-                diags.push(d);
-            }
-            t
-        } else {
-            None
-        };
-        if let Some(t) = typed {
-            part.services.insert(name.clone(), t);
+    let src = &part.source;
+    type_section("services", &part.raw, &mut part.services, src, diags);
+    let top = &part.top;
+    type_section("networks", &top.networks, &mut part.networks, src, diags);
+    type_section("volumes", &top.volumes, &mut part.volumes, src, diags);
+    type_section("secrets", &top.secrets, &mut part.secrets, src, diags);
+    type_section("configs", &top.configs, &mut part.configs, src, diags);
+}
+
+fn type_section<T: DeserializeOwned + Clone>(
+    section: &str,
+    raw: &IndexMap<String, Raw<T>>,
+    out: &mut IndexMap<String, T>,
+    source: &SourceFile,
+    diags: &mut Diagnostics,
+) {
+    for (name, r) in raw {
+        if let Some(t) = r.finish(section, name, source, diags) {
+            out.insert(name.clone(), t);
         }
     }
 }

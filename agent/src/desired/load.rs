@@ -10,14 +10,14 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use super::combine::{self, RawService};
+use super::combine::{self, Raw, RawService, RawTop};
 use super::compose::{self, FileDef, NetworkDef, Service, VolumeDef};
 use super::hosts::{HostSelection, HostsFile};
 use crate::diag::Diagnostics;
 use crate::input::deserialize::unknown_key_message;
 use crate::input::interpolate::{parse_dotenv, Env};
 pub use crate::input::SourceFile;
-use crate::input::{deserialize_at, lines, read_yaml};
+use crate::input::{deserialize_at, read_yaml};
 
 pub const HOSTS_FILE: &str = "hosts.yaml";
 pub const STACKS_DIR: &str = "stacks";
@@ -42,6 +42,8 @@ pub struct LoadedStack {
     pub services: IndexMap<String, Service>,
     /// Each service as this file writes it, until `combine` has merged and typed them.
     pub(crate) raw: IndexMap<String, RawService>,
+    /// Its top-level networks, volumes, secrets and configs as written, likewise.
+    pub(crate) top: RawTop,
     pub networks: IndexMap<String, NetworkDef>,
     pub volumes: IndexMap<String, VolumeDef>,
     pub secrets: IndexMap<String, FileDef>,
@@ -230,10 +232,7 @@ fn load_file(
     let mut project = name.to_string();
     let mut named = false;
     let mut raw = IndexMap::new();
-    let mut networks = IndexMap::new();
-    let mut volumes = IndexMap::new();
-    let mut secrets = IndexMap::new();
-    let mut configs = IndexMap::new();
+    let mut top_defs = RawTop::default();
     let mut included = Vec::new();
     for (k, v) in top {
         let key = k.as_str().unwrap_or_default().to_string();
@@ -251,8 +250,8 @@ fn load_file(
                 "version",
                 "`version` is obsolete and ignored (as docker compose ignores it)",
             ),
-            "secrets" => each_entry::<FileDef>(v, "secrets", &source, diags, &mut secrets),
-            "configs" => each_entry::<FileDef>(v, "configs", &source, diags, &mut configs),
+            "secrets" => each_entry(v, "secrets", &source, diags, &mut top_defs.secrets),
+            "configs" => each_entry(v, "configs", &source, diags, &mut top_defs.configs),
             "include" => {
                 for entry in include_entries(v, &source, diags) {
                     included.extend(load_include(
@@ -272,7 +271,7 @@ fn load_file(
                 Value::Mapping(m) => {
                     for (k, v) in m {
                         let n = k.as_str().unwrap_or_default().to_string();
-                        let r = RawService::read(&n, v, &source, diags);
+                        let r = RawService::read("services", &n, v, &source, diags);
                         raw.insert(n, r);
                     }
                 }
@@ -284,8 +283,8 @@ fn load_file(
                     "expected a mapping of name: definition",
                 ),
             },
-            "networks" => each_entry::<NetworkDef>(v, "networks", &source, diags, &mut networks),
-            "volumes" => each_entry::<VolumeDef>(v, "volumes", &source, diags, &mut volumes),
+            "networks" => each_entry(v, "networks", &source, diags, &mut top_defs.networks),
+            "volumes" => each_entry(v, "volumes", &source, diags, &mut top_defs.volumes),
             k if k.starts_with("x-") => {}
             other => diags.error(
                 &rel,
@@ -303,10 +302,11 @@ fn load_file(
         source,
         services: IndexMap::new(),
         raw,
-        networks,
-        volumes,
-        secrets,
-        configs,
+        top: top_defs,
+        networks: IndexMap::new(),
+        volumes: IndexMap::new(),
+        secrets: IndexMap::new(),
+        configs: IndexMap::new(),
         included,
     };
     combine::merge_included(&mut stack, diags);
@@ -474,14 +474,14 @@ fn load_include(
     std::iter::once(first).chain(nested).collect()
 }
 
-/// Each `name: definition` of a top-level section; a bare `name:` is the default definition,
-/// and an empty section is no definitions (both as Compose reads them).
-fn each_entry<T: DeserializeOwned + Default>(
+/// Each `name: definition` of a top-level section, read alone (typed once `combine` has merged
+/// them); an empty section is no definitions, as Compose reads it.
+fn each_entry<T: DeserializeOwned + Clone>(
     v: Value,
     section: &str,
     source: &SourceFile,
     diags: &mut Diagnostics,
-    out: &mut IndexMap<String, T>,
+    out: &mut IndexMap<String, Raw<T>>,
 ) {
     let Value::Mapping(map) = v else {
         if !v.is_null() {
@@ -496,16 +496,8 @@ fn each_entry<T: DeserializeOwned + Default>(
     };
     for (k, v) in map {
         let name = k.as_str().unwrap_or_default().to_string();
-        let path = lines::join(section, &name);
-        // `!reset`/`!override` only mean something where a definition is merged (services).
-        let v = compose::merge::strip(v).unwrap_or_default();
-        if v.is_null() {
-            out.insert(name, T::default());
-        } else if let Some(d) =
-            deserialize_at::<T>(v, &path, source, &compose::supported_keys_at, diags)
-        {
-            out.insert(name, d);
-        }
+        let r = Raw::read(section, &name, v, source, diags);
+        out.insert(name, r);
     }
 }
 

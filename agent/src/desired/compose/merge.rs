@@ -1,5 +1,6 @@
 //! Compose's merge rules, the one implementation behind `extends`, a main file's keys over a
-//! service its `include:`d files define, and the `!reset` / `!override` tags.
+//! service, network, volume, secret or config its `include:`d files define, include override
+//! files, and the `!reset` / `!override` tags.
 //!
 //! The rules are compose-go's (`override/merge.go`, `override/uncity.go`, the Compose
 //! Specification's merge.md), applied to the YAML values before they are typed:
@@ -8,9 +9,10 @@
 //! `dns*`, `sysctls`, `tmpfs`, `annotations` and `build.args`/`labels` become `KEY=value` lists
 //! and are appended; `depends_on` and `networks` merge as mappings (a list is read as one);
 //! `extra_hosts` keeps the base's entries and adds the new ones; `logging` merges only when both
-//! name the same driver (or one names none); `build: dir` is `build: {context: dir}`. After a
-//! merge each list keeps one entry per key (a port, a mount target, a variable name): the later
-//! entry replaces the earlier one in its place.
+//! name the same driver (or one names none); `build: dir` is `build: {context: dir}`; network
+//! and volume `labels` merge by name; a network's `ipam.config` entries merge by `subnet`. After
+//! a merge each list keeps one entry per key (a port, a mount target, a variable or label name):
+//! the later entry replaces the earlier one in its place.
 //!
 //! `!reset` on a key of the overriding file removes the key from the base; `!override` replaces
 //! the base's value instead of merging with it. Without a base the tags just go away.
@@ -48,11 +50,7 @@ pub fn merge_entry(section: &str, base: Value, over: Value) -> Result<Value, Mer
         Tagged::Override(v) => strip(v).unwrap_or_default(),
         Tagged::Plain(v) => merge_at(&mut path, strip(base).unwrap_or_default(), v)?,
     };
-    Ok(if section == "services" {
-        unique(merged, &mut path)
-    } else {
-        merged
-    })
+    Ok(unique(merged, &mut path))
 }
 
 /// A definition read alone: `!reset` keys removed, `!override` values as written.
@@ -96,6 +94,7 @@ enum Rule {
     Logging,
     ToMapping,
     DependsOn,
+    BySubnet,
 }
 
 fn rule(path: &[String]) -> Rule {
@@ -115,6 +114,7 @@ fn rule(path: &[String]) -> Rule {
             _ => Rule::Default,
         },
         ["networks" | "volumes", _, "labels"] => Rule::ToSequence,
+        ["networks", _, "ipam", "config"] => Rule::BySubnet,
         _ => Rule::Default,
     }
 }
@@ -163,8 +163,35 @@ fn merge_at(path: &mut Vec<String>, base: Value, over: Value) -> Result<Value, M
             let d = Some(&Value::Mapping(started));
             merge_values(path, to_mapping(base, d), to_mapping(over, d))
         }
+        Rule::BySubnet => by_subnet(path, base, plain(over)),
         Rule::Default => merge_values(path, base, over),
     }
+}
+
+/// `ipam.config` entries keyed by `subnet`: an override entry merges into the base's entry for
+/// the same subnet, in its place, and a new subnet is added after the base's (compose-go's
+/// `mergeIPAMConfig` keys them the same way; an override file can thus change a subnet's
+/// gateway without writing a second pool for it).
+fn by_subnet(path: &mut Vec<String>, base: Value, over: Value) -> Result<Value, MergeError> {
+    let (mut out, over) = match (base, over) {
+        (b, Value::Null) => return Ok(b),
+        (Value::Sequence(b), Value::Sequence(o)) => (b, o),
+        (b, o) => {
+            return Err(MergeError::Shape {
+                path: path.join("."),
+                base: kind(&b),
+                over: kind(&o),
+            })
+        }
+    };
+    let subnet = |v: &Value| v.get("subnet").and_then(scalar_text);
+    for entry in over {
+        match out.iter().position(|b| subnet(b) == subnet(&entry)) {
+            Some(i) => out[i] = merge_values(path, std::mem::take(&mut out[i]), entry)?,
+            None => out.push(entry),
+        }
+    }
+    Ok(Value::Sequence(out))
 }
 
 fn merge_values(path: &mut Vec<String>, base: Value, over: Value) -> Result<Value, MergeError> {
@@ -310,18 +337,19 @@ type Indexer = fn(&Value) -> String;
 
 fn index_of(path: &[String]) -> Option<Indexer> {
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
-    let ["services", _, rest @ ..] = p.as_slice() else {
-        return None;
+    let rest = match p.as_slice() {
+        ["services", _, rest @ ..] => rest,
+        ["networks" | "volumes", _, "labels"] | ["networks", _, "ipam", "options"] => {
+            return Some(key_of_entry)
+        }
+        _ => return None,
     };
     Some(match rest {
         ["annotations" | "cap_add" | "cap_drop" | "dns" | "dns_opt" | "dns_search"
         | "environment" | "labels" | "links" | "profiles" | "sysctls" | "tmpfs"]
         | ["build", "args" | "additional_contexts" | "tags" | "labels"]
         | ["deploy", "labels"]
-        | ["networks", _, "aliases" | "link_local_ips"] => |v| {
-            let t = scalar_text(v).unwrap_or_default();
-            t.split_once('=').map_or(t.clone(), |(k, _)| k.to_string())
-        },
+        | ["networks", _, "aliases" | "link_local_ips"] => key_of_entry,
         // `source:target[:mode]` or a long form, keyed by the target.
         ["volumes" | "devices"] => |v| match v {
             Value::Mapping(_) => v.get("target").and_then(scalar_text).unwrap_or_default(),
@@ -353,6 +381,12 @@ fn index_of(path: &[String]) -> Option<Indexer> {
         },
         _ => return None,
     })
+}
+
+/// `KEY=value` → `KEY`.
+fn key_of_entry(v: &Value) -> String {
+    let t = scalar_text(v).unwrap_or_default();
+    t.split_once('=').map_or(t.clone(), |(k, _)| k.to_string())
 }
 
 fn mount_key(v: &Value, dir: &str) -> String {
@@ -432,6 +466,17 @@ pub fn rebase_service(v: &mut Value, from: &Path, to: &Path) {
                 _ => {}
             }
         }
+    }
+}
+
+/// A top-level secret or config definition moved from directory `from` to `to`: its `file:`
+/// keeps naming the same file.
+pub fn rebase_file_def(v: &mut Value, from: &Path, to: &Path) {
+    if from == to {
+        return;
+    }
+    if let Some(Value::String(s)) = v.get_mut("file") {
+        *s = rebase(s, from, to);
     }
 }
 

@@ -164,18 +164,116 @@ fn quoted_numbers_and_booleans_load_as_compose_casts_them() {
 }
 
 #[test]
-fn the_including_file_keeps_its_network_definition() {
+fn top_level_definitions_merge_key_by_key_across_include() {
+    // compose-go's importResources: the including file's definition merged over the included
+    // one, key by key, for networks, volumes, secrets and configs as for services.
     let d = desired(
-        "include: [./db.yaml]\nservices:\n  web: {image: busybox, networks: [back]}\nnetworks:\n  back: {name: main_back}\n",
-        &[(
-            "db.yaml",
-            "services:\n  db: {image: busybox, networks: [back]}\nnetworks:\n  back: {name: included_back}\n",
-        )],
+        "include: [./lib/db.yaml]\nservices:\n  web: {image: busybox, networks: [back], secrets: [token]}\nnetworks:\n  back: {name: main_back, labels: {tier: main}}\nvolumes:\n  data: {labels: [owner=main]}\nsecrets:\n  token: {name: app_token}\n",
+        &[
+            (
+                "lib/db.yaml",
+                "services:\n  db: {image: busybox, networks: [back], volumes: [data:/data]}\nnetworks:\n  back:\n    name: included_back\n    internal: true\n    ipam: {config: [{subnet: 10.231.7.0/24}]}\n    labels: {tier: inc, team: db}\nvolumes:\n  data:\n    driver_opts: {type: tmpfs, device: tmpfs}\n    labels: {owner: inc, keep: 'yes'}\nsecrets:\n  token: {file: ./token.txt}\n",
+            ),
+            ("lib/token.txt", "s3cret"),
+        ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(spec_of(&d, "db").networks.contains_key("main_back"));
-    assert!(d.networks.contains_key("main_back"));
     assert!(!d.networks.contains_key("included_back"));
+    let back = &d.networks["main_back"];
+    assert!(back.options.internal, "the included file's keys stay");
+    assert_eq!(
+        back.subnet.map(|s| s.to_string()).as_deref(),
+        Some("10.231.7.0/24")
+    );
+    assert_eq!(back.labels["tier"], "main", "the including file wins");
+    assert_eq!(back.labels["team"], "db");
+    let data = &d.volumes["app_data"];
+    assert_eq!(data.driver_opts["type"], "tmpfs");
+    assert_eq!(data.labels["owner"], "main");
+    assert_eq!(data.labels["keep"], "yes");
+    assert_eq!(
+        repo_sources(spec_of(&d, "web")),
+        ["stacks/app/lib/token.txt"],
+        "the included file's secret file keeps naming its own file"
+    );
+}
+
+#[test]
+fn override_files_merge_top_level_definitions_and_ipam_config_by_subnet() {
+    let d = desired(
+        "include:\n  - path: [./base.yaml, ./override.yaml]\nservices: {}\n",
+        &[
+            (
+                "base.yaml",
+                "services:\n  app: {image: busybox, networks: [net]}\nnetworks:\n  net:\n    driver_opts: {com.docker.network.bridge.name: br-base}\n    ipam:\n      config:\n        - {subnet: 10.231.8.0/24, gateway: 10.231.8.1}\n        - {subnet: 10.231.9.0/24}\n",
+            ),
+            (
+                "override.yaml",
+                "networks:\n  net:\n    labels: [env=prod]\n    ipam:\n      config:\n        - {subnet: 10.231.8.0/24, gateway: 10.231.8.254}\n        - {subnet: 10.231.10.0/24}\n",
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let net = &d.networks["app_net"];
+    assert_eq!(
+        net.options.driver_opts["com.docker.network.bridge.name"], "br-base",
+        "the base file's keys stay"
+    );
+    assert_eq!(net.labels["env"], "prod");
+    let pools: Vec<(Option<&str>, Option<&str>)> = net
+        .options
+        .ipam_config
+        .iter()
+        .map(|c| (c.subnet.as_deref(), c.gateway.as_deref()))
+        .collect();
+    assert_eq!(
+        pools,
+        [
+            (Some("10.231.8.0/24"), Some("10.231.8.254")),
+            (Some("10.231.9.0/24"), None),
+            (Some("10.231.10.0/24"), None),
+        ],
+        "one pool per subnet, the override's gateway in the base's place"
+    );
+    assert_eq!(
+        net.gateway.map(|g| g.to_string()).as_deref(),
+        Some("10.231.8.254")
+    );
+}
+
+#[test]
+fn top_level_definitions_that_cannot_merge_name_file_path_and_line() {
+    let e = desired(
+        "include: [./lib/net.yaml]\nservices:\n  web: {image: busybox, networks: [back]}\nnetworks:\n  back:\n    ipam:\n      config: {subnet: 10.231.11.0/24}\n",
+        &[(
+            "lib/net.yaml",
+            "networks:\n  back:\n    ipam: {config: [{subnet: 10.231.11.0/24}]}\n",
+        )],
+    )
+    .expect_err("a mapping cannot merge over a list");
+    assert!(
+        e.contains("stacks/app/compose.yaml:7: networks.back.ipam.config: cannot merge a mapping over a list"),
+        "{e}"
+    );
+    let e = desired(
+        "include:\n  - path: [./base.yaml, ./override.yaml]\nservices: {}\n",
+        &[
+            (
+                "base.yaml",
+                "volumes:\n  data: {driver_opts: {type: tmpfs}}\n",
+            ),
+            (
+                "override.yaml",
+                "volumes:\n  data:\n    driver_opts: [type=nfs]\n",
+            ),
+        ],
+    )
+    .expect_err("a list cannot merge over a mapping");
+    assert!(
+        e.contains("stacks/app/override.yaml:3: volumes.data.driver_opts: cannot merge a list over a mapping"),
+        "{e}"
+    );
 }
 
 #[test]
