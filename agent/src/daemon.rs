@@ -354,6 +354,11 @@ impl<R: Reconciler> Daemon<R> {
             }
         }
         let _ = stop_tx.send(true);
+        // No outcome comes after this: the notifier reads the last ones and delivers them.
+        drop(self.outcomes);
+        if let Some(n) = &self.app.notifier {
+            n.flush(crate::notify::FLUSH_WITHIN).await;
+        }
         for t in tasks {
             t.abort();
         }

@@ -1,12 +1,18 @@
 //! Delivery off the reconcile path: each target has a bounded queue and one task that sends
 //! its requests in order, retrying with backoff. Publishing never waits (a full queue drops the
 //! event and counts it); every call has a deadline; the retry policy lives only here.
+//!
+//! When the agent stops, a [`Flush`] gives the tasks a deadline: each sends what is queued (a
+//! pause between retries is cut short: one more try at once), then ends; what is still unsent
+//! at the deadline — the call in flight included — is counted as dropped, and the task ends.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::request::{HttpRequest, Method};
 use super::stats::{Outcome, Stats};
@@ -112,18 +118,62 @@ pub struct Job {
     pub request: HttpRequest,
 }
 
-/// Start `target`'s delivery task; the sender is its queue.
+/// Why a job left in a queue at the flush deadline was not sent.
+pub const UNSENT: &str = "not delivered before the agent stopped";
+
+/// The flush deadline, as the delivery tasks see it: none until the agent stops.
+#[derive(Clone)]
+pub struct Flush(watch::Receiver<Option<Instant>>);
+
+impl Flush {
+    /// The notifier keeps the sender: `send_replace(Some(deadline))` starts the flush.
+    pub fn channel() -> (watch::Sender<Option<Instant>>, Self) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Self(rx))
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self.0.borrow()
+    }
+
+    /// Resolves when the flush begins (never, if the notifier is gone without one).
+    async fn begun(&mut self) {
+        if self.0.wait_for(Option::is_some).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Resolves at the flush deadline.
+    async fn expired(&mut self) {
+        self.begun().await;
+        if let Some(d) = self.deadline() {
+            tokio::time::sleep_until(d).await;
+        }
+    }
+}
+
+/// Start `target`'s delivery task; the sender is its queue. The task ends once a flush has
+/// emptied the queue or reached its deadline, answering how many jobs it left unsent.
 pub fn spawn<T: Transport>(
     target: String,
     capacity: usize,
     retry: Retry,
     transport: Arc<T>,
     stats: Stats,
-) -> mpsc::Sender<Job> {
+    mut flush: Flush,
+) -> (mpsc::Sender<Job>, JoinHandle<usize>) {
     let (tx, mut rx) = mpsc::channel::<Job>(capacity.max(1));
-    tokio::spawn(async move {
-        while let Some(job) = rx.recv().await {
-            let (outcome, error) = deliver(&*transport, &job.request, retry).await;
+    let task = tokio::spawn(async move {
+        loop {
+            let job = match flush.deadline() {
+                Some(_) => rx.try_recv().ok(),
+                None => tokio::select! {
+                    j = rx.recv() => j,
+                    () = flush.begun() => continue,
+                },
+            };
+            let Some(job) = job else { return 0 };
+            let (outcome, error) = deliver(&*transport, &job.request, retry, &mut flush).await;
             match &error {
                 None => {
                     tracing::debug!(target = %target, event = job.event, to = %job.request.shown(), "notification sent")
@@ -133,20 +183,35 @@ pub fn spawn<T: Transport>(
                 }
             }
             stats.record(&target, job.event, outcome, error);
+            if outcome == Outcome::Dropped {
+                let mut unsent = 1;
+                while let Ok(job) = rx.try_recv() {
+                    stats.record(&target, job.event, Outcome::Dropped, Some(UNSENT.into()));
+                    unsent += 1;
+                }
+                return unsent;
+            }
         }
     });
-    tx
+    (tx, task)
 }
 
-/// Try until a 2xx, a refusal that retrying cannot change (4xx but 408/429), or the last attempt.
+/// Try until a 2xx, a refusal that retrying cannot change (4xx but 408/429), the last attempt,
+/// or the flush deadline (`Dropped`).
 async fn deliver<T: Transport>(
     transport: &T,
     req: &HttpRequest,
     retry: Retry,
+    flush: &mut Flush,
 ) -> (Outcome, Option<String>) {
+    let unsent = || (Outcome::Dropped, Some(UNSENT.to_string()));
     let mut last = String::new();
     for n in 1..=retry.attempts.max(1) {
-        match transport.send(req).await {
+        let answer = tokio::select! {
+            a = transport.send(req) => a,
+            () = flush.expired() => return unsent(),
+        };
+        match answer {
             Ok(a) if (200..300).contains(&a.status) => return (Outcome::Sent, None),
             Ok(a) => {
                 last = match a.body.is_empty() {
@@ -160,7 +225,18 @@ async fn deliver<T: Transport>(
             Err(e) => last = e,
         }
         if n < retry.attempts {
-            tokio::time::sleep(retry.delay(n)).await;
+            let pause = tokio::time::sleep(retry.delay(n));
+            match flush.deadline() {
+                // A flush beginning cuts the pause short: the next try is now.
+                None => tokio::select! {
+                    () = pause => {}
+                    () = flush.begun() => {}
+                },
+                Some(_) => tokio::select! {
+                    () = pause => {}
+                    () = flush.expired() => return unsent(),
+                },
+            }
         }
     }
     (

@@ -11,6 +11,9 @@
 //!                                                 └─► stats.rs: /status + /metrics
 //! ```
 //!
+//! When the daemon stops, [`Notifier::flush`] delivers what its last passes published, within
+//! a deadline ([`FLUSH_WITHIN`]): a dead receiver cannot hold the exit.
+//!
 //! Formats: `sink.rs` (json+HMAC, ntfy, Slack, Discord, Mattermost, Matrix), `template.rs`
 //! (message text), `commit_status/` (GitHub, Gitea/Forgejo, GitLab). All pure: an event in, an
 //! [`request::HttpRequest`] out.
@@ -27,8 +30,11 @@ pub mod subscriber;
 pub mod template;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 pub use config::{CommitStatusConfig, NotificationsConfig, Settings};
 pub use event::{Event, EventKind, ServiceChange};
@@ -36,7 +42,7 @@ pub use stats::{NotifyMetrics, Outcome, TargetStatus};
 
 use commit_status::CommitStatus;
 use dedup::Dedup;
-use deliver::{HttpTransport, Job, Transport};
+use deliver::{Flush, HttpTransport, Job, Transport};
 use sink::Sink;
 use stats::Stats;
 
@@ -48,13 +54,22 @@ pub enum NotifyError {
     Secret { field: String, message: String },
 }
 
+/// How long the daemon's exit waits for the notifications of its last passes.
+pub const FLUSH_WITHIN: Duration = Duration::from_secs(5);
+
 /// The handle the daemon publishes to. Cheap to share (`Arc`).
 pub struct Notifier {
     sinks: Vec<(Sink, mpsc::Sender<Job>)>,
     commit_status: Option<(CommitStatus, mpsc::Sender<Job>)>,
     dedup: Mutex<Dedup>,
-    reminder: Option<std::time::Duration>,
+    reminder: Option<Duration>,
     stats: Stats,
+    /// The flush deadline the delivery tasks watch.
+    flush: watch::Sender<Option<Instant>>,
+    /// Each target's delivery task, by target name; taken by `flush`.
+    deliveries: Mutex<Vec<(String, JoinHandle<usize>)>>,
+    /// The daemon's subscriber task (`for_daemon`); taken by `flush`.
+    subscriber: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Notifier {
@@ -65,15 +80,20 @@ impl Notifier {
         metrics: NotifyMetrics,
     ) -> Self {
         let stats = Stats::new(metrics);
+        let (flush, flushed) = Flush::channel();
+        let deliveries = Mutex::new(Vec::new());
         let queue = |name: &str, kind: &str| {
             stats.add_target(name, kind);
-            deliver::spawn(
+            let (tx, task) = deliver::spawn(
                 name.to_string(),
                 settings.queue,
                 settings.retry,
                 transport.clone(),
                 stats.clone(),
-            )
+                flushed.clone(),
+            );
+            lock(&deliveries).push((name.to_string(), task));
+            tx
         };
         let sinks = settings
             .sinks
@@ -93,6 +113,9 @@ impl Notifier {
             }),
             reminder: settings.reminder,
             stats,
+            flush,
+            deliveries,
+            subscriber: Mutex::new(None),
         }
     }
 
@@ -106,7 +129,7 @@ impl Notifier {
     /// counts it), so a dead receiver cannot hold up a reconcile.
     pub fn publish(&self, e: &Event) {
         let now = chrono::Utc::now();
-        let mut dedup = self.dedup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut dedup = lock(&self.dedup);
         for (sink, tx) in &self.sinks {
             if !sink.wants(e.kind) {
                 continue;
@@ -150,19 +173,16 @@ impl Notifier {
             event: kind.as_str(),
             request,
         };
-        if tx.try_send(job).is_err() {
-            tracing::warn!(
-                target,
-                event = kind.as_str(),
-                "notification queue full; event dropped"
-            );
-            self.stats.record(
-                target,
-                kind.as_str(),
-                Outcome::Dropped,
-                Some("queue full (the receiver has not answered for a while)".into()),
-            );
-        }
+        let why = match tx.try_send(job) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                "queue full (the receiver has not answered for a while)"
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => deliver::UNSENT,
+        };
+        tracing::warn!(target, event = kind.as_str(), "notification dropped: {why}");
+        self.stats
+            .record(target, kind.as_str(), Outcome::Dropped, Some(why.into()));
     }
 
     /// The daemon's hook as a revision starts applying (commit status `pending`).
@@ -186,12 +206,52 @@ impl Notifier {
             return Ok(None);
         }
         let n = Arc::new(Self::start_http(settings, metrics));
-        tokio::spawn(subscriber::run(outcomes, n.clone()));
+        let task = tokio::spawn(subscriber::run(outcomes, n.clone()));
+        *lock(&n.subscriber) = Some(task);
         Ok(Some(n))
+    }
+
+    /// Deliver what is queued, within `within`; for the daemon's exit. The subscriber
+    /// (`for_daemon`) first reads the outcomes left — it ends once every sender of them is
+    /// dropped — then every queue is sent in order, a pause between retries cut short. What is
+    /// still unsent at the deadline is dropped and counted; returns how many, by target.
+    pub async fn flush(&self, within: Duration) -> Vec<(String, usize)> {
+        let deadline = Instant::now() + within;
+        let subscriber = lock(&self.subscriber).take();
+        if let Some(mut s) = subscriber {
+            if tokio::time::timeout_at(deadline, &mut s).await.is_err() {
+                tracing::warn!("notifications: outcomes not all read before the deadline");
+                s.abort();
+            }
+        }
+        self.flush.send_replace(Some(deadline));
+        let tasks = std::mem::take(&mut *lock(&self.deliveries));
+        let mut left = Vec::new();
+        // Each task ends by the deadline on its own: its calls and pauses race it.
+        for (target, task) in tasks {
+            let unsent = task.await.unwrap_or_default();
+            if unsent > 0 {
+                tracing::warn!(
+                    target,
+                    unsent,
+                    "notifications not delivered before the agent stopped"
+                );
+                left.push((target, unsent));
+            }
+        }
+        if left.is_empty() {
+            tracing::debug!("notifications delivered");
+        }
+        left
     }
 
     /// Per target: last delivery and counts, for `/status`.
     pub fn targets(&self) -> Vec<TargetStatus> {
         self.stats.snapshot()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // What these locks guard (handles, a record of sends) stays usable after a panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

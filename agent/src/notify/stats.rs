@@ -18,7 +18,8 @@ pub enum Outcome {
     Sent,
     /// Every attempt failed, or the receiver refused it (4xx other than 429).
     Failed,
-    /// The target's queue was full (the receiver has been down for a while).
+    /// The target's queue was full (the receiver has been down for a while), or the agent
+    /// stopped before it was delivered (`Notifier::flush`).
     Dropped,
     /// The same event was sent before and the reminder interval has not passed.
     Suppressed,

@@ -3,6 +3,7 @@
 //! (or the explicit pin), and every download ends by its deadline.
 
 use crate::support::cluster::release_dir::{self, ReleaseDir};
+use crate::support::receiver::Silent;
 use crate::support::BIN;
 
 use std::time::{Duration, Instant};
@@ -150,14 +151,14 @@ async fn unreachable_and_silent_servers_fail_by_the_deadline() {
         "{err}"
     );
 
-    let (base, server) = release_dir::silent_base().await;
-    let silent = release_at(&format!("{base}/{V}/install.yaml"), None);
+    let server = Silent::start().await;
+    let silent = release_at(&format!("{}/{V}/install.yaml", server.url), None);
     let started = Instant::now();
     let err = release::fetch_verified(&silent, state.path(), Duration::from_millis(300))
         .await
         .unwrap_err();
     let took = started.elapsed();
-    server.abort();
+    drop(server);
     assert!(
         err.to_string().contains("no complete answer within 300ms"),
         "{err}"

@@ -12,7 +12,7 @@ use macula_gitops::notify::sink::delivery_id;
 use macula_gitops::notify::{self, Event, EventKind, Notifier, Outcome, ServiceChange};
 use macula_gitops::server::metrics::Metrics;
 
-use crate::support::receiver::{Received, Receiver};
+use crate::support::receiver::{Received, Receiver, Silent};
 
 const SHA: &str = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d";
 const WAIT: Duration = Duration::from_secs(30);
@@ -282,15 +282,7 @@ async fn a_failing_receiver_is_retried_and_a_refusal_is_not() {
 
 #[tokio::test]
 async fn a_dead_receiver_never_holds_the_publisher_and_leaks_no_url() {
-    // Accepts connections and never answers: every call runs into its deadline.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = silent.local_addr().unwrap();
-    let _keep = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = silent.accept().await {
-            held.push(s);
-        }
-    });
+    let silent = Silent::start().await;
     let closed = crate::support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let url_file = dir.path().join("url");
@@ -302,7 +294,8 @@ async fn a_dead_receiver_never_holds_the_publisher_and_leaks_no_url() {
     let s = settings(
         dir.path(),
         &format!(
-            "notifications:\n  queue: 1\n  attempts: 1\n  timeout: 1s\n  sinks:\n    - {{name: silent, type: json, url: \"http://{addr}/x\"}}\n    - {{name: gone, type: slack, url_file: {}}}\n",
+            "notifications:\n  queue: 1\n  attempts: 1\n  timeout: 1s\n  sinks:\n    - {{name: silent, type: json, url: \"{}/x\"}}\n    - {{name: gone, type: slack, url_file: {}}}\n",
+            silent.url,
             url_file.display()
         ),
     );
@@ -609,4 +602,49 @@ async fn wait_metric(addr: std::net::SocketAddr, line: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("/metrics never showed {line}: {m}");
+}
+
+/// SIGTERM right after a pass: its notification still goes out before the daemon exits — a
+/// retry pause is cut short — while a receiver that never answers is given up at the flush
+/// deadline and counted as dropped (the exit is not held by its 10-minute call deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_pass_is_told_before_the_daemon_exits_and_a_hung_receiver_does_not_hold_it() {
+    use crate::support::daemon::{config, start, wait_status, Scenario};
+
+    let recv = Receiver::start().await;
+    // The first try fails: the delivery waits in its retry pause when the daemon stops.
+    recv.answer(&[503]);
+    let silent = Silent::start().await;
+    let sc = Scenario::new("good");
+    let (rec, _guard) = sc.reconciler();
+    let yaml = format!(
+        "notifications:\n  timeout: 10m\n  sinks:\n    - {{name: flaky, type: json, url: \"{}/hook\", template: \"{{event}} {{short}}\"}}\n    - {{name: hung, type: json, url: \"{}/hook\"}}\n",
+        recv.url, silent.url
+    );
+    let extra: AgentConfig = serde_yaml::from_str(&yaml).unwrap();
+    let http = crate::support::git::HttpGit::start(sc.r.bare.parent().unwrap(), None);
+    let mut cfg = config(&http.url("lab.git"), &sc.state.path().join("state"), None);
+    cfg.notifications = extra.notifications;
+    let d = start(cfg, rec).await;
+    wait_status(d.addr, "first apply", |s| {
+        s.applied_revision.as_deref() == Some(sc.c1.as_str())
+    })
+    .await;
+    let metrics = d.metrics.clone();
+    d.stop().await;
+
+    // Once the daemon has returned: the refused try and the retry that was delivered.
+    let seen = recv.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for r in &seen {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["text"], format!("applied {}", &sc.c1[..7]), "{seen:?}");
+    }
+    let m = metrics.render();
+    for line in [
+        r#"macula_gitops_notifications_total{target="flaky",result="sent"} 1"#,
+        r#"macula_gitops_notifications_total{target="hung",result="dropped"} 1"#,
+    ] {
+        assert!(m.contains(line), "{line} not in {m}");
+    }
 }

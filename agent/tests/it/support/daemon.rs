@@ -49,6 +49,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The control token the daemon wrote to its state dir.
     pub token: String,
+    /// The daemon's metrics, readable after `stop` too.
+    pub metrics: Arc<Metrics>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -93,7 +95,8 @@ pub async fn start(cfg: AgentConfig, rec: BusyboxReconciler) -> Running {
     let addr = cfg.listen();
     let http = client::http_client();
     let state_dir = cfg.state_dir();
-    let daemon = Daemon::new(cfg, rec, Arc::new(Metrics::new())).expect("daemon config valid");
+    let metrics = Arc::new(Metrics::new());
+    let daemon = Daemon::new(cfg, rec, metrics.clone()).expect("daemon config valid");
     let token =
         macula_gitops::server::auth::read_token(&state_dir).expect("daemon wrote its token");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -120,6 +123,7 @@ pub async fn start(cfg: AgentConfig, rec: BusyboxReconciler) -> Running {
     Running {
         addr,
         token,
+        metrics,
         stop: Some(tx),
         handle: Some(handle),
     }

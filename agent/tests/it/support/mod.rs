@@ -11,7 +11,7 @@
 //!   [`reconciler::BusyboxReconciler`], from a [`daemon::Scenario`] (repo + `app.env`).
 //! - [`run`] a command that must succeed, [`free_port`], [`wait_until`], [`wait_for_listener`].
 //! - [`receiver::Receiver`]: a local HTTP endpoint that records requests and answers queued
-//!   statuses (notification sinks, forge status APIs).
+//!   statuses (notification sinks, forge status APIs); [`receiver::Silent`] never answers.
 //! - [`git`]: real repos, smart HTTP (`git http-backend`) and sshd; [`cluster`]: kind/Flux fakes
 //!   and `clusters.yaml` text → what `apply` receives.
 // The push_latency example compiles this module too: it uses only part of it, and it is not

@@ -1,6 +1,7 @@
 //! A local HTTP receiver that records every request (method, path with query, headers, body)
 //! and answers with the statuses a test queues (200 once the queue is empty): the stand-in
-//! for Slack, ntfy, a forge's status API, … in notification and commit-status tests.
+//! for Slack, ntfy, a forge's status API, … in notification and commit-status tests. And
+//! [`Silent`]: a receiver that accepts connections and never answers.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -96,5 +97,33 @@ impl Receiver {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Accepts connections and never answers (a hung receiver): every call to it runs into a
+/// deadline. Listens until dropped.
+pub struct Silent {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Silent {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        Self { url, task }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

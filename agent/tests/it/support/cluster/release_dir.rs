@@ -78,16 +78,3 @@ pub fn unreachable_base() -> String {
     drop(l);
     format!("http://{addr}")
 }
-
-/// A server that accepts connections and never answers; dropping the guard closes it.
-pub async fn silent_base() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = listener.accept().await {
-            held.push(s);
-        }
-    });
-    (base, task)
-}
