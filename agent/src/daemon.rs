@@ -15,7 +15,7 @@ mod service;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 
@@ -101,8 +101,6 @@ pub struct Daemon<R> {
 
 /// Outcomes a slow subscriber may fall behind by before it misses some (it is told how many).
 const OUTCOME_BACKLOG: usize = 64;
-
-const SETTLE: Duration = Duration::from_millis(150);
 
 impl<R: Reconciler> Daemon<R> {
     pub fn new(
@@ -322,7 +320,7 @@ impl<R: Reconciler> Daemon<R> {
                         self.app.trigger.fire(Cause::Drift);
                     }
                 }
-                p = self.app.trigger.next(SETTLE) => {
+                p = self.app.trigger.next() => {
                     // A local directory is read in a moment and may have changed since: drift
                     // repair reads it like any pass. A git fetch may stall: repair from the
                     // applied snapshot.

@@ -9,8 +9,10 @@ use crate::config::AgentConfig;
 use crate::source::{LocalDir, Source, SourceError, SourceSpec, SyncOutcome};
 use crate::trigger::{watch, Trigger};
 
-/// Quiet time after the last edit of a local directory before its pass starts.
-const EDIT_QUIET: Duration = Duration::from_millis(200);
+/// Quiet time after the last edit of a local directory before its pass starts: an editor's
+/// save (temporary file, rename, mode) is a few events within a millisecond or two; a pass
+/// that starts inside a slower burst (a `git checkout` of many files) is followed by one more.
+const EDIT_QUIET: Duration = Duration::from_millis(50);
 /// Reading a local directory is a digest of its files; past this something is wrong (a FUSE
 /// mount that hangs), and the pass fails instead of waiting.
 const DIR_READ_LIMIT: Duration = Duration::from_secs(60);

@@ -7,7 +7,6 @@ pub mod schedule;
 pub mod watch;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -107,83 +106,82 @@ impl Trigger {
         self.inner.notify.notify_one();
     }
 
-    /// Wait for the next run. After the first wake-up, wait `settle` so a burst (a push
-    /// delivering several hooks, a commit touching several refs) becomes one run. Drift alone
-    /// does not wait: a stopped service is repaired at once, and events that come during that
-    /// run (a removal's `destroy` after its `die`) fold into one follow-up. Safe to drop at any
-    /// point (the daemon's loop races it): causes stay pending for the next call.
-    pub async fn next(&self, settle: Duration) -> Pending {
+    /// Wait for the next run: returns at once when anything has fired. No settle time: the
+    /// daemon runs one pass at a time, so whatever fires while one runs (the rest of a push's
+    /// hooks, a commit's other refs, a removal's `destroy` after its `die`) folds into one
+    /// follow-up, and a follow-up that only hints at a change finds the applied revision again
+    /// and does nothing (`only_change_hints`). Safe to drop at any point (the daemon's loop
+    /// races it): causes stay pending for the next call.
+    pub async fn next(&self) -> Pending {
         loop {
-            let waiting = !self
-                .inner
-                .pending
-                .lock()
-                .expect("trigger lock")
-                .causes
-                .is_empty();
-            if !waiting {
-                self.inner.notify.notified().await;
-            }
-            let drift_only = {
-                let p = self.inner.pending.lock().expect("trigger lock");
-                p.causes.iter().all(|c| *c == Cause::Drift)
-            };
-            if !settle.is_zero() && !drift_only {
-                tokio::time::sleep(settle).await;
-            }
             let taken = std::mem::take(&mut *self.inner.pending.lock().expect("trigger lock"));
             if !taken.causes.is_empty() {
                 return taken;
             }
+            self.inner.notify.notified().await;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
-    #[tokio::test]
-    async fn burst_coalesces_into_one_run_and_follow_up_is_single() {
+    /// What the daemon's loop would get now, without waiting.
+    fn ready(t: &Trigger) -> Option<Pending> {
+        t.next().now_or_never()
+    }
+
+    #[test]
+    fn a_burst_of_hooks_is_one_run_and_at_most_one_follow_up() {
         let t = Trigger::new();
         for _ in 0..50 {
             t.fire(Cause::Webhook);
         }
         t.fire(Cause::Poll);
-        let p = t.next(Duration::ZERO).await;
-        assert_eq!(p.causes, vec![Cause::Webhook, Cause::Poll]);
-        assert!(!p.only_change_hints());
+        let run = ready(&t).expect("the first hook starts a run at once");
+        assert_eq!(run.causes, vec![Cause::Webhook, Cause::Poll]);
+        assert!(!run.only_change_hints());
 
-        // "During a run": more fires, then the loop comes back exactly once.
+        // The rest of the burst arrives while that run works: one follow-up, which only hints
+        // at a change (a fetch that finds the applied commit does nothing).
         for _ in 0..10 {
+            t.fire(Cause::Webhook);
             t.fire(Cause::LocalCommit);
         }
-        let p = t.next(Duration::ZERO).await;
-        assert!(p.only_change_hints());
-        let again = tokio::time::timeout(Duration::from_millis(100), t.next(Duration::ZERO)).await;
-        assert!(again.is_err(), "no second follow-up without a new trigger");
+        let follow_up = ready(&t).expect("one follow-up");
+        assert_eq!(follow_up.causes, vec![Cause::Webhook, Cause::LocalCommit]);
+        assert!(follow_up.only_change_hints());
+        assert!(
+            ready(&t).is_none(),
+            "no second follow-up without a new trigger"
+        );
+    }
+
+    #[test]
+    fn every_cause_runs_without_waiting() {
+        let t = Trigger::new();
+        for cause in [
+            Cause::Drift,
+            Cause::Webhook,
+            Cause::LocalEdit,
+            Cause::Manual,
+        ] {
+            t.fire(cause);
+            assert_eq!(ready(&t).expect("taken at once").causes, vec![cause]);
+        }
     }
 
     #[tokio::test]
-    async fn fires_during_settle_join_the_same_run() {
+    async fn a_waiting_loop_wakes_on_a_fire() {
         let t = Trigger::new();
-        t.fire(Cause::Webhook);
         let t2 = t.clone();
-        let waiter = tokio::spawn(async move { t2.next(Duration::from_millis(200)).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        t.fire(Cause::Manual);
-        let p = waiter.await.expect("join");
-        assert_eq!(p.causes, vec![Cause::Webhook, Cause::Manual]);
-    }
-
-    #[tokio::test]
-    async fn drift_alone_runs_without_the_settle() {
-        let t = Trigger::new();
+        let waiter = tokio::spawn(async move { t2.next().await });
+        tokio::task::yield_now().await;
         t.fire(Cause::Drift);
-        // An hour's settle would hold a webhook; drift is repaired at once.
-        let p = tokio::time::timeout(Duration::from_secs(30), t.next(Duration::from_secs(3600)))
-            .await
-            .expect("drift waits for no settle");
+        let p = waiter.await.expect("join");
         assert_eq!(p.causes, vec![Cause::Drift]);
     }
 }

@@ -171,13 +171,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let root = dir.path().canonicalize().expect("canonical");
         let t = Trigger::new();
-        let _w = watch_tree(&root, &[], t.clone(), Duration::from_millis(100)).expect("watch");
+        let _w = watch_tree(&root, &[], t.clone(), Duration::from_millis(50)).expect("watch");
+        // Saved in place a few times, then the way most editors save: a temporary file
+        // written, renamed over the original, its mode set.
         for i in 0..5 {
             std::fs::write(root.join("compose.yaml"), format!("v{i}\n")).expect("write");
         }
-        let p = t.next(Duration::ZERO).await;
+        let tmp = root.join(".compose.yaml.tmp");
+        std::fs::write(&tmp, "v5\n").expect("write temp");
+        std::fs::rename(&tmp, root.join("compose.yaml")).expect("rename");
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+        std::fs::set_permissions(root.join("compose.yaml"), perms).expect("chmod");
+        let p = t.next().await;
         assert_eq!(p.causes, vec![Cause::LocalEdit]);
-        let again = tokio::time::timeout(Duration::from_millis(400), t.next(Duration::ZERO)).await;
+        let again = tokio::time::timeout(Duration::from_millis(400), t.next()).await;
         assert!(again.is_err(), "one burst, one trigger");
     }
 }
