@@ -83,6 +83,7 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
                             if !is_drift(&action) {
                                 continue;
                             }
+                            let received = std::time::Instant::now();
                             if action == "die" {
                                 settled(&engine, msg.actor.as_ref().and_then(|a| a.id.as_deref()))
                                     .await;
@@ -105,7 +106,11 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
                                 action,
                                 time,
                             };
-                            tracing::debug!(container = %ev.container, service = %ev.service, action = %ev.action, "engine event");
+                            let lag_ms = ev
+                                .time
+                                .and_then(|t| t.elapsed().ok())
+                                .map(|d| d.as_millis() as u64);
+                            tracing::debug!(container = %ev.container, service = %ev.service, action = %ev.action, lag_ms, settle_ms = received.elapsed().as_millis() as u64, "engine event");
                             if tx.send(ev).await.is_err() {
                                 return;
                             }

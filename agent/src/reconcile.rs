@@ -315,11 +315,25 @@ pub async fn diff<E: Engine>(
     engine: &E,
     opts: &ReconcileOptions,
 ) -> Result<(HostDesired, Observed, Plan), ReconcileError> {
+    let started = std::time::Instant::now();
     let d = desired(opts)?;
+    let loaded = started.elapsed();
     let mut observed = engine.observe().await?;
+    let observed_at = started.elapsed();
     observed.data = crate::data::desired_dirs(&opts.data_root, &d.state);
     let p = plan::plan(&d.state, &observed, &plan_options(opts));
+    tracing::debug!(
+        load_ms = ms(loaded),
+        observe_ms = ms(observed_at - loaded),
+        plan_ms = ms(started.elapsed() - observed_at),
+        steps = p.steps.len(),
+        "planned"
+    );
     Ok((d, observed, p))
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
 }
 
 /// One full pass with the Docker engine.
@@ -334,6 +348,7 @@ pub async fn reconcile_with<E: Engine + rollout::Watches>(
 ) -> Result<Outcome, ReconcileError> {
     let span = info_span!("reconcile", host = %opts.host, revision = opts.revision.as_deref().unwrap_or("local"));
     async move {
+        let pass = std::time::Instant::now();
         let (hd, observed, plan) = diff(engine, opts).await?;
         for w in hd.warnings() {
             tracing::warn!(warning = %w, "desired state");
@@ -354,6 +369,7 @@ pub async fn reconcile_with<E: Engine + rollout::Watches>(
             changes,
             errors,
         } = apply::apply(engine, desired, &observed, &plan, &ctx).await;
+        tracing::debug!(ms = ms(pass.elapsed()), "applied");
         let mut outcome = Outcome {
             host: opts.host.clone(),
             revision: opts.revision.clone(),
@@ -425,6 +441,7 @@ pub async fn reconcile_with<E: Engine + rollout::Watches>(
             tried = outcome.tried,
             failed = outcome.failed,
             changed = outcome.changed(),
+            ms = ms(pass.elapsed()),
             "reconciled"
         );
         Ok(outcome)

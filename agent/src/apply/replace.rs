@@ -39,6 +39,8 @@ pub(super) async fn replace<E: Engine>(
     gate: &Semaphore,
 ) -> Result<String, EngineError> {
     let name = spec.container_name.as_str();
+    let t = std::time::Instant::now();
+    let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
     let temporary = format!("{name}-{}", old.get(..12).unwrap_or(old));
     cctx.name = Some(temporary.clone());
     let new = {
@@ -53,6 +55,12 @@ pub(super) async fn replace<E: Engine>(
             r => r?,
         }
     };
+    tracing::debug!(
+        container = name,
+        ?removal,
+        ms = ms(t),
+        "replacement created"
+    );
     let remove = async {
         match removal {
             Removal::Ours => engine.remove_container(old).await,
@@ -61,8 +69,16 @@ pub(super) async fn replace<E: Engine>(
     };
     let start_early = async {
         wait::removed(engine, old, name, Removed::Dead, REMOVAL).await?;
+        tracing::debug!(container = name, ms = ms(t), "old container dead");
         let _permit = gate.acquire().await;
-        engine.start_container(&new, name).await
+        let r = engine.start_container(&new, name).await;
+        tracing::debug!(
+            container = name,
+            ms = ms(t),
+            ok = r.is_ok(),
+            "replacement started"
+        );
+        r
     };
     let (removed, started) = tokio::join!(remove, start_early);
     let result = match (removed, started) {
@@ -79,6 +95,7 @@ pub(super) async fn replace<E: Engine>(
         return Err(e);
     }
     take_name(engine, &new, name).await?;
+    tracing::debug!(container = name, ms = ms(t), "replacement named");
     Ok(new)
 }
 

@@ -151,6 +151,7 @@ async fn service<'a, E: Engine>(
         };
         return (outcome, Vec::new());
     }
+    let t = std::time::Instant::now();
     if p.failed_images.contains(&spec.image) {
         let line = format!("{key}: not started, image {} is not available", spec.image);
         return (Outcome::Failed, vec![Err(line)]);
@@ -208,6 +209,7 @@ async fn service<'a, E: Engine>(
         (false, false) => Outcome::Ready(ids),
         (false, true) => Outcome::Absent,
     };
+    tracing::debug!(service = %key, ms = t.elapsed().as_millis() as u64, ?outcome, "service done");
     (outcome, lines)
 }
 
@@ -318,6 +320,7 @@ async fn run_step<E: Engine>(
                 let _permit = gate.acquire().await;
                 p.engine.start_container(id, &spec.container_name).await
             };
+            tracing::debug!(container = %spec.container_name, ok = started.is_ok(), "start of the existing container");
             match started {
                 Ok(()) => Ok(id.clone()),
                 // Removed by hand as this pass looked (`docker rm -f`, seen between its kill
