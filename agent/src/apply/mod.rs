@@ -249,7 +249,7 @@ pub async fn apply<E: Engine>(
                 }
                 result
             }
-            Step::RemoveContainer { id, .. } => engine.remove_container(id).await,
+            Step::RemoveContainer { id, .. } => replace::remove(engine, id).await,
             Step::RemoveNetwork { network } => engine.remove_network(network).await,
             Step::RemoveVolume { volume } => engine.remove_volume(volume).await,
             _ => continue,

@@ -8,6 +8,12 @@
 //! If the new container cannot be created, the old one is left as it was. If it cannot start
 //! early (the engine still holding something of the old one), it is started again once the old
 //! one is gone. A new container that ends up not started is removed, as any is.
+//!
+//! Someone else's removal (`docker rm -f`: the engine reports the kill and die at once, then
+//! deletes the files, and only then frees the name) never fails a pass that meets it: a create
+//! refused for the name ([`create`]), a start refused or finding the container gone
+//! (`Removal::Underway`), our own removal refused as "already in progress" ([`remove`]) each
+//! wait for that removal to end.
 
 use std::time::Duration;
 
@@ -63,7 +69,7 @@ pub(super) async fn replace<E: Engine>(
     );
     let remove = async {
         match removal {
-            Removal::Ours => engine.remove_container(old).await,
+            Removal::Ours => remove(engine, old).await,
             Removal::Underway => wait::removed(engine, old, name, Removed::Gone, REMOVAL).await,
         }
     };
@@ -97,6 +103,46 @@ pub(super) async fn replace<E: Engine>(
     take_name(engine, &new, name).await?;
     tracing::debug!(container = name, ms = ms(t), "replacement named");
     Ok(new)
+}
+
+/// Create `spec`'s container. Refused for its name by a container the engine is still
+/// removing (or a dead one), it waits until that one is gone and creates once more; a name
+/// held by a live container stays refused (`NameInUse` naming it).
+pub(super) async fn create<E: Engine>(
+    engine: &E,
+    spec: &ServiceSpec,
+    cctx: &CreateContext,
+    gate: &Semaphore,
+) -> Result<String, EngineError> {
+    let name = {
+        let _permit = gate.acquire().await;
+        match engine.create_container(spec, cctx).await {
+            Err(EngineError::NameInUse { container }) => container,
+            r => return r,
+        }
+    };
+    match engine.container_status(&name).await {
+        Ok(st) if st.state == "removing" || st.state == "dead" => {
+            wait::removed(engine, &name, &name, Removed::Gone, REMOVAL).await?
+        }
+        // Gone since the refusal.
+        Err(EngineError::NoSuchContainer { .. }) => {}
+        Ok(_) => return Err(EngineError::NameInUse { container: name }),
+        Err(e) => return Err(e),
+    }
+    tracing::debug!(container = %name, "the name is free after a removal; creating again");
+    let _permit = gate.acquire().await;
+    engine.create_container(spec, cctx).await
+}
+
+/// This pass's removal of `id`; one someone else has under way already is waited for.
+pub(super) async fn remove<E: Engine>(engine: &E, id: &str) -> Result<(), EngineError> {
+    match engine.remove_container(id).await {
+        Err(EngineError::BeingRemoved { .. }) => {
+            wait::removed(engine, id, id, Removed::Gone, REMOVAL).await
+        }
+        r => r,
+    }
 }
 
 /// Rename `id` to `name`. The engine frees a removed container's name just after it reports

@@ -16,7 +16,7 @@ use futures::future::join_all;
 use tokio::sync::{watch, Semaphore};
 
 use super::context::{create_context, inherited};
-use super::replace::{replace, Removal};
+use super::replace::{self, replace, Removal};
 use super::{wait, ApplyContext};
 use crate::desired::compose::Condition;
 use crate::desired::spec::{DesiredState, ServiceSpec};
@@ -283,8 +283,7 @@ async fn create<E: Engine>(
         Some(c) => c,
         None => create_context(spec, p.host, p.ctx)?,
     };
-    let _permit = gate.acquire().await;
-    p.engine.create_container(spec, &cctx).await
+    replace::create(p.engine, spec, &cctx, gate).await
 }
 
 /// Start a container this pass created; one that cannot start is removed, so the next pass
@@ -324,8 +323,9 @@ async fn run_step<E: Engine>(
             match started {
                 Ok(()) => Ok(id.clone()),
                 // Removed by hand as this pass looked (`docker rm -f`, seen between its kill
-                // and destroy): replaced now, as a removed container is, not a pass later.
-                Err(EngineError::BeingRemoved { .. }) => {
+                // and destroy, or gone since): replaced now, as a removed container is, not a
+                // pass later.
+                Err(EngineError::BeingRemoved { .. } | EngineError::NoSuchContainer { .. }) => {
                     let cctx = create_context(spec, p.host, p.ctx)?;
                     replace(p.engine, spec, cctx, id, Removal::Underway, gate).await
                 }

@@ -480,6 +480,12 @@ impl Engine for DockerEngine {
                         container: name.into(),
                     }
                 }
+                // Removed since the pass looked (a `docker rm -f` that has just ended).
+                BErr::DockerResponseServerError {
+                    status_code: 404, ..
+                } => EngineError::NoSuchContainer {
+                    container: name.into(),
+                },
                 _ => api("start container", name)(e),
             })
     }
@@ -556,6 +562,13 @@ impl DockerEngine {
             Err(BErr::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
+            // "removal of container … is already in progress": someone's `docker rm -f`.
+            Err(BErr::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => Err(EngineError::BeingRemoved {
+                container: id.to_string(),
+            }),
             Err(e) => Err(api("remove container", id)(e)),
         }
     }

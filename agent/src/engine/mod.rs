@@ -171,7 +171,8 @@ pub trait Engine: Send + Sync {
         build: &BuildSpec,
         image: &str,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
-    /// Create (not start) the container; returns its id.
+    /// Create (not start) the container; returns its id. `Err(NameInUse)` when a container
+    /// holds the name, also one the engine is still removing.
     fn create_container(
         &self,
         spec: &ServiceSpec,
@@ -188,7 +189,8 @@ pub trait Engine: Send + Sync {
         id: &str,
         name: &str,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
-    /// Stop (with the default grace period) and remove; anonymous volumes stay.
+    /// Stop (with the default grace period) and remove; anonymous volumes stay. Gone already:
+    /// `Ok`; someone else removing it: `Err(BeingRemoved)`.
     fn remove_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Remove with its anonymous volumes (prune with `--prune-volumes`); named volumes stay.
     fn remove_container_and_volumes(

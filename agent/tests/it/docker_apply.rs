@@ -377,3 +377,115 @@ services:
     assert!(status.success(), "{status}");
     assert_eq!(container_state(&f.name("b")), "running");
 }
+
+/// Writes many files into its own layer first: `docker rm -f` then reports the die at once and
+/// spends a while deleting them, holding the name.
+const SLOW_TO_REMOVE: &str = r#"
+name: t{id}-s
+services:
+  app:
+    image: {image}
+    container_name: t{id}-app
+    command: sh -c "mkdir /d && i=0 && while [ $$i -lt 5000 ]; do echo x > /d/$$i; i=$$((i+1)); done && echo ok > /ready && exec sleep 3600"
+"#;
+
+/// `docker rm -f name` in the background, returned once the engine has reported its die and
+/// shows the container removing (files being deleted, the name still held) or gone.
+fn force_removal_under_way(name: &str) -> std::process::Child {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let id = container_id(name);
+    // From before the removal: a die reported before the stream opens is replayed.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 2;
+    let mut events = crate::support::KillOnDrop(
+        Command::new("docker")
+            .args([
+                "events",
+                "--since",
+                &since.to_string(),
+                "--format",
+                "{{.Action}}",
+            ])
+            .args([
+                "--filter",
+                &format!("container={id}"),
+                "--filter",
+                "event=die",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rm = Command::new("docker")
+        .args(["rm", "-f", &id])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(events.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "die");
+    // The die is sent while the engine still records the exit (the list says "running").
+    wait_until(Duration::from_secs(60), "the removal under way", || {
+        matches!(container_state(&id).as_str(), "removing" | "")
+    });
+    rm
+}
+
+/// A pass that meets someone's `docker rm -f` still being carried out ends applied with the
+/// service running: a create refused for the name waits for the removal (the plan made from an
+/// observation that no longer lists the container), and so does a pass that sees it removing.
+#[tokio::test]
+async fn a_pass_meeting_a_forced_removal_waits_for_it_and_ends_applied() {
+    use macula_gitops::apply::{apply, ApplyContext};
+    use macula_gitops::desired::{interpolate::Env, load_desired};
+    use macula_gitops::engine::{DockerEngine, Engine};
+    use macula_gitops::plan::{plan, PlanOptions};
+
+    let f = Fixture::new();
+    let host = f.host("a");
+    let app = f.name("app");
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    f.write("stacks/s/compose.yaml", &f.fill(SLOW_TO_REMOVE));
+    f.ok("a", &["apply"]);
+    let limit = Duration::from_secs(60);
+    let ready = || docker(&["exec", &app, "cat", "/ready"]) == "ok";
+    wait_until(limit, "files written", ready);
+
+    // The create path, through the agent's apply.
+    let engine = DockerEngine::connect().await.unwrap();
+    let desired = load_desired(&f.root(), &host, &Env::default()).unwrap();
+    let mut observed = engine.observe().await.unwrap();
+    observed.containers.retain(|c| c.name != app);
+    let steps = plan(&desired, &observed, &PlanOptions::default());
+    assert_eq!(
+        steps.to_string().trim(),
+        format!("+ container {app} (s/app)")
+    );
+    let ctx = ApplyContext {
+        revision: None,
+        pins: None,
+        state_dir: f.state.path().into(),
+        data_root: f.data.path().into(),
+        prune_volumes: false,
+        health_timeout: limit,
+    };
+    let mut rm = force_removal_under_way(&app);
+    let report = apply(&engine, &desired, &observed, &steps, &ctx).await;
+    assert!(rm.wait().unwrap().success());
+    assert_eq!((report.failed, report.tried), (0, 1), "{:?}", report.errors);
+    assert_eq!(container_state(&app), "running");
+
+    // A whole pass of the binary, its observation made while the removal runs.
+    wait_until(limit, "files written", ready);
+    let mut rm = force_removal_under_way(&app);
+    let out = f.ok("a", &["apply"]);
+    assert!(rm.wait().unwrap().success());
+    assert!(out.contains("0 failed"), "{out}");
+    assert_eq!(container_state(&app), "running", "{out}");
+}
