@@ -46,7 +46,8 @@ pub struct PolicyConfig {
     /// `cgroup: host` (the host's cgroup namespace).
     #[serde(default)]
     pub cgroup_host: bool,
-    /// Device requests: `deploy.resources.reservations.devices` (GPUs and other driver devices).
+    /// Device requests: `gpus` and `deploy.resources.reservations.devices` (GPUs and other
+    /// driver devices).
     #[serde(default)]
     pub device_requests: bool,
     /// `device_cgroup_rules` entries allowed verbatim (e.g. `c 189:* rmw`).
@@ -237,13 +238,18 @@ impl Policy {
             "`cgroup: host`",
             "cgroup",
         );
-        flag(
-            !rt.device_requests.is_empty(),
-            "device_requests",
-            self.config.device_requests,
-            "a device request (`deploy.resources.reservations.devices`: GPUs and other host devices)",
-            "deploy.resources.reservations.devices",
-        );
+        let mut asked: Vec<&str> = rt.device_requests.iter().map(|d| d.at.as_str()).collect();
+        asked.dedup();
+        for at in asked {
+            let key = at.strip_prefix(&format!("{base}.")).unwrap_or(at);
+            flag(
+                true,
+                "device_requests",
+                self.config.device_requests,
+                &format!("a device request (`{key}`: GPUs and other host devices)"),
+                key,
+            );
+        }
         for rule in &rt.device_cgroup_rules {
             if !self.config.device_cgroup_rules.contains(rule) {
                 out.push((

@@ -305,6 +305,9 @@ pub struct DeviceRequestSpec {
     pub device_ids: Vec<String>,
     pub capabilities: Vec<String>,
     pub options: BTreeMap<String, String>,
+    /// The key that asked for it (`services.web.gpus`), for diagnostics.
+    #[serde(skip)]
+    pub at: String,
 }
 
 macro_rules! runtime_spec {

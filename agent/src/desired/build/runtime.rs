@@ -4,7 +4,7 @@
 
 use super::units::{parse_bytes, parse_cpus, parse_duration, parse_micros};
 use super::{Report, StackNames};
-use crate::desired::compose::{Scalar, Service};
+use crate::desired::compose::{DeviceRequest, Scalar, Service};
 use crate::desired::spec::{DeviceRequestSpec, DeviceSpec, LogSpec, RuntimeSpec};
 
 pub(super) fn runtime(
@@ -58,24 +58,15 @@ pub(super) fn runtime(
                     .or(memory_reservation);
             }
             for (i, dev) in rv.devices.iter().enumerate() {
-                let count = match dev.count.as_ref().and_then(|c| c.0.as_deref()) {
-                    None => None,
-                    Some("all") => Some(-1),
-                    Some(n) => r.check(
-                        format!("{path}.reservations.devices[{i}].count"),
-                        n.parse::<i64>()
-                            .map_err(|_| format!("{n:?} is not a number or \"all\"")),
-                    ),
-                };
-                device_requests.push(DeviceRequestSpec {
-                    driver: dev.driver.clone(),
-                    count,
-                    device_ids: dev.device_ids.clone(),
-                    capabilities: dev.capabilities.clone(),
-                    options: dev.options.clone(),
-                });
+                let at = format!("{path}.reservations.devices");
+                device_requests.extend(device_request(dev, &at, i, None, r));
             }
         }
+    }
+    // After the deploy reservations, as docker compose appends them.
+    for (i, dev) in svc.gpus.0.iter().enumerate() {
+        let at = format!("{base}.gpus");
+        device_requests.extend(device_request(dev, &at, i, Some("gpu"), r));
     }
 
     let stop_timeout = svc
@@ -306,4 +297,48 @@ fn joined(
             None
         }
     }
+}
+
+/// One device request as compose makes it: with neither `count` nor `device_ids` it asks for
+/// every device (`count: all`, compose-go's default), and the two together are refused;
+/// `implied` is the capability `gpus:` adds to what the entry lists.
+fn device_request(
+    dev: &DeviceRequest,
+    at: &str,
+    i: usize,
+    implied: Option<&str>,
+    r: &mut Report,
+) -> Option<DeviceRequestSpec> {
+    let path = format!("{at}[{i}]");
+    let count = match dev.count.as_ref().and_then(|c| c.0.as_deref()) {
+        Some(_) if !dev.device_ids.is_empty() => {
+            r.err(
+                path,
+                "count and device_ids cannot both be set (device_ids names the devices)",
+            );
+            return None;
+        }
+        None if dev.device_ids.is_empty() => Some(-1),
+        None => None,
+        Some("all") => Some(-1),
+        Some(n) => Some(
+            r.check(
+                format!("{path}.count"),
+                n.parse::<i64>()
+                    .map_err(|_| format!("{n:?} is not a number or \"all\"")),
+            )?,
+        ),
+    };
+    let mut capabilities = dev.capabilities.clone();
+    if let Some(c) = implied.filter(|c| !capabilities.iter().any(|x| x == c)) {
+        capabilities.push(c.to_string());
+    }
+    Some(DeviceRequestSpec {
+        driver: dev.driver.clone(),
+        count,
+        device_ids: dev.device_ids.clone(),
+        capabilities,
+        options: dev.options.clone(),
+        at: at.to_string(),
+    })
 }

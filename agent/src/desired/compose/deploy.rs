@@ -1,6 +1,7 @@
 //! `deploy:`. On one engine Compose maps `resources` and `restart_policy` onto the container and
 //! `replicas` onto the number of containers; the rest only means something to Swarm.
 
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::{KeyValues, Scalar};
@@ -105,6 +106,36 @@ pub struct DeviceRequest {
 
 pub const DEVICE_REQUEST_KEYS: &[&str] =
     &["capabilities", "driver", "count", "device_ids", "options"];
+
+/// A service's `gpus:`: `all`, or a list of device requests (each with an implicit `gpu`
+/// capability, added where the requests are built).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gpus(pub Vec<DeviceRequest>);
+
+impl<'de> Deserialize<'de> for Gpus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Gpus;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`all` or a list of {driver, count, device_ids, capabilities, options}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Gpus, E> {
+                if v != "all" {
+                    return Err(E::invalid_value(de::Unexpected::Str(v), &self));
+                }
+                Ok(Gpus(vec![DeviceRequest {
+                    count: Some(Scalar(Some("all".into()))),
+                    ..Default::default()
+                }]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Gpus, A::Error> {
+                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Gpus)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct RestartPolicy {

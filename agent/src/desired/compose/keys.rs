@@ -47,6 +47,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "tmpfs",
     "devices",
     "device_cgroup_rules",
+    "gpus",
     "privileged",
     "security_opt",
     "read_only",
@@ -125,7 +126,9 @@ pub fn supported_keys_at(path: &str) -> &'static [&'static str] {
         ["services", _, "build", _] => BUILD_KEYS,
         ["services", _, "deploy", _] => DEPLOY_KEYS,
         ["services", _, "deploy", "resources", _] => RESOURCES_KEYS,
-        ["services", _, "deploy", "resources", _, "devices", _] => DEVICE_REQUEST_KEYS,
+        ["services", _, "deploy", "resources", _, "devices", _] | ["services", _, "gpus", _] => {
+            DEVICE_REQUEST_KEYS
+        }
         ["services", _, "deploy", "resources", _, _] => RESOURCE_KEYS,
         ["services", _, "deploy", "restart_policy", _] => RESTART_POLICY_KEYS,
         ["services", _, "logging", _] => LOGGING_KEYS,

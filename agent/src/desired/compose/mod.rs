@@ -26,7 +26,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 pub use build::Build;
-pub use deploy::{Deploy, Resource, Resources, RestartPolicy};
+pub use deploy::{Deploy, DeviceRequest, Gpus, Resource, Resources, RestartPolicy};
 pub use files::{FileDef, FileRef};
 pub use keys::{supported_keys_at, SERVICE_KEYS, TOP_LEVEL_KEYS};
 pub use mounts::{Mount, MountKind};

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::build::deserialize_build;
 use super::files::deserialize_refs;
 use super::{
-    short_or_long, Build, CommandLine, Deploy, FileRef, KeyValues, Mount, OneOrMany, PortEntry,
-    Scalar, ServiceNetworks, StrOrList,
+    short_or_long, Build, CommandLine, Deploy, FileRef, Gpus, KeyValues, Mount, OneOrMany,
+    PortEntry, Scalar, ServiceNetworks, StrOrList,
 };
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -64,6 +64,8 @@ pub struct Service {
     pub devices: Vec<Device>,
     #[serde(default)]
     pub device_cgroup_rules: Vec<String>,
+    #[serde(default)]
+    pub gpus: Gpus,
     #[serde(default)]
     pub privileged: bool,
     #[serde(default)]

@@ -282,6 +282,74 @@ fn pid_and_ipc_service_join_that_services_container_after_it_starts() {
 }
 
 #[test]
+fn gpus_and_deploy_devices_become_device_requests_as_compose_makes_them() {
+    let h = host(&svc(
+        "    deploy:\n      resources:\n        reservations:\n          devices: [{driver: nvidia, capabilities: [gpu, utility]}]\n    gpus:\n      - {driver: nvidia, count: 2, options: {x: y}}\n      - {device_ids: ['0', GPU-3a], capabilities: [compute]}\n",
+    ));
+    type Request = (
+        Option<String>,
+        Option<i64>,
+        Option<Vec<String>>,
+        Vec<Vec<String>>,
+    );
+    let reqs: Vec<Request> = h
+        .device_requests
+        .expect("device requests")
+        .into_iter()
+        .map(|d| {
+            (
+                d.driver,
+                d.count,
+                d.device_ids,
+                d.capabilities.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let caps = |c: &[&str]| vec![c.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+    assert_eq!(
+        reqs,
+        [
+            // Neither count nor device_ids: every device (compose-go's default).
+            (
+                Some("nvidia".into()),
+                Some(-1),
+                None,
+                caps(&["gpu", "utility"])
+            ),
+            (Some("nvidia".into()), Some(2), None, caps(&["gpu"])),
+            (
+                None,
+                None,
+                Some(vec!["0".into(), "GPU-3a".into()]),
+                caps(&["compute", "gpu"])
+            ),
+        ],
+        "deploy reservations first, then gpus with the implied gpu capability"
+    );
+    let all = host(&svc("    gpus: all\n"))
+        .device_requests
+        .expect("gpus: all");
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (all[0].count, all[0].capabilities.clone()),
+        (Some(-1), Some(caps(&["gpu"])))
+    );
+
+    let e = errors(&svc("    gpus: some\n"));
+    assert!(e.contains("services.web.gpus"), "{e}");
+    let e = errors(&svc("    gpus: [{count: 1, device_ids: ['0']}]\n"));
+    assert!(
+        e.contains("services.web.gpus[0]: count and device_ids cannot both be set"),
+        "{e}"
+    );
+    let e = errors(&svc("    gpus: [{count: 1, drivr: nvidia}]\n"));
+    assert!(
+        e.contains("services.web.gpus[0].drivr") && e.contains("did you mean \"driver\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn ports_long_form_and_ranges() {
     let h = host(&svc(
         "    ports:\n      - \"8000-8001:9000-9001\"\n      - \"127.0.0.1:7000-7005:7000\"\n      - {target: 53, published: \"5353\", protocol: udp, host_ip: 127.0.0.1, mode: host}\n",
