@@ -17,7 +17,14 @@ use macula_gitops::source::{Source, SourceSpec};
 #[command(rename_all = "kebab-case")]
 pub enum DaemonCommand {
     /// Ask the running daemon to fetch and reconcile now.
-    Reconcile(ClientArgs),
+    Reconcile {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Roll the current revision out again even if it was rolled back (a plain reconcile
+        /// keeps the rolled-back services on the last good revision).
+        #[arg(long)]
+        force: bool,
+    },
     /// Stop applying changes (fetching continues); survives restarts.
     Suspend(ClientArgs),
     /// Apply changes again.
@@ -140,9 +147,9 @@ impl RunArgs {
 
 pub async fn dispatch(command: &DaemonCommand, state_dir: Option<&Path>) -> anyhow::Result<()> {
     match command {
-        DaemonCommand::Reconcile(c) => {
+        DaemonCommand::Reconcile { client: c, force } => {
             let (addr, token) = control(c, state_dir)?;
-            println!("{}", client::reconcile(addr, &token).await?);
+            println!("{}", client::reconcile(addr, &token, *force).await?);
             Ok(())
         }
         DaemonCommand::Suspend(c) => {

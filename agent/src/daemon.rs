@@ -10,6 +10,7 @@
 mod core;
 mod origin;
 mod own;
+mod rollouts;
 mod service;
 
 use std::future::Future;
@@ -21,14 +22,17 @@ use chrono::Utc;
 
 use crate::config::{AgentConfig, ConfigError};
 use crate::drift::DriftEvent;
-use crate::outcome::{DiagnosticView, Hold, ItemError, Outcome, PassResult};
+use crate::outcome::{DiagnosticView, Hold, Outcome, PassResult};
 use crate::reconcile::{ReconcileError, ReconcileOptions};
-use crate::rollout::{PassKind, PassRollout, Pins, RolloutSettings, RolloutState};
+use crate::rollout::{
+    PassKind, PassRollout, RolloutReport, RolloutSettings, RolloutState, WatchPlan,
+};
 use crate::server::metrics::Metrics;
 use crate::server::status::{ServiceState, Status};
 use crate::server::{AppState, Control};
 use crate::source::{SourceError, SyncOutcome};
 use crate::trigger::{schedule, Cause, Pending, Trigger};
+use rollouts::{replace_watch, Watching};
 
 pub use self::core::{run, shutdown_signal, CoreReconciler};
 pub use origin::Origin;
@@ -65,6 +69,20 @@ pub trait Reconciler: Send + Sync + 'static {
         &self,
         req: &ApplyRequest,
     ) -> impl Future<Output = Result<Outcome, ReconcileError>> + Send;
+
+    /// Watch a rollout's services until each has a verdict (`crate::rollout`). The daemon runs
+    /// it as a task of its own and drops it when a newer revision supersedes it. Default: all
+    /// healthy at once (a reconciler whose passes start nothing to watch).
+    fn watch(
+        &self,
+        plan: WatchPlan,
+        _settings: RolloutSettings,
+    ) -> impl Future<Output = RolloutReport> + Send {
+        std::future::ready(RolloutReport {
+            watched: plan.services(),
+            ..Default::default()
+        })
+    }
 
     /// The managed services of `host` and their container state, for status and metrics.
     fn services(&self, _host: &str) -> impl Future<Output = Vec<ServiceState>> + Send {
@@ -220,7 +238,10 @@ impl<R: Reconciler> Daemon<R> {
     /// Record a pass in status and metrics and hand it to subscribers.
     fn publish(&self, outcome: Outcome) {
         let label = outcome.result.label();
-        self.app.metrics.count_reconcile(label);
+        // A watched pass is counted once, when its rollout ends.
+        if outcome.watch.is_none() {
+            self.app.metrics.count_reconcile(label);
+        }
         self.status_mut(|st| {
             st.last_run_at = outcome.finished_at;
             st.last_result = Some(label.into());
@@ -301,6 +322,9 @@ impl<R: Reconciler> Daemon<R> {
         // get one follow-up run, since the running fetch may predate them.
         let mut inflight: Option<(tokio::task::JoinHandle<_>, Pending)> = None;
         let mut follow_up: Vec<Cause> = Vec::new();
+        // The rollout being watched, in a task of its own: drift repair and newer revisions
+        // never wait for it. A newer rollout replaces it (the older revision is superseded).
+        let mut watching: Option<Watching> = None;
         loop {
             // Biased: events queued during a pass are judged (own change or drift) before the
             // next pass starts and replaces what "own" means.
@@ -309,6 +333,11 @@ impl<R: Reconciler> Daemon<R> {
                 _ = &mut shutdown => {
                     if inflight.is_some() {
                         tracing::info!("shutdown during fetch: abandoning it");
+                    }
+                    if let Some(w) = watching.take() {
+                        // Persisted as `watching`: the next start watches it again.
+                        tracing::info!(commit = %w.commit, "shutdown during a rollout watch: resumed at the next start");
+                        w.task.abort();
                     }
                     break;
                 }
@@ -327,7 +356,10 @@ impl<R: Reconciler> Daemon<R> {
                     let drift_only = p.causes.iter().all(|c| *c == Cause::Drift)
                         && matches!(self.origin, Origin::Git(_));
                     match (&inflight, self.applied_snapshot.clone()) {
-                        (_, Some(o)) if drift_only => self.apply(&p, o).await,
+                        (_, Some(o)) if drift_only => {
+                            let w = self.apply(&p, o, watching.as_ref().map(|w| w.commit.as_str())).await;
+                            replace_watch(&mut watching, w);
+                        }
                         (Some(_), _) => follow_up.extend(p.causes),
                         (None, _) => inflight = Some((self.start_fetch(), p)),
                     }
@@ -343,10 +375,18 @@ impl<R: Reconciler> Daemon<R> {
                     };
                     if let Some(outcome) = synced {
                         // Deliberately not raced against shutdown: finish the apply.
-                        self.apply(&pending, outcome).await;
+                        let w = self.apply(&pending, outcome, watching.as_ref().map(|w| w.commit.as_str())).await;
+                        replace_watch(&mut watching, w);
                     }
                     for c in follow_up.drain(..) {
                         self.app.trigger.fire(c);
+                    }
+                }
+                done = async { (&mut watching.as_mut().expect("guarded").task).await }, if watching.is_some() => {
+                    let w = watching.take().expect("guarded");
+                    match done {
+                        Ok(report) => self.watch_ended(w, report).await,
+                        Err(e) => tracing::error!(commit = %w.commit, error = %e, "rollout watch ended abnormally"),
                     }
                 }
             }
@@ -475,7 +515,14 @@ impl<R: Reconciler> Daemon<R> {
         }
     }
 
-    async fn apply(&mut self, pending: &Pending, o: SyncOutcome) {
+    /// Apply revision `o`. `watching`: the revision whose rollout is being watched. Returns the
+    /// rollout to watch when this pass started one.
+    async fn apply(
+        &mut self,
+        pending: &Pending,
+        o: SyncOutcome,
+        watching: Option<&str>,
+    ) -> Option<Watching> {
         let cause = pending.first();
         let applied = self
             .app
@@ -487,22 +534,24 @@ impl<R: Reconciler> Daemon<R> {
         let same = applied.as_deref() == Some(o.commit.as_str());
         if same && self.applied_ok && pending.only_change_hints() {
             tracing::debug!(commit = %o.commit, "already applied; nothing to do");
-            return;
+            return None;
         }
-        let asked = pending
-            .causes
-            .iter()
-            .any(|c| matches!(c, Cause::Manual | Cause::Resume));
+        let forced = pending.causes.contains(&Cause::Force);
+        let asked = forced
+            || pending
+                .causes
+                .iter()
+                .any(|c| matches!(c, Cause::Manual | Cause::Resume));
         if self.invalid_commit.as_deref() == Some(o.commit.as_str()) && !asked {
             tracing::debug!(commit = %o.commit, "known-invalid revision; not retried");
-            return;
+            return None;
         }
         self.status_mut(|st| st.last_trigger = Some(cause.as_str().into()));
         if self.app.control.suspended() {
             tracing::info!(commit = %o.commit, "suspended: fetched, not applied");
             self.status_mut(|st| st.pending_reason = Some("suspended".into()));
             self.publish(self.held(&o, cause, Hold::Suspended));
-            return;
+            return None;
         }
         if !schedule::in_window(self.window.as_ref(), &chrono::Local::now()) {
             let next = self
@@ -515,10 +564,15 @@ impl<R: Reconciler> Daemon<R> {
                 st.next_window = next;
             });
             self.publish(self.held(&o, cause, Hold::OutsideWindow { next }));
-            return;
+            return None;
         }
 
-        let pass = self.rollout.pass_for(&o.commit, asked);
+        // The revision being watched is kept converged meanwhile (drift), not watched twice.
+        let pass = if watching == Some(o.commit.as_str()) && !forced {
+            PassKind::Steady
+        } else {
+            self.rollout.pass_for(&o.commit, forced)
+        };
         let rollout = PassRollout {
             pins: match &pass {
                 PassKind::Pinned { good, services } => self.pins(good, services.clone()),
@@ -547,20 +601,19 @@ impl<R: Reconciler> Daemon<R> {
         let started = Instant::now();
         let window_start = std::time::SystemTime::now();
         let result = self.reconciler.reconcile(&req).await;
-        let result = self.finish_rollout(&req, &o.commit, result).await;
-        let secs = started.elapsed().as_secs_f64();
-        self.app.metrics.reconcile_duration.observe(secs);
-        let done = Some(Utc::now());
+        self.app
+            .metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
         let host = self.cfg.host();
         let mut outcome = crate::reconcile::outcome_of(&host, Some(o.commit.clone()), result);
         outcome.trigger = Some(cause.as_str().into());
         outcome.summary = Some(o.summary.clone());
         outcome.author = Some(o.author.clone());
         self.own = own::OwnChanges::of(&outcome, window_start);
+        let start = self.rollout_starts(&mut outcome, &req).await;
         match &outcome.result {
             PassResult::Applied | PassResult::Failed | PassResult::RolledBack { .. } => {
-                let ok = outcome.ok();
-                self.app.metrics.clusters.update(&outcome.clusters);
                 if pending.causes.contains(&Cause::Drift) && outcome.changed() > 0 {
                     self.app
                         .metrics
@@ -571,22 +624,21 @@ impl<R: Reconciler> Daemon<R> {
                 if let Err(e) = write_applied(&self.state_dir, &o.commit) {
                     tracing::warn!(error = %e, "could not persist the applied revision");
                 }
-                tracing::info!(commit = %o.commit, changed = outcome.changed(), failed = outcome.failed, secs, "reconciled");
-                self.applied_ok = ok;
+                tracing::info!(commit = %o.commit, changed = outcome.changed(), failed = outcome.failed, secs = started.elapsed().as_secs_f64(), "reconciled");
                 self.applied_snapshot = Some(o.clone());
                 self.invalid_commit = None;
                 self.status_mut(|st| {
                     st.applied_revision = Some(o.commit.clone());
-                    st.applied_at = done;
+                    st.applied_at = Some(Utc::now());
                 });
-                self.publish(outcome);
+                self.ran(outcome.clone()).await;
             }
             PassResult::Invalid { diagnostics } => {
                 for d in diagnostics {
                     tracing::error!(commit = %o.commit, problem = %d, "invalid desired state");
                 }
                 self.invalid_commit = Some(o.commit.clone());
-                self.publish(outcome);
+                self.publish(outcome.clone());
                 let still = applied.as_deref().unwrap_or("nothing").to_string();
                 self.status_mut(|st| {
                     st.last_error = st
@@ -599,16 +651,9 @@ impl<R: Reconciler> Daemon<R> {
             _ => {
                 tracing::error!(commit = %o.commit, error = ?outcome.error_summary(), "reconcile failed");
                 self.applied_ok = false;
-                self.publish(outcome);
+                self.publish(outcome.clone());
             }
         }
-        let services = self.reconciler.services(&self.cfg.host()).await;
-        let mut by_state: std::collections::BTreeMap<&str, i64> = Default::default();
-        for s in &services {
-            *by_state.entry(s.state.as_str()).or_default() += 1;
-        }
-        self.app.metrics.set_managed_containers(by_state);
-        self.status_mut(|st| st.services = services.clone());
         let applied = self
             .app
             .status
@@ -623,83 +668,24 @@ impl<R: Reconciler> Daemon<R> {
         // A rollback re-applies the last good revision's snapshot: keep it.
         keep.extend(self.rollout.keep());
         self.origin.gc(&keep);
+        start.map(|(plan, settings)| self.spawn_watch(&o.commit, plan, settings, outcome, req))
+    }
+
+    /// A pass that applied: publish it and read the engine's state for status and metrics.
+    async fn ran(&mut self, outcome: Outcome) {
+        self.applied_ok = outcome.ok();
+        self.publish(outcome);
+        let services = self.reconciler.services(&self.cfg.host()).await;
+        let mut by_state: std::collections::BTreeMap<&str, i64> = Default::default();
+        for s in &services {
+            *by_state.entry(s.state.as_str()).or_default() += 1;
+        }
+        self.app.metrics.set_managed_containers(by_state);
+        self.status_mut(|st| st.services = services.clone());
     }
 }
 
 impl<R: Reconciler> Daemon<R> {
-    /// After a pass that watched its rollout: record it, and when it failed and may be
-    /// rolled back, run the pass again with the affected services pinned to the last good
-    /// revision. The run's one outcome is the rollout's, with the rollback's changes added
-    /// and the result `RolledBack`.
-    async fn finish_rollout(
-        &mut self,
-        req: &ApplyRequest,
-        commit: &str,
-        result: Result<Outcome, ReconcileError>,
-    ) -> Result<Outcome, ReconcileError> {
-        let Some(r) = result.as_ref().ok().and_then(|o| o.rollout.clone()) else {
-            return result;
-        };
-        let mut result = result;
-        if let Some((good, services)) = self.rollout.record(
-            commit,
-            &r,
-            self.rollout_settings.as_ref().is_some_and(|s| s.rollback),
-        ) {
-            tracing::warn!(%commit, %good, ?services, "rollout failed: rolling back to the last good revision");
-            let mut again = req.clone();
-            again.options.rollout = PassRollout {
-                pins: self.pins(&good, services.clone()),
-                watch: None,
-            };
-            let back = self.reconciler.reconcile(&again).await;
-            if let Ok(first) = result.as_mut() {
-                match back {
-                    Ok(back) => {
-                        first.absorb(back.tried, back.failed, back.changes, back.errors);
-                        first.result = PassResult::RolledBack {
-                            to: good,
-                            services: services.into_iter().collect(),
-                        };
-                    }
-                    Err(e) => first.absorb(
-                        1,
-                        1,
-                        Vec::new(),
-                        vec![ItemError::new(
-                            None,
-                            format!("rollback to {good} failed: {e}"),
-                        )],
-                    ),
-                }
-            }
-        }
-        if let Some(last) = &self.rollout.last {
-            self.app
-                .metrics
-                .record_rollout(&last.revision, last.phase.as_str());
-        }
-        if let Err(e) = self.rollout.save(&self.state_dir, &self.cfg.host()) {
-            tracing::warn!(error = %e, "could not persist the rollout state");
-        }
-        let (last, good) = (self.rollout.last.clone(), self.rollout.last_good.clone());
-        self.status_mut(|st| {
-            st.rollout = last;
-            st.last_good_revision = good;
-        });
-        result
-    }
-
-    /// `services` from the snapshot of revision `good` (kept by snapshot GC while it is the
-    /// last good revision).
-    fn pins(&self, good: &str, services: std::collections::BTreeSet<String>) -> Option<Pins> {
-        Some(Pins {
-            revision: good.to_string(),
-            desired_root: self.origin.desired_root_of(good)?,
-            services,
-        })
-    }
-
     fn held(&self, o: &SyncOutcome, cause: Cause, reason: Hold) -> Outcome {
         let mut out = Outcome::stopped(
             self.cfg.host(),

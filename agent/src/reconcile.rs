@@ -55,7 +55,7 @@ pub struct ReconcileOptions {
     /// Where read-write relative binds keep their data (`crate::data`).
     pub data_root: PathBuf,
     /// The daemon's rollout of this pass: services pinned to the last good revision, and
-    /// whether to watch what the pass changed (`crate::rollout`). Default: neither.
+    /// whether to say what to watch (`Outcome::watch`, `crate::rollout`). Default: neither.
     pub rollout: rollout::PassRollout,
 }
 
@@ -342,7 +342,7 @@ pub async fn reconcile(opts: &ReconcileOptions) -> Result<Outcome, ReconcileErro
     reconcile_with(&engine, opts).await
 }
 
-pub async fn reconcile_with<E: Engine + rollout::Watches>(
+pub async fn reconcile_with<E: Engine>(
     engine: &E,
     opts: &ReconcileOptions,
 ) -> Result<Outcome, ReconcileError> {
@@ -401,25 +401,9 @@ pub async fn reconcile_with<E: Engine + rollout::Watches>(
         if let Some(r) = &hd.routing {
             apply_routing(r, opts, &mut outcome).await;
         }
-        if let Some(settings) = &opts.rollout.watch {
-            let targets = rollout::targets(desired, &plan, settings);
-            let names: Vec<String> = targets.iter().map(|t| t.container.clone()).collect();
-            let mut w = engine.health_watch(&names);
-            let r = rollout::check(&mut w, desired, &targets, settings).await;
-            // A service that failed its rollout is a failed item of the pass, and the first
-            // thing to read (what its dependents then report follows from it).
-            let failed: Vec<ItemError> = r
-                .failed
-                .iter()
-                .map(|(service, why)| {
-                    let message = format!("{service}: rollout failed: {why}");
-                    ItemError::new(Some(Subject::service(service)), message)
-                })
-                .collect();
-            outcome.failed += failed.len();
-            outcome.errors.splice(0..0, failed);
-            outcome.rollout = Some(r);
-        }
+        // The daemon watches what this pass started, in a task of its own (`crate::rollout`).
+        outcome.watch =
+            (opts.rollout.watch.as_ref()).map(|s| rollout::WatchPlan::of(desired, &plan, s));
         for e in &outcome.errors {
             warn!(error = %e, "step failed");
         }

@@ -7,6 +7,7 @@ use super::{ApplyRequest, Daemon, DaemonError, Reconciler};
 use crate::config::AgentConfig;
 use crate::outcome::Outcome;
 use crate::reconcile::{ReconcileError, SharedForwarder};
+use crate::rollout::{RolloutReport, RolloutSettings, WatchPlan};
 use crate::server::metrics::Metrics;
 use crate::server::status::ServiceState;
 
@@ -16,6 +17,30 @@ pub struct CoreReconciler;
 impl Reconciler for CoreReconciler {
     async fn reconcile(&self, req: &ApplyRequest) -> Result<Outcome, ReconcileError> {
         crate::reconcile::reconcile(&req.options).await
+    }
+
+    async fn watch(&self, plan: WatchPlan, settings: RolloutSettings) -> RolloutReport {
+        match crate::engine::DockerEngine::connect().await {
+            Ok(engine) => crate::rollout::watch_on(&engine, &plan, settings.stable).await,
+            // Nothing can be judged healthy without the engine; a rollback will say whether
+            // the engine is back.
+            Err(e) => RolloutReport {
+                watched: plan.services(),
+                failed: plan
+                    .services()
+                    .into_iter()
+                    .map(|s| (s, format!("cannot watch: {e}")))
+                    .collect(),
+                affected: plan
+                    .dependents
+                    .values()
+                    .flatten()
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            },
+        }
     }
 
     async fn services(&self, host: &str) -> Vec<ServiceState> {

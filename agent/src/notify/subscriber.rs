@@ -5,7 +5,9 @@
 //!   the revision is new (not for a startup or poll pass that found everything in place);
 //! - `drift-repaired`: a drift pass that changed something; `failed`: `Failed` or `Error`;
 //! - `invalid`, `refused`, `held`: as the pass says; `rolled-back`: a result labelled so;
-//! - a failed fetch is the agent's own trouble (logs, status, metrics), not the commit's.
+//! - a failed fetch is the agent's own trouble (logs, status, metrics), not the commit's;
+//! - a pass whose rollout is still watched (`Outcome::watch`) says nothing yet: the watch's
+//!   end publishes it again with the verdict.
 
 use std::sync::Arc;
 
@@ -27,6 +29,11 @@ pub struct Translate {
 
 impl Translate {
     pub fn event(&mut self, o: &Outcome) -> Option<Event> {
+        // A pass whose rollout is still watched is told when the watch ends (the same pass,
+        // with its verdict): one message per revision, and no `success` before it is earned.
+        if o.watch.is_some() {
+            return None;
+        }
         let revision = o.revision.clone()?;
         let drift = o.trigger.as_deref() == Some("drift");
         let (kind, errors): (EventKind, Vec<String>) = match &o.result {
@@ -249,5 +256,24 @@ mod tests {
         );
         again.rollout = Some(Default::default());
         assert_eq!(t.event(&again).map(|e| e.kind), Some(EventKind::Applied));
+    }
+
+    #[test]
+    fn a_pass_whose_rollout_is_watched_is_told_once_when_the_watch_ends() {
+        let mut t = Translate::default();
+        let mut watched = outcome(
+            PassResult::Applied,
+            "webhook",
+            vec![web(Action::Recreate { reasons: vec![] })],
+        );
+        watched.watch = Some(Default::default());
+        assert!(
+            t.event(&watched).is_none(),
+            "not `applied` before the verdict"
+        );
+        let mut ended = watched.clone();
+        ended.watch = None;
+        ended.rollout = Some(Default::default());
+        assert_eq!(t.event(&ended).map(|e| e.kind), Some(EventKind::Applied));
     }
 }

@@ -55,6 +55,10 @@ pub struct Outcome {
     /// rolled it out in this pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<crate::rollout::RolloutReport>,
+    /// The services this pass started that the daemon now watches: the outcome is provisional,
+    /// and the rollout's end publishes it again with `rollout` (and any rollback) filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::rollout::WatchPlan>,
 }
 
 /// How the pass ended. `Applied`/`Failed` ran the apply; the others changed nothing.

@@ -8,7 +8,9 @@
 //! desired state becomes "revision R, with services X from revision G". Pins are persisted in
 //! `<state>/hosts/<host>/rollout.json`, so drift repair and an agent restart keep the rolled-back
 //! spec; they are dropped when a newer commit arrives or an operator asks for R again
-//! (`macula-gitops reconcile`). A rollback re-creates containers from G's spec: named volumes
+//! (`macula-gitops reconcile --force`). The pass only says what to watch (`WatchPlan`); the
+//! daemon watches in a task of its own, so drift repair and newer commits never wait for it
+//! (a newer commit ends the watch of the one it supersedes). A rollback re-creates containers from G's spec: named volumes
 //! and data directories are never touched (the same apply as any recreate).
 
 pub mod watch;
@@ -80,6 +82,13 @@ impl Watches for crate::engine::DockerEngine {
     }
 }
 
+/// Watch `plan` on `engine`: the daemon runs this in a task of its own.
+pub async fn watch_on<E: Watches>(engine: &E, plan: &WatchPlan, stable: Duration) -> RolloutReport {
+    let names: Vec<String> = plan.targets.iter().map(|t| t.container.clone()).collect();
+    let mut w = engine.health_watch(&names);
+    check(&mut w, plan, stable).await
+}
+
 /// What the watch of one pass found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutReport {
@@ -97,34 +106,74 @@ impl RolloutReport {
     }
 }
 
-/// The services a pass started or replaced, to watch, each with its deadline.
-pub fn targets(desired: &DesiredState, plan: &Plan, settings: &RolloutSettings) -> Vec<Target> {
-    let changed: BTreeSet<&str> = plan
-        .steps
-        .iter()
-        .filter(|s| s.starts_container())
-        .filter_map(Step::service)
-        .collect();
-    desired
-        .services
-        .iter()
-        .filter(|s| changed.contains(s.key().as_str()))
-        .map(|s| Target {
-            service: s.key(),
-            container: s.container_name.clone(),
-            timeout: s.rollout_timeout.unwrap_or(settings.timeout),
-        })
-        .collect()
+/// What a rollout pass leaves to watch: the services it started or replaced, each with its
+/// deadline, and for each what a rollback of it must pin (it and its dependents). Made by the
+/// pass, which has the desired state; watched by the daemon in a task of its own, so drift
+/// repair and newer commits never wait for a watch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchPlan {
+    pub targets: Vec<Target>,
+    /// `stack/service` → it and every service depending on it (`depends_on`, stack order).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dependents: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// Watch `targets` and say what failed and what a rollback would have to pin.
-pub async fn check<W: HealthWatch>(
-    w: &mut W,
-    desired: &DesiredState,
-    targets: &[Target],
-    settings: &RolloutSettings,
-) -> RolloutReport {
-    let verdicts = watch::watch(w, targets, settings.stable).await;
+impl WatchPlan {
+    /// The services `plan` starts or replaces.
+    pub fn of(desired: &DesiredState, plan: &Plan, settings: &RolloutSettings) -> Self {
+        let changed: BTreeSet<&str> = plan
+            .steps
+            .iter()
+            .filter(|s| s.starts_container())
+            .filter_map(Step::service)
+            .collect();
+        let targets: Vec<Target> = desired
+            .services
+            .iter()
+            .filter(|s| changed.contains(s.key().as_str()))
+            .map(|s| Target {
+                service: s.key(),
+                container: s.container_name.clone(),
+                timeout: s.rollout_timeout.unwrap_or(settings.timeout),
+            })
+            .collect();
+        let dependents = targets
+            .iter()
+            .map(|t| {
+                let one = BTreeSet::from([t.service.clone()]);
+                (t.service.clone(), desired.dependents(&one))
+            })
+            .collect();
+        Self {
+            targets,
+            dependents,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    pub fn services(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.service.clone()).collect()
+    }
+
+    /// Add `earlier`'s targets this plan does not have (a watch an agent restart cut short).
+    pub fn merge(&mut self, earlier: WatchPlan) {
+        for t in earlier.targets {
+            if !self.targets.iter().any(|m| m.service == t.service) {
+                if let Some(d) = earlier.dependents.get(&t.service) {
+                    self.dependents.insert(t.service.clone(), d.clone());
+                }
+                self.targets.push(t);
+            }
+        }
+    }
+}
+
+/// Watch `plan`'s targets and say what failed and what a rollback would have to pin.
+pub async fn check<W: HealthWatch>(w: &mut W, plan: &WatchPlan, stable: Duration) -> RolloutReport {
+    let verdicts = watch::watch(w, &plan.targets, stable).await;
     let failed: BTreeMap<String, String> = verdicts
         .into_iter()
         .filter_map(|(k, v)| match v {
@@ -132,18 +181,21 @@ pub async fn check<W: HealthWatch>(
             Verdict::Healthy => None,
         })
         .collect();
-    let affected = if failed.is_empty() {
-        Vec::new()
-    } else {
-        desired
-            .dependents(&failed.keys().cloned().collect())
-            .into_iter()
-            .collect()
-    };
+    // Reachability distributes over union: the dependents of the failed set are the union of
+    // each failed service's.
+    let affected: BTreeSet<String> = failed
+        .keys()
+        .flat_map(|k| {
+            plan.dependents
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| BTreeSet::from([k.clone()]))
+        })
+        .collect();
     RolloutReport {
-        watched: targets.iter().map(|t| t.service.clone()).collect(),
+        watched: plan.services(),
         failed,
-        affected,
+        affected: affected.into_iter().collect(),
     }
 }
 
@@ -185,6 +237,8 @@ pub fn state_path(state_dir: &Path, host: &str) -> PathBuf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// Applied; its changed services are being watched (`Rollout::watch`).
+    Watching,
     /// Applied, its changed services watched and healthy.
     Healthy,
     /// Some services failed and there was nothing (or no leave) to roll back to.
@@ -196,6 +250,7 @@ pub enum Phase {
 impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::Watching => "watching",
             Phase::Healthy => "healthy",
             Phase::Failed => "failed",
             Phase::RolledBack => "rolled-back",
@@ -225,12 +280,16 @@ pub struct Rollout {
     pub pinned_to: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pinned: Vec<String>,
+    /// While `Watching`: what is watched, so an agent restarted mid-watch watches it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchPlan>,
 }
 
 /// How the daemon applies a commit, given what it remembers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PassKind {
-    /// A revision not yet rolled out (or asked for again): apply it fully and watch.
+    /// A revision not yet rolled out, asked for again (`reconcile --force`), or whose watch an
+    /// agent restart cut short: apply it fully and watch.
     Rollout,
     /// The rolled-back revision: apply it with its failed services pinned to `good`.
     Pinned {
@@ -250,20 +309,42 @@ impl RolloutState {
         state::write_json(&state_path(state_dir, host), self)
     }
 
-    /// `asked`: an operator asked for this revision (`reconcile`, `resume`): a rolled-back
-    /// revision is rolled out again.
-    pub fn pass_for(&self, commit: &str, asked: bool) -> PassKind {
+    /// `forced`: an operator asked for this revision again (`reconcile --force`): a
+    /// rolled-back revision is rolled out again. A plain `reconcile` or `resume` keeps the pins.
+    pub fn pass_for(&self, commit: &str, forced: bool) -> PassKind {
         match &self.last {
-            Some(r) if r.revision == commit && r.phase == Phase::RolledBack && !asked => {
+            Some(r) if r.revision == commit && r.phase == Phase::Watching => PassKind::Rollout,
+            Some(r) if r.revision == commit && r.phase == Phase::RolledBack && !forced => {
                 PassKind::Pinned {
                     good: r.pinned_to.clone().unwrap_or_default(),
                     services: r.pinned.iter().cloned().collect(),
                 }
             }
-            Some(r) if r.revision == commit && !asked => PassKind::Steady,
-            _ if self.last_good.as_deref() == Some(commit) && !asked => PassKind::Steady,
+            Some(r) if r.revision == commit && !forced => PassKind::Steady,
+            _ if self.last_good.as_deref() == Some(commit) && !forced => PassKind::Steady,
             _ => PassKind::Rollout,
         }
+    }
+
+    /// `commit` is applied and `plan` watched from now on.
+    pub fn begin(&mut self, commit: &str, plan: &WatchPlan) {
+        self.last = Some(Rollout {
+            revision: commit.to_string(),
+            phase: Phase::Watching,
+            at: Utc::now(),
+            failed: BTreeMap::new(),
+            pinned_to: None,
+            pinned: Vec::new(),
+            watch: Some(plan.clone()),
+        });
+    }
+
+    /// What the watch of `commit` covered when an agent restart cut it short.
+    pub fn unfinished(&self, commit: &str) -> Option<WatchPlan> {
+        self.last
+            .as_ref()
+            .filter(|r| r.revision == commit && r.phase == Phase::Watching)
+            .and_then(|r| r.watch.clone())
     }
 
     /// Record the watch of `commit`'s rollout. Returns the services to pin and the revision
@@ -284,6 +365,7 @@ impl RolloutState {
                 failed: BTreeMap::new(),
                 pinned_to: None,
                 pinned: Vec::new(),
+                watch: None,
             });
             return None;
         }
@@ -304,6 +386,7 @@ impl RolloutState {
             } else {
                 Vec::new()
             },
+            watch: None,
         });
         good.map(|g| (g, report.affected.iter().cloned().collect()))
     }
@@ -362,6 +445,74 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         st.save(dir.path(), "h").unwrap();
         assert_eq!(RolloutState::load(dir.path(), "h").unwrap(), st);
+    }
+
+    #[test]
+    fn a_watch_cut_short_by_a_restart_is_watched_again() {
+        let mut st = RolloutState::default();
+        st.record("g", &report(&[], &[]), true);
+        let plan = WatchPlan {
+            targets: vec![Target {
+                service: "a/x".into(),
+                container: "x-1".into(),
+                timeout: Duration::from_secs(30),
+            }],
+            dependents: BTreeMap::new(),
+        };
+        st.begin("r", &plan);
+        let dir = tempfile::tempdir().unwrap();
+        st.save(dir.path(), "h").unwrap();
+        let st = RolloutState::load(dir.path(), "h").unwrap();
+        // Even unasked, the revision is rolled out (watched) again, with what was watched.
+        assert_eq!(st.pass_for("r", false), PassKind::Rollout);
+        assert_eq!(st.unfinished("r"), Some(plan));
+        assert_eq!(st.unfinished("n"), None);
+        assert_eq!(st.last_good.as_deref(), Some("g"));
+    }
+
+    /// Containers that are as the test says, with no events.
+    struct Fixed(BTreeMap<String, watch::Seen>);
+
+    impl HealthWatch for Fixed {
+        async fn next_event(&mut self) -> Option<String> {
+            None
+        }
+        async fn inspect(&mut self, container: &str) -> watch::Seen {
+            self.0.get(container).cloned().unwrap_or_default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_service_pins_itself_and_its_dependents_not_the_healthy_ones() {
+        let target = |s: &str| Target {
+            service: format!("a/{s}"),
+            container: s.into(),
+            timeout: Duration::from_secs(60),
+        };
+        let plan = WatchPlan {
+            targets: vec![target("db"), target("web")],
+            dependents: BTreeMap::from([
+                ("a/db".into(), ["a/db", "a/api"].map(String::from).into()),
+                ("a/web".into(), ["a/web"].map(String::from).into()),
+            ]),
+        };
+        let seen = |state: &str, code: i64, health: Option<&str>| watch::Seen {
+            state: state.into(),
+            exit_code: Some(code),
+            health: health.map(Into::into),
+            ..Default::default()
+        };
+        let mut w = Fixed(BTreeMap::from([
+            ("db".to_string(), seen("exited", 3, None)),
+            ("web".to_string(), seen("running", 0, Some("healthy"))),
+        ]));
+        let r = check(&mut w, &plan, Duration::from_secs(10)).await;
+        assert_eq!(r.watched, ["a/db", "a/web"]);
+        assert_eq!(
+            r.failed,
+            BTreeMap::from([("a/db".to_string(), "exited with code 3".to_string())])
+        );
+        assert_eq!(r.affected, ["a/api", "a/db"]);
     }
 
     #[test]

@@ -12,16 +12,31 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One container to watch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     /// `stack/service`.
     pub service: String,
     pub container: String,
     /// How long it may take to become healthy (or, without a healthcheck, stay running).
+    #[serde(rename = "timeout_secs", with = "secs")]
     pub timeout: Duration,
+}
+
+/// Whole seconds in status and the persisted rollout state (`timeout_secs`).
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
 }
 
 /// What the engine says about a watched container.
@@ -35,6 +50,9 @@ pub struct Seen {
     pub restart_count: i64,
     /// The container's restart policy (`no`, `always`, `on-failure`, `unless-stopped`).
     pub restart_policy: String,
+    /// Time since the container last started, when the engine says; a container drift repair
+    /// started again must itself stay up `stable`.
+    pub running_for: Option<Duration>,
 }
 
 /// Why a service failed its rollout.
@@ -48,7 +66,6 @@ pub enum Failure {
         restarts: i64,
     },
     Unhealthy,
-    Gone,
     /// Still not healthy (or not running) when its deadline passed.
     Timeout {
         secs: u64,
@@ -64,7 +81,6 @@ impl std::fmt::Display for Failure {
                 write!(f, "restart loop ({restarts} restarts)")
             }
             Failure::Unhealthy => f.write_str("healthcheck reports unhealthy"),
-            Failure::Gone => f.write_str("container disappeared"),
             Failure::Timeout { secs, state } => {
                 write!(f, "not healthy within {secs}s (still {state})")
             }
@@ -81,7 +97,8 @@ pub enum Verdict {
 
 /// Judge `seen` after `elapsed` of watching. A container with a healthcheck must report
 /// `healthy`; one without must stay running for `stable` (a crash loop shows within it); a
-/// one-shot job that exits 0 and is not restarted has done its work.
+/// one-shot job that exits 0 and is not restarted has done its work. A container that is gone
+/// (removed by hand: drift repair creates it again) is not a verdict until its deadline.
 pub fn judge(
     seen: &Seen,
     elapsed: Duration,
@@ -95,7 +112,6 @@ pub fn judge(
     );
     let restarts_itself = matches!(seen.restart_policy.as_str(), "always" | "unless-stopped");
     match seen.state.as_str() {
-        "" => return fail(Failure::Gone),
         "restarting" => {
             return fail(Failure::RestartLoop {
                 restarts: seen.restart_count.max(1),
@@ -119,7 +135,7 @@ pub fn judge(
     match seen.health.as_deref() {
         Some("unhealthy") => return fail(Failure::Unhealthy),
         Some("healthy") if seen.state == "running" => return Some(Verdict::Healthy),
-        _ if !checked && seen.state == "running" && elapsed >= stable => {
+        _ if !checked && seen.state == "running" && up(seen, elapsed) >= stable => {
             return Some(Verdict::Healthy)
         }
         _ => {}
@@ -127,6 +143,7 @@ pub fn judge(
     if elapsed >= timeout {
         let state = match seen.health.as_deref() {
             Some(h) if checked => format!("{} ({h})", seen.state),
+            _ if seen.state.is_empty() => "gone".into(),
             _ => seen.state.clone(),
         };
         return fail(Failure::Timeout {
@@ -135,6 +152,11 @@ pub fn judge(
         });
     }
     None
+}
+
+/// How long `seen` has been up: since its start when known, else since the watch began.
+fn up(seen: &Seen, elapsed: Duration) -> Duration {
+    seen.running_for.unwrap_or(elapsed)
 }
 
 /// The engine side of a watch: a stream of "something happened to one of these containers"
@@ -177,8 +199,9 @@ pub async fn watch<W: HealthWatch>(
                 None => {
                     // Wake at its deadline, or when it will have been stable long enough.
                     let mut at = t.timeout.min(elapsed + RECHECK);
-                    if seen.health.is_none() && stable > elapsed {
-                        at = at.min(stable);
+                    let up = up(&seen, elapsed);
+                    if seen.health.is_none() && stable > up {
+                        at = at.min(elapsed + (stable - up));
                     }
                     next_wake = Some(next_wake.map_or(at, |n: Duration| n.min(at)));
                 }
@@ -252,7 +275,17 @@ impl HealthWatch for DockerHealth {
             return Seen::default();
         };
         let state = c.state.unwrap_or_default();
+        let running_for = state
+            .started_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| {
+                (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                    .to_std()
+                    .ok()
+            });
         Seen {
+            running_for,
             state: state.status.map(|s| s.to_string()).unwrap_or_default(),
             health: state
                 .health
@@ -282,6 +315,7 @@ mod tests {
             exit_code: Some(if state == "exited" { 1 } else { 0 }),
             restart_count: restarts,
             restart_policy: policy.into(),
+            running_for: None,
         }
     }
 
@@ -339,7 +373,25 @@ mod tests {
                 s(1),
                 failed(Failure::Exited { code: 0 }),
             ),
-            (Seen::default(), s(1), failed(Failure::Gone)),
+            // Removed by hand: drift repair brings it back; only the deadline decides.
+            (Seen::default(), s(1), None),
+            (
+                Seen::default(),
+                s(120),
+                failed(Failure::Timeout {
+                    secs: 120,
+                    state: "gone".into(),
+                }),
+            ),
+            // Started again 2 s ago (drift repair): it must itself stay up `stable`.
+            (
+                Seen {
+                    running_for: Some(s(2)),
+                    ..seen("running", None, 0, "no")
+                },
+                s(30),
+                None,
+            ),
             (
                 seen("created", None, 0, "no"),
                 s(120),

@@ -35,9 +35,15 @@ async fn post(addr: SocketAddr, token: &str, path: &str) -> Result<String, Serve
     Ok(text.trim().to_string())
 }
 
-/// Ask the running daemon to fetch and reconcile now.
-pub async fn reconcile(addr: SocketAddr, token: &str) -> Result<String, ServerError> {
-    post(addr, token, "/reconcile").await
+/// Ask the running daemon to fetch and reconcile now; `force`: roll the revision out again
+/// even if it was rolled back.
+pub async fn reconcile(addr: SocketAddr, token: &str, force: bool) -> Result<String, ServerError> {
+    let path = if force {
+        "/reconcile?force=true"
+    } else {
+        "/reconcile"
+    };
+    post(addr, token, path).await
 }
 
 /// Stop applying (fetching continues); persists across daemon restarts.

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -284,11 +284,29 @@ enum Action {
     Resume,
 }
 
-async fn control(s: AppState, peer: SocketAddr, headers: HeaderMap, action: Action) -> Response {
+/// `POST /reconcile?force=true`: roll out the current revision again even if it was rolled
+/// back (a plain reconcile keeps a rolled-back revision's pins).
+#[derive(Debug, Default, serde::Deserialize)]
+struct ControlQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn control(
+    s: AppState,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    action: Action,
+    q: ControlQuery,
+) -> Response {
     if let Err(r) = s.guard.check_control(&peer, &headers) {
         return refused(r);
     }
     match action {
+        Action::Reconcile if q.force => {
+            s.trigger.fire(Cause::Force);
+            (StatusCode::ACCEPTED, "forced rollout queued\n").into_response()
+        }
         Action::Reconcile => {
             s.trigger.fire(Cause::Manual);
             (StatusCode::ACCEPTED, "reconcile queued\n").into_response()
@@ -307,7 +325,8 @@ fn control_route(action: Action) -> axum::routing::MethodRouter<AppState> {
     post(
         move |State(s): State<AppState>,
               ConnectInfo(peer): ConnectInfo<SocketAddr>,
-              headers: HeaderMap| control(s, peer, headers, action),
+              headers: HeaderMap,
+              Query(q): Query<ControlQuery>| control(s, peer, headers, action, q),
     )
 }
 

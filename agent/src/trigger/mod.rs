@@ -31,6 +31,8 @@ pub enum Cause {
     /// A file in a local directory source was saved.
     LocalEdit,
     Manual,
+    /// `reconcile --force`: roll the current revision out again, even a rolled-back one.
+    Force,
     Resume,
     WindowOpened,
     Drift,
@@ -52,6 +54,7 @@ impl Cause {
             Cause::LocalCommit => "local-commit",
             Cause::LocalEdit => "local-edit",
             Cause::Manual => "manual",
+            Cause::Force => "force",
             Cause::Resume => "resume",
             Cause::WindowOpened => "window-opened",
             Cause::Drift => "drift",

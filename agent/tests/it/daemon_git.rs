@@ -168,7 +168,7 @@ async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
         "MESSAGE=bad\nthis is not an env line\n",
     );
     let broken = r.commit_push("broken");
-    client::reconcile(d.addr, &d.token)
+    client::reconcile(d.addr, &d.token, false)
         .await
         .expect("reconcile request");
     let s = wait_status(d.addr, "invalid result", |s| {
@@ -195,7 +195,7 @@ async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
     std::os::unix::fs::symlink("../../../etc/passwd", r.work.join("desired-state/passwd"))
         .expect("ln");
     let unsafe_c = r.commit_push("escape");
-    client::reconcile(d.addr, &d.token)
+    client::reconcile(d.addr, &d.token, false)
         .await
         .expect("reconcile request");
     let s = wait_status(d.addr, "refused", |s| {
@@ -211,7 +211,7 @@ async fn broken_or_unsafe_commit_keeps_the_previous_revision_running() {
     std::fs::remove_file(r.work.join("desired-state/passwd")).expect("rm");
     r.write("desired-state/app.env", "MESSAGE=fixed\n");
     let fixed = r.commit_push("fixed");
-    client::reconcile(d.addr, &d.token)
+    client::reconcile(d.addr, &d.token, false)
         .await
         .expect("reconcile request");
     let s = wait_status(d.addr, "fixed apply", |s| {
@@ -259,7 +259,7 @@ async fn suspend_holds_changes_across_restart_until_resume() {
     client::suspend(d.addr, &d.token).await.expect("suspend");
     r.write("desired-state/app.env", "MESSAGE=s2\n");
     let c2 = r.commit_push("s2");
-    client::reconcile(d.addr, &d.token)
+    client::reconcile(d.addr, &d.token, false)
         .await
         .expect("reconcile");
     let s = wait_status(d.addr, "held", |s| {

@@ -526,7 +526,7 @@ async fn the_daemon_tells_each_outcome_once_and_sets_the_commit_status() {
     let broken = sc.r.commit_push("broken");
     for _ in 0..2 {
         // The operator retries the broken commit: a second identical outcome.
-        client::reconcile(d.addr, &d.token).await.unwrap();
+        client::reconcile(d.addr, &d.token, false).await.unwrap();
         wait_status(d.addr, "invalid pass", |s| {
             s.last_result.as_deref() == Some("invalid")
                 && s.fetched_revision.as_deref() == Some(broken.as_str())

@@ -10,6 +10,7 @@ use crate::support::fixture::Fixture;
 use crate::support::git::{HttpGit, Repos};
 use crate::support::receiver::{Received, Receiver};
 use crate::support::{bin, free_port, wait_until, KillOnDrop};
+use macula_gitops::server::client;
 
 /// The registry answers only after a delay; its healthcheck says when.
 const REGISTRY: &str = r#"
@@ -131,19 +132,7 @@ async fn a_commit_whose_healthcheck_never_passes_is_rolled_back_and_a_fix_rolls_
         ),
     )
     .unwrap();
-    let _d = KillOnDrop(
-        std::process::Command::new(bin())
-            .args(["--host", &host, "--state-dir"])
-            .arg(&state_dir)
-            .args(["run", "--url", &http.url("lab.git"), "--ref", "main"])
-            .args(["--interval", "1s", "--listen", &listen, "--config"])
-            .arg(&config)
-            .env("MACULA_GITOPS_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("daemon starts"),
-    );
+    let _d = polling_daemon(&host, &state_dir, &http.url("lab.git"), &listen, &config);
     let limit = Duration::from_secs(120);
     let rollout = |phase: &str, rev: &str| {
         let s = status_json(&listen);
@@ -253,6 +242,28 @@ async fn a_commit_whose_healthcheck_never_passes_is_rolled_back_and_a_fix_rolls_
     let s = status_json(&listen);
     assert_eq!(s["rollout"]["phase"].as_str(), Some("rolled-back"), "{s:#}");
 
+    // An operator's plain `reconcile` keeps the pins; `--force` rolls the revision out again
+    // (and, still broken, it is rolled back again).
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let token = macula_gitops::server::auth::read_token(&state_dir).unwrap();
+    let before = status_json(&listen)["last_run_at"].clone();
+    client::reconcile(addr, &token, false).await.unwrap();
+    wait_until(limit, "the asked-for pass", || {
+        status_json(&listen)["last_run_at"] != before
+    });
+    assert_eq!(env_var(&app, "MODE"), "one");
+    assert_eq!(
+        status_json(&listen)["rollout"]["phase"].as_str(),
+        Some("rolled-back")
+    );
+    let at = status_json(&listen)["rollout"]["at"].clone();
+    client::reconcile(addr, &token, true).await.unwrap();
+    wait_until(limit, "the forced rollout rolled back again", || {
+        let s = status_json(&listen);
+        s["rollout"]["at"] != at && rollout("rolled-back", &c2)
+    });
+    assert_eq!(env_var(&app, "MODE"), "one");
+
     // A fix rolls forward: every service runs revision three.
     r.write("desired-state/stacks/s/compose.yaml", &stack("three", true));
     let c3 = r.commit_push("three: fixed");
@@ -279,6 +290,87 @@ async fn a_commit_whose_healthcheck_never_passes_is_rolled_back_and_a_fix_rolls_
 
 /// `docker inspect -f` for the commit a container was created from.
 const REVISION_LABEL: &str = r#"{{index .Config.Labels "io.macula.gitops.revision"}}"#;
+
+/// The watch of a rollout runs beside the loop: while a revision's services are still being
+/// watched (a 10-minute stability window here), a container removed by hand is repaired and a
+/// newer commit is applied at once — neither waits for the watch.
+#[test]
+fn a_rollout_watch_holds_up_neither_drift_repair_nor_a_newer_commit() {
+    let f = Fixture::new();
+    let solo = f.name("solo");
+    let r = Repos::new();
+    let stack = |mode: &str| {
+        f.fill("services:\n  solo:\n    image: {image}\n    container_name: t{id}-solo\n    command: sleep 3600\n    environment: {MODE: MODE_VALUE}\n")
+            .replace("MODE_VALUE", mode)
+    };
+    r.write(
+        "desired-state/hosts.yaml",
+        "hosts:\n  default: {stacks: [s]}\n",
+    );
+    r.write("desired-state/stacks/s/compose.yaml", &stack("one"));
+    let c1 = r.commit_push("one");
+    let http = HttpGit::start(r.bare.parent().expect("parent"), None);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = f.state.path().join("agent.yaml");
+    std::fs::write(&config, "rollout: {timeout: 20m, stable: 10m}\n").unwrap();
+    let state_dir = f.state.path().join("agent");
+    let _d = polling_daemon(
+        &f.host("gitops"),
+        &state_dir,
+        &http.url("lab.git"),
+        &listen,
+        &config,
+    );
+    let limit = Duration::from_secs(120);
+    let watching = |rev: &str| {
+        let s = status_json(&listen);
+        s["rollout"]["phase"].as_str() == Some("watching")
+            && s["rollout"]["revision"].as_str() == Some(rev)
+    };
+    wait_until(limit, "revision one watched", || {
+        watching(&c1) && container_state(&solo) == "running"
+    });
+
+    docker(&["rm", "-f", &solo]);
+    wait_until(limit, "drift repaired during the watch", || {
+        container_state(&solo) == "running"
+    });
+    assert!(watching(&c1), "{:#}", status_json(&listen));
+
+    r.write("desired-state/stacks/s/compose.yaml", &stack("two"));
+    let c2 = r.commit_push("two");
+    wait_until(limit, "revision two applied while one was watched", || {
+        container_state(&solo) == "running" && env_var(&solo, "MODE") == "two"
+    });
+    // Revision one's watch ended unjudged (superseded); two is watched now.
+    wait_until(limit, "revision two watched", || watching(&c2));
+    let s = status_json(&listen);
+    assert_eq!(s["applied_revision"].as_str(), Some(c2.as_str()), "{s:#}");
+    assert_eq!(s["last_good_revision"], serde_json::Value::Null, "{s:#}");
+}
+
+/// The binary's daemon following `main` of `url`, polling every second.
+fn polling_daemon(
+    host: &str,
+    state_dir: &std::path::Path,
+    url: &str,
+    listen: &str,
+    config: &std::path::Path,
+) -> KillOnDrop {
+    KillOnDrop(
+        std::process::Command::new(bin())
+            .args(["--host", host, "--state-dir"])
+            .arg(state_dir)
+            .args(["run", "--url", url, "--ref", "main"])
+            .args(["--interval", "1s", "--listen", listen, "--config"])
+            .arg(config)
+            .env("MACULA_GITOPS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon starts"),
+    )
+}
 
 /// The json sink's messages (`{event} {short}`), in order.
 fn hooks(seen: &[Received]) -> Vec<String> {
