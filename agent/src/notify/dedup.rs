@@ -67,13 +67,27 @@ impl Dedup {
                 at: now,
             };
             self.last.insert(key, sent);
-            if let Some(f) = &self.file {
-                if let Err(e) = crate::state::write_json(f, &self.last) {
-                    tracing::warn!(error = %e, "could not keep the notification history");
-                }
-            }
+            self.keep();
         }
         send
+    }
+
+    /// An admitted event that never went out (a full queue, the agent stopping): nobody was
+    /// told, so it is not remembered as sent — the same event again is news.
+    pub fn forget(&mut self, target: &str, topic: &str, fp: &str) {
+        let key = format!("{target} {topic}");
+        if self.last.get(&key).is_some_and(|l| l.fingerprint == fp) {
+            self.last.remove(&key);
+            self.keep();
+        }
+    }
+
+    fn keep(&self) {
+        if let Some(f) = &self.file {
+            if let Err(e) = crate::state::write_json(f, &self.last) {
+                tracing::warn!(error = %e, "could not keep the notification history");
+            }
+        }
     }
 }
 
@@ -118,6 +132,13 @@ mod tests {
         assert!(Remind(Dedup::persistent(file.clone()), None).admit("c", &fail, t0));
         let mut again = Remind(Dedup::persistent(file), None);
         assert!(!again.admit("c", &fail, t0));
+
+        // Admitted but never delivered: the same event again goes out.
+        let mut lost = Remind(Dedup::persistent(dir.path().join("lost.json")), None);
+        assert!(lost.admit("c", &fail, t0));
+        lost.0.forget("c", fail.kind.topic(), &fail.fingerprint());
+        let mut again = Remind(Dedup::persistent(dir.path().join("lost.json")), None);
+        assert!(again.admit("c", &fail, t0));
 
         let mut never = Remind(Dedup::default(), None);
         assert!(never.admit("c", &fail, t0));

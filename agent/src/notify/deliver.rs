@@ -116,6 +116,9 @@ impl Retry {
 pub struct Job {
     pub event: &'static str,
     pub request: HttpRequest,
+    /// Its de-duplication slot and fingerprint (`dedup.rs`), forgotten if it is never sent.
+    pub topic: &'static str,
+    pub fingerprint: String,
 }
 
 /// Why a job left in a queue at the flush deadline was not sent.
@@ -153,7 +156,7 @@ impl Flush {
 }
 
 /// Start `target`'s delivery task; the sender is its queue. The task ends once a flush has
-/// emptied the queue or reached its deadline, answering how many jobs it left unsent.
+/// emptied the queue or reached its deadline, answering the jobs it left unsent.
 pub fn spawn<T: Transport>(
     target: String,
     capacity: usize,
@@ -161,7 +164,7 @@ pub fn spawn<T: Transport>(
     transport: Arc<T>,
     stats: Stats,
     mut flush: Flush,
-) -> (mpsc::Sender<Job>, JoinHandle<usize>) {
+) -> (mpsc::Sender<Job>, JoinHandle<Vec<Job>>) {
     let (tx, mut rx) = mpsc::channel::<Job>(capacity.max(1));
     let task = tokio::spawn(async move {
         loop {
@@ -172,7 +175,9 @@ pub fn spawn<T: Transport>(
                     () = flush.begun() => continue,
                 },
             };
-            let Some(job) = job else { return 0 };
+            let Some(job) = job else {
+                return Vec::new();
+            };
             let (outcome, error) = deliver(&*transport, &job.request, retry, &mut flush).await;
             match &error {
                 None => {
@@ -184,10 +189,10 @@ pub fn spawn<T: Transport>(
             }
             stats.record(&target, job.event, outcome, error);
             if outcome == Outcome::Dropped {
-                let mut unsent = 1;
+                let mut unsent = vec![job];
                 while let Ok(job) = rx.try_recv() {
                     stats.record(&target, job.event, Outcome::Dropped, Some(UNSENT.into()));
-                    unsent += 1;
+                    unsent.push(job);
                 }
                 return unsent;
             }

@@ -67,7 +67,7 @@ pub struct Notifier {
     /// The flush deadline the delivery tasks watch.
     flush: watch::Sender<Option<Instant>>,
     /// Each target's delivery task, by target name; taken by `flush`.
-    deliveries: Mutex<Vec<(String, JoinHandle<usize>)>>,
+    deliveries: Mutex<Vec<(String, JoinHandle<Vec<Job>>)>>,
     /// The daemon's subscriber task (`for_daemon`); taken by `flush`.
     subscriber: Mutex<Option<JoinHandle<()>>>,
 }
@@ -134,18 +134,19 @@ impl Notifier {
             if !sink.wants(e.kind) {
                 continue;
             }
-            if !dedup.admit(
-                &sink.name,
-                e.kind.topic(),
-                &e.fingerprint(),
-                self.reminder,
-                now,
-            ) {
+            let (topic, fp) = (e.kind.topic(), e.fingerprint());
+            if !dedup.admit(&sink.name, topic, &fp, self.reminder, now) {
                 self.stats
                     .record(&sink.name, e.kind.as_str(), Outcome::Suppressed, None);
                 continue;
             }
-            self.enqueue(&sink.name, tx, e.kind, sink.request(e));
+            let job = Job {
+                event: e.kind.as_str(),
+                request: sink.request(e),
+                topic,
+                fingerprint: fp,
+            };
+            self.enqueue(&mut dedup, &sink.name, tx, job);
         }
         if let Some((cs, tx)) = &self.commit_status {
             let name = cs.name();
@@ -154,7 +155,13 @@ impl Notifier {
             };
             // A status is set again only when it changes, however long it stays.
             if dedup.admit(&name, "status", &fp, None, now) {
-                self.enqueue(&name, tx, e.kind, req);
+                let job = Job {
+                    event: e.kind.as_str(),
+                    request: req,
+                    topic: "status",
+                    fingerprint: fp,
+                };
+                self.enqueue(&mut dedup, &name, tx, job);
             } else {
                 self.stats
                     .record(&name, e.kind.as_str(), Outcome::Suppressed, None);
@@ -162,27 +169,18 @@ impl Notifier {
         }
     }
 
-    fn enqueue(
-        &self,
-        target: &str,
-        tx: &mpsc::Sender<Job>,
-        kind: EventKind,
-        request: request::HttpRequest,
-    ) {
-        let job = Job {
-            event: kind.as_str(),
-            request,
-        };
-        let why = match tx.try_send(job) {
+    fn enqueue(&self, dedup: &mut Dedup, target: &str, tx: &mpsc::Sender<Job>, job: Job) {
+        let (job, why) = match tx.try_send(job) {
             Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                "queue full (the receiver has not answered for a while)"
+            Err(mpsc::error::TrySendError::Full(j)) => {
+                (j, "queue full (the receiver has not answered for a while)")
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => deliver::UNSENT,
+            Err(mpsc::error::TrySendError::Closed(j)) => (j, deliver::UNSENT),
         };
-        tracing::warn!(target, event = kind.as_str(), "notification dropped: {why}");
+        tracing::warn!(target, event = job.event, "notification dropped: {why}");
+        dedup.forget(target, job.topic, &job.fingerprint);
         self.stats
-            .record(target, kind.as_str(), Outcome::Dropped, Some(why.into()));
+            .record(target, job.event, Outcome::Dropped, Some(why.into()));
     }
 
     /// The daemon's hook as a revision starts applying (commit status `pending`).
@@ -214,7 +212,8 @@ impl Notifier {
     /// Deliver what is queued, within `within`; for the daemon's exit. The subscriber
     /// (`for_daemon`) first reads the outcomes left — it ends once every sender of them is
     /// dropped — then every queue is sent in order, a pause between retries cut short. What is
-    /// still unsent at the deadline is dropped and counted; returns how many, by target.
+    /// still unsent at the deadline is dropped, counted, and not remembered as sent (a restart
+    /// tells it again); returns how many, by target.
     pub async fn flush(&self, within: Duration) -> Vec<(String, usize)> {
         let deadline = Instant::now() + within;
         let subscriber = lock(&self.subscriber).take();
@@ -230,14 +229,19 @@ impl Notifier {
         // Each task ends by the deadline on its own: its calls and pauses race it.
         for (target, task) in tasks {
             let unsent = task.await.unwrap_or_default();
-            if unsent > 0 {
-                tracing::warn!(
-                    target,
-                    unsent,
-                    "notifications not delivered before the agent stopped"
-                );
-                left.push((target, unsent));
+            if unsent.is_empty() {
+                continue;
             }
+            let mut dedup = lock(&self.dedup);
+            for job in &unsent {
+                dedup.forget(&target, job.topic, &job.fingerprint);
+            }
+            tracing::warn!(
+                target,
+                unsent = unsent.len(),
+                "notifications not delivered before the agent stopped"
+            );
+            left.push((target, unsent.len()));
         }
         if left.is_empty() {
             tracing::debug!("notifications delivered");

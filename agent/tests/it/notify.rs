@@ -322,6 +322,38 @@ async fn a_dead_receiver_never_holds_the_publisher_and_leaks_no_url() {
     );
 }
 
+/// The flush gives a hung receiver up at its deadline (not the 10-minute call deadline), and
+/// what it left unsent is not remembered as sent: after a restart the same failure is told,
+/// once.
+#[tokio::test]
+async fn an_event_left_unsent_at_the_flush_deadline_is_told_after_a_restart() {
+    let silent = Silent::start().await;
+    let recv = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("notify-sent.json");
+    let to = |url: &str| {
+        let mut s = settings(
+            dir.path(),
+            &format!("notifications:\n  timeout: 10m\n  sinks:\n    - {{name: chat, type: json, url: \"{url}/hook\"}}\n"),
+        );
+        s.history = Some(history.clone());
+        Notifier::start_http(s, Metrics::new().notify.clone())
+    };
+    let n = to(&silent.url);
+    n.publish(&failed_event());
+    let left = n.flush(Duration::from_millis(300)).await;
+    assert_eq!(left, [("chat".to_string(), 1)]);
+    assert_eq!(n.targets()[0].last_result, Some(Outcome::Dropped));
+
+    let n = to(&recv.url);
+    n.publish(&failed_event());
+    n.publish(&failed_event());
+    assert!(n.flush(WAIT).await.is_empty());
+    let seen = recv.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].header("x-macula-event"), Some("failed"));
+}
+
 #[tokio::test]
 async fn commit_status_follows_each_forges_documented_api() {
     let recv = Receiver::start().await;
