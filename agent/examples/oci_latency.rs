@@ -138,7 +138,7 @@ async fn run(runs: usize, id: &str, cluster: &str, rec: &RecordingKind) {
     let mut cfg = support::daemon::config(&r.work.to_string_lossy(), state.path(), None);
     cfg.host = Some(host.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let d = Daemon::new(cfg, CoreReconciler, Arc::new(Metrics::new())).expect("daemon");
+    let d = Daemon::new(cfg, CoreReconciler::default(), Arc::new(Metrics::new())).expect("daemon");
     let h = tokio::spawn(async move {
         d.run(async move {
             let _ = rx.await;

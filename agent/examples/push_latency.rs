@@ -157,14 +157,14 @@ async fn main() {
         "webhook (smart HTTP), Docker core",
         pushes,
         false,
-        Some(CoreReconciler),
+        Some(CoreReconciler::default()),
     )
     .await;
     measure(
         "local commit (notify), Docker core",
         pushes,
         true,
-        Some(CoreReconciler),
+        Some(CoreReconciler::default()),
     )
     .await;
     measure::<CoreReconciler>("webhook, minimal docker rm+run", pushes, false, None).await;

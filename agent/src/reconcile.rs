@@ -417,6 +417,12 @@ pub async fn reconcile_with<E: Engine>(
                 .iter()
                 .map(|s| (s.key(), s.container_name.clone()))
                 .collect(),
+            replicas: desired
+                .services
+                .iter()
+                .filter(|s| s.replicas != 1)
+                .map(|s| (s.key(), s.replicas))
+                .collect(),
         };
         state::write_json(&state::applied_path(&opts.state_dir, &opts.host), &applied)?;
         outcome.data = crate::data::desired_dirs(&opts.data_root, desired);

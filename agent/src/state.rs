@@ -80,6 +80,19 @@ pub struct Applied {
     pub failed: usize,
     /// `stack/service` → container name of everything the revision wants.
     pub inventory: std::collections::BTreeMap<String, String>,
+    /// `stack/service` → replicas wanted, for the services that do not run exactly one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub replicas: std::collections::BTreeMap<String, u32>,
+}
+
+impl Applied {
+    /// How many containers the revision wants for `stack/service` (0: not one of its services).
+    pub fn wanted(&self, service: &str) -> u32 {
+        match self.replicas.get(service) {
+            Some(n) => *n,
+            None => u32::from(self.inventory.contains_key(service)),
+        }
+    }
 }
 
 pub fn applied_path(state_dir: &Path, host: &str) -> PathBuf {

@@ -54,7 +54,7 @@ pub fn resolve(f: &ClustersFile, catalog: &Catalog, d: &mut Diagnostics) -> Vec<
         match catalog.get(&h.service) {
             Some(svc) => out.push(HostService {
                 service: h.service.clone(),
-                container: svc.container_name.clone(),
+                containers: svc.containers.clone(),
                 alias: h.alias.clone(),
             }),
             None => d.error(
@@ -78,14 +78,17 @@ pub async fn observe(
     services: &[HostService],
 ) -> Result<BTreeSet<String>, ClusterError> {
     let mut attached = BTreeSet::new();
-    for h in services {
-        if ops
-            .aliases(network, &h.container)
-            .await?
-            .is_some_and(|a| a.contains(&h.alias))
-        {
-            attached.insert(h.alias.clone());
+    'services: for h in services {
+        for c in &h.containers {
+            if !ops
+                .aliases(network, c)
+                .await?
+                .is_some_and(|a| a.contains(&h.alias))
+            {
+                continue 'services;
+            }
         }
+        attached.insert(h.alias.clone());
     }
     Ok(attached)
 }
@@ -97,18 +100,20 @@ pub async fn attach(
     services: &[HostService],
 ) -> Result<(), ClusterError> {
     for h in services {
-        match ops.aliases(network, &h.container).await? {
-            Some(a) if a.contains(&h.alias) => {}
-            Some(_) => {
-                return Err(ClusterError::Exec {
-                    subject: format!("host service {} ({})", h.service, h.container),
-                    message: format!(
-                        "attached to network {network} without alias {}; disconnect it so it can be reconnected with the alias",
-                        h.alias
-                    ),
-                })
+        for c in &h.containers {
+            match ops.aliases(network, c).await? {
+                Some(a) if a.contains(&h.alias) => {}
+                Some(_) => {
+                    return Err(ClusterError::Exec {
+                        subject: format!("host service {} ({c})", h.service),
+                        message: format!(
+                            "attached to network {network} without alias {}; disconnect it so it can be reconnected with the alias",
+                            h.alias
+                        ),
+                    })
+                }
+                None => ops.connect(network, c, &h.alias).await?,
             }
-            None => ops.connect(network, &h.container, &h.alias).await?,
         }
     }
     Ok(())

@@ -27,7 +27,8 @@ pub struct Desired {
 pub struct HostService {
     /// `stack/service`.
     pub service: String,
-    pub container: String,
+    /// Every replica's container: each joins under the alias.
+    pub containers: Vec<String>,
     pub alias: String,
 }
 

@@ -115,6 +115,7 @@ fn catalog() -> Catalog {
             stack: "infrastructure".into(),
             service: "registry".into(),
             container_name: "kind-registry".into(),
+            containers: vec!["kind-registry".into()],
             networks: vec!["macula-infra".into()],
             container_ports: vec![(5000, Protocol::Tcp)],
             published: vec![(Some("127.0.0.1".parse().unwrap()), 5001, Protocol::Tcp)],
@@ -569,7 +570,7 @@ fn plan_table() {
     let reach_conv = converged(&reach);
     reach.host_services.push(HostService {
         service: "infrastructure/pdns".into(),
-        container: "pdns".into(),
+        containers: vec!["pdns".into()],
         alias: "macula-pdns".into(),
     });
     cases.push((

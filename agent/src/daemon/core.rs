@@ -11,8 +11,20 @@ use crate::rollout::{RolloutReport, RolloutSettings, WatchPlan};
 use crate::server::metrics::Metrics;
 use crate::server::status::ServiceState;
 
-/// The Docker reconcile core (`crate::reconcile`).
-pub struct CoreReconciler;
+/// The Docker reconcile core (`crate::reconcile`). `state_dir` is where the applied state
+/// says how many replicas each service wants (`None`: unknown, status lists containers only).
+#[derive(Debug, Clone, Default)]
+pub struct CoreReconciler {
+    state_dir: Option<std::path::PathBuf>,
+}
+
+impl CoreReconciler {
+    pub fn new(state_dir: std::path::PathBuf) -> Self {
+        Self {
+            state_dir: Some(state_dir),
+        }
+    }
+}
 
 impl Reconciler for CoreReconciler {
     async fn reconcile(&self, req: &ApplyRequest) -> Result<Outcome, ReconcileError> {
@@ -43,6 +55,8 @@ impl Reconciler for CoreReconciler {
         }
     }
 
+    /// Every container of the host's services, one entry per replica, with the number of
+    /// replicas the applied revision wants.
     async fn services(&self, host: &str) -> Vec<ServiceState> {
         use crate::labels;
         use bollard::query_parameters::ListContainersOptionsBuilder;
@@ -63,13 +77,21 @@ impl Reconciler for CoreReconciler {
         let Ok(list) = engine.client().list_containers(Some(opts)).await else {
             return Vec::new();
         };
+        let applied: Option<crate::state::Applied> = self.state_dir.as_ref().and_then(|d| {
+            let text = std::fs::read(crate::state::applied_path(d, host)).ok()?;
+            serde_json::from_slice(&text).ok()
+        });
         let mut out: Vec<ServiceState> = list
             .into_iter()
             .map(|c| {
-                let l = c.labels.unwrap_or_default();
+                let l: std::collections::BTreeMap<String, String> =
+                    c.labels.unwrap_or_default().into_iter().collect();
                 let get = |k: &str| l.get(k).cloned().unwrap_or_default();
+                let name = format!("{}/{}", get(labels::STACK), get(labels::SERVICE));
                 ServiceState {
-                    name: format!("{}/{}", get(labels::STACK), get(labels::SERVICE)),
+                    wanted: applied.as_ref().map(|a| a.wanted(&name)),
+                    name,
+                    replica: labels::container_number(&l),
                     state: c
                         .state
                         .map(|s| s.to_string())
@@ -77,7 +99,7 @@ impl Reconciler for CoreReconciler {
                 }
             })
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_by(|a, b| (&a.name, a.replica).cmp(&(&b.name, b.replica)));
         out
     }
 }
@@ -99,7 +121,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), DaemonError> {
         None => Metrics::new(),
     };
     let host = cfg.host();
-    let mut daemon = Daemon::new(cfg, CoreReconciler, Arc::new(metrics))?;
+    let reconciler = CoreReconciler::new(cfg.state_dir());
+    let mut daemon = Daemon::new(cfg, reconciler, Arc::new(metrics))?;
     if let Some(f) = forwarder {
         daemon = daemon.with_forwarder(f);
     }

@@ -11,7 +11,12 @@ pub use super::compose::Protocol;
 pub struct ServiceRef {
     pub stack: String,
     pub service: String,
+    /// The first replica's container: what a registry or another single-container lookup uses.
     pub container_name: String,
+    /// Every replica's container in number order (`<project>-<service>-<n>` past the first;
+    /// none for a service scaled to 0): forwards spread over the running ones, and a cluster's
+    /// host service joins them all under its alias (Docker's DNS answers with every one).
+    pub containers: Vec<String>,
     /// Full Docker network names the container is attached to, in file order.
     pub networks: Vec<String>,
     /// Container ports the service uses (every `ports[].target`, plus `x-macula.expose`).

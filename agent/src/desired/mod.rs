@@ -63,6 +63,9 @@ impl DesiredState {
                     stack: s.stack.clone(),
                     service: s.service.clone(),
                     container_name: s.container_name.clone(),
+                    containers: (1..=s.replicas)
+                        .map(|n| s.replica(n).container_name.clone())
+                        .collect(),
                     networks: s.networks.keys().cloned().collect(),
                     container_ports: s
                         .ports

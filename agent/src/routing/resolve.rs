@@ -4,6 +4,10 @@
 //! connections costs one inspect, while a container recreated with a new IP is picked up
 //! within the cache lifetime — immediately when a connect to the old IP fails, because the
 //! forwarder then calls `invalidate` and retries once.
+//!
+//! A scaled service's target lists every replica: each connection starts at the next replica
+//! in turn and goes to the first one running from there, so connections spread over the
+//! running replicas and a stopped one is passed over.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -70,6 +74,8 @@ pub struct DockerResolver {
     docker: Docker,
     ttl: Duration,
     cache: Mutex<HashMap<(String, String), (IpAddr, Instant)>>,
+    /// Where the next connection to a scaled service starts looking.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl DockerResolver {
@@ -78,6 +84,7 @@ impl DockerResolver {
             docker,
             ttl: Duration::from_secs(2),
             cache: Mutex::new(HashMap::new()),
+            turn: Default::default(),
         }
     }
 
@@ -136,6 +143,36 @@ impl DockerResolver {
         self
     }
 
+    /// The IP of the next running replica, starting one further at every call.
+    async fn replica_ip(
+        &self,
+        containers: &[String],
+        network: &str,
+    ) -> Result<IpAddr, RoutingError> {
+        use std::sync::atomic::Ordering;
+        let start = match containers.len() {
+            0 => {
+                return Err(RoutingError::Resolve {
+                    target: format!("on {network}"),
+                    reason: "the service is scaled to 0".into(),
+                })
+            }
+            1 => 0,
+            n => self.turn.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        let mut last = None;
+        for c in containers.iter().cycle().skip(start).take(containers.len()) {
+            match self.container_ip(c, network).await {
+                Ok(ip) => return Ok(ip),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RoutingError::Resolve {
+            target: format!("on {network}"),
+            reason: "no replica".into(),
+        }))
+    }
+
     async fn container_ip(&self, container: &str, network: &str) -> Result<IpAddr, RoutingError> {
         let key = (container.to_string(), network.to_string());
         if let Some((ip, at)) = self
@@ -187,11 +224,11 @@ impl Resolve for DockerResolver {
             match target {
                 TargetSpec::Address { host, port } => resolve_address(host, *port).await,
                 TargetSpec::Container {
-                    container,
+                    containers,
                     network,
                     port,
                 } => Ok(SocketAddr::new(
-                    self.container_ip(container, network).await?,
+                    self.replica_ip(containers, network).await?,
                     *port,
                 )),
             }
@@ -200,13 +237,15 @@ impl Resolve for DockerResolver {
 
     fn invalidate(&self, target: &TargetSpec) {
         if let TargetSpec::Container {
-            container, network, ..
+            containers,
+            network,
+            ..
         } = target
         {
-            self.cache
-                .lock()
-                .expect("cache lock not poisoned")
-                .remove(&(container.clone(), network.clone()));
+            let mut cache = self.cache.lock().expect("cache lock not poisoned");
+            for c in containers {
+                cache.remove(&(c.clone(), network.clone()));
+            }
         }
     }
 }

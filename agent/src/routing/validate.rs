@@ -25,9 +25,10 @@ pub struct ForwardSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetSpec {
-    /// A container's current IP on `network`, looked up when connections open.
+    /// A service's containers, one per replica: a connection goes to the current IP on
+    /// `network` of a running one, in turn (`routing::resolve`).
     Container {
-        container: String,
+        containers: Vec<String>,
         network: String,
         port: u16,
     },
@@ -39,10 +40,16 @@ impl fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TargetSpec::Container {
-                container,
+                containers,
                 network,
                 port,
-            } => write!(f, "{container}:{port} on {network}"),
+            } => match containers.as_slice() {
+                [] => write!(f, "(scaled to 0):{port} on {network}"),
+                [one] => write!(f, "{one}:{port} on {network}"),
+                [first, rest @ ..] => {
+                    write!(f, "{first}:{port} on {network} (+{} replicas)", rest.len())
+                }
+            },
             TargetSpec::Address { host, port } if host.contains(':') => {
                 write!(f, "[{host}]:{port}")
             }
@@ -306,7 +313,7 @@ impl Checker<'_> {
                     return None;
                 };
                 Some(TargetSpec::Container {
-                    container: s.container_name.clone(),
+                    containers: s.containers.clone(),
                     network,
                     port,
                 })
@@ -479,6 +486,7 @@ mod tests {
                     stack: "observability".into(),
                     service: "prometheus".into(),
                     container_name: "prometheus".into(),
+                    containers: vec!["prometheus".into()],
                     networks: vec!["macula-infra".into(), "observability_default".into()],
                     container_ports: vec![(9090, Protocol::Tcp)],
                     published: vec![(Some("127.0.0.1".parse().unwrap()), 9091, Protocol::Tcp)],
@@ -487,6 +495,7 @@ mod tests {
                     stack: "edge".into(),
                     service: "quic".into(),
                     container_name: "edge-quic".into(),
+                    containers: vec!["edge-quic".into()],
                     networks: vec![],
                     container_ports: vec![(4433, Protocol::Udp)],
                     published: vec![(None, 4433, Protocol::Udp)],
@@ -501,6 +510,24 @@ mod tests {
         let f = f.unwrap();
         let (r, d) = check(&f, &catalog(), Path::new("routing.yaml"));
         (r, d.into_sorted().iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn a_forward_to_a_scaled_service_targets_every_replica() {
+        let mut scaled = catalog().services.remove(0);
+        scaled.containers = (1..=3).map(|n| format!("obs-prometheus-{n}")).collect();
+        let catalog = Catalog {
+            services: vec![scaled],
+        };
+        let text = "forwards:\n  - {name: p, listen: 127.0.0.3:9090/tcp, target: {service: observability/prometheus, port: 9090}}\n";
+        let (f, d) = super::super::file::parse(Path::new("routing.yaml"), text, &Env::default());
+        assert!(d.is_empty(), "{d}");
+        let (r, d) = check(&f.unwrap(), &catalog, Path::new("routing.yaml"));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            r.forwards[0].target.to_string(),
+            "obs-prometheus-1:9090 on macula-infra (+2 replicas)"
+        );
     }
 
     #[test]
@@ -533,7 +560,7 @@ dns:
         assert_eq!(
             r.forwards[0].target,
             TargetSpec::Container {
-                container: "prometheus".into(),
+                containers: vec!["prometheus".into()],
                 network: "macula-infra".into(),
                 port: 9090
             }

@@ -58,10 +58,57 @@ pub struct Status {
     pub last_good_revision: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// One container of a service: a scaled service has one entry per replica.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServiceState {
+    /// `stack/service`.
     pub name: String,
+    /// The container's engine state (`running`, `exited`, ...).
     pub state: String,
+    /// Compose's `container-number`: 1 for an unscaled service.
+    #[serde(default = "one")]
+    pub replica: u32,
+    /// Replicas the applied revision wants for the service; `None` when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wanted: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for ServiceState {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            state: String::new(),
+            replica: 1,
+            wanted: None,
+        }
+    }
+}
+
+/// A service with one container wanted and one running: `name state`. Otherwise the count
+/// running of those wanted, then each replica's state.
+fn services_lines(services: &[ServiceState]) -> String {
+    let mut o = String::new();
+    let mut rest = services;
+    while let Some(first) = rest.first() {
+        let n = rest.iter().take_while(|s| s.name == first.name).count();
+        let (group, next) = rest.split_at(n);
+        rest = next;
+        let wanted = first.wanted.unwrap_or(n as u32);
+        if n == 1 && wanted == 1 {
+            let _ = writeln!(o, "  {:<30} {}", first.name, first.state);
+            continue;
+        }
+        let running = group.iter().filter(|s| s.state == "running").count();
+        let _ = writeln!(o, "  {:<30} {running}/{wanted} running", first.name);
+        for s in group {
+            let _ = writeln!(o, "    #{:<28} {}", s.replica, s.state);
+        }
+    }
+    o
 }
 
 fn short(rev: &Option<String>) -> String {
@@ -161,9 +208,7 @@ impl Status {
         }
         if !self.services.is_empty() {
             let _ = writeln!(o, "services:");
-            for s in &self.services {
-                let _ = writeln!(o, "  {:<30} {}", s.name, s.state);
-            }
+            o.push_str(&services_lines(&self.services));
         }
         if let Some(outcome) = &self.outcome {
             o.push_str(&outcome.status_lines());
@@ -197,5 +242,43 @@ impl Status {
             }
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(name: &str, replica: u32, state: &str, wanted: Option<u32>) -> ServiceState {
+        ServiceState {
+            name: name.into(),
+            state: state.into(),
+            replica,
+            wanted,
+        }
+    }
+
+    #[test]
+    fn a_scaled_service_shows_running_of_wanted_and_each_replica() {
+        let services = [
+            container("apps/api", 1, "running", Some(3)),
+            container("apps/api", 2, "exited", Some(3)),
+            container("apps/web", 1, "running", Some(1)),
+            container("apps/worker", 1, "running", None),
+        ];
+        assert_eq!(
+            services_lines(&services),
+            format!(
+                "  {:<30} 1/3 running\n    #{:<28} running\n    #{:<28} exited\n  {:<30} running\n  {:<30} running\n",
+                "apps/api", 1, 2, "apps/web", "apps/worker"
+            )
+        );
+    }
+
+    #[test]
+    fn status_json_of_an_older_agent_reads_as_replica_one() {
+        let s: ServiceState =
+            serde_json::from_str(r#"{"name": "apps/web", "state": "running"}"#).expect("json");
+        assert_eq!(s, container("apps/web", 1, "running", None));
     }
 }

@@ -39,6 +39,7 @@ async fn apply_creates_wires_bootstraps_and_converges() {
             stack: "infrastructure".into(),
             service: "registry".into(),
             container_name: registry.clone(),
+            containers: vec![registry.clone()],
             networks: vec![],
             container_ports: vec![(5000, Protocol::Tcp)],
             published: vec![(None, 5001, Protocol::Tcp)],

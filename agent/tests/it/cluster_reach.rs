@@ -36,6 +36,7 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
             stack: "infrastructure".into(),
             service: "pdns".into(),
             container_name: pdns.clone(),
+            containers: vec![pdns.clone()],
             networks: vec![],
             container_ports: vec![(8081, Protocol::Tcp)],
             published: vec![],

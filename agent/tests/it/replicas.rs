@@ -1,6 +1,7 @@
 //! `deploy.replicas` / `scale` on the real engine: containers named and numbered as docker
 //! compose names them, scaled up and down without touching the containers that stay, each
-//! replica given its own host port from a range — and docker-compose 1.29 sees them all.
+//! replica given its own host port from a range — and docker-compose 1.29 sees them all;
+//! `run` lists every replica in `status` and its forward reaches each of them.
 use crate::support::docker::{container_id, docker, docker_compose};
 use crate::support::fixture::Fixture;
 
@@ -8,7 +9,7 @@ const SCALED: &str = r#"
 services:
   api:
     image: {image}
-    command: sleep 3600
+    command: sh -c "mkdir -p /w && hostname > /w/index.html && httpd -f -p 80 -h /w"
     scale: 1
     ports: ["127.0.0.1:{low}-{high}:80"]
 "#;
@@ -115,4 +116,47 @@ fn scale_one_to_three_to_two_keeps_the_containers_that_stay() {
         "scaling down removes only the highest number"
     );
     assert!(f.ok("h", &["diff"]).contains("no changes"));
+
+    // The daemon: `status` lists each replica against the two wanted, and a forward to the
+    // service reaches both (each answers with its own hostname).
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
+    f.write(
+        "hosts.yaml",
+        &format!("hosts:\n  default: {{stacks: [{stack}], routing: true}}\n"),
+    );
+    f.write(
+        "routing.yaml",
+        &format!("forwards:\n  - {{name: api, listen: {listen}/tcp, target: {{service: {stack}/api, port: 80}}}}\n"),
+    );
+    let _daemon = f.spawn("h", &["run", "--interval", "1h"]);
+    let limit = std::time::Duration::from_secs(60);
+    let service = format!("{stack}/api");
+    crate::support::wait_until(limit, "both replicas running in status", || {
+        let o = f.run("h", &["status", "--output", "json"]);
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout) else {
+            return false;
+        };
+        let replicas: Vec<(u64, u64, &str)> = v["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["name"] == service.as_str())
+            .map(|s| {
+                let n = |k: &str| s[k].as_u64().unwrap_or(0);
+                (n("replica"), n("wanted"), s["state"].as_str().unwrap_or(""))
+            })
+            .collect();
+        replicas == [(1, 2, "running"), (2, 2, "running")]
+    });
+    let text = f.ok("h", &["status"]);
+    assert!(text.contains("2/2 running"), "{text}");
+    let mut seen = std::collections::BTreeSet::new();
+    crate::support::wait_until(limit, "the forward to reach both replicas", || {
+        if let Some(body) = crate::support::http_get(&listen) {
+            if let Some(host) = body.lines().last().filter(|l| !l.is_empty()) {
+                seen.insert(host.to_string());
+            }
+        }
+        seen.len() == 2
+    });
 }

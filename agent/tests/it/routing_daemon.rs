@@ -1,21 +1,10 @@
 //! Routing wired into the agent: `run` serves routing.yaml's forwards to a container service
 //! and publishes its names (hosts backend on a temp file), alongside the host stacks.
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::docker::{container_state, docker};
 use crate::support::fixture::{read, Fixture};
-use crate::support::wait_until;
-
-fn http_get(addr: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
+use crate::support::{http_get, wait_until};
 
 #[test]
 fn run_serves_forwards_to_a_service_and_publishes_names() {

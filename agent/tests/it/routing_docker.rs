@@ -90,7 +90,7 @@ async fn forwards_to_a_container_and_follows_it_to_a_new_ip() {
         listen,
         protocol: Protocol::Tcp,
         target: TargetSpec::Container {
-            container: name.clone(),
+            containers: vec![name.clone()],
             network: net.clone(),
             port: 8080,
         },
@@ -104,7 +104,7 @@ async fn forwards_to_a_container_and_follows_it_to_a_new_ip() {
         listen: udp_listen,
         protocol: Protocol::Udp,
         target: TargetSpec::Container {
-            container: name.clone(),
+            containers: vec![name.clone()],
             network: net.clone(),
             port: 9000,
         },

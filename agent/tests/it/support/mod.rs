@@ -9,7 +9,8 @@
 //! - Starting the agent: [`fixture::Fixture::spawn`] runs the binary (CLI tests);
 //!   [`daemon::start`] / [`daemon::start_applied`] run the daemon in-process with
 //!   [`reconciler::BusyboxReconciler`], from a [`daemon::Scenario`] (repo + `app.env`).
-//! - [`run`] a command that must succeed, [`free_port`], [`wait_until`], [`wait_for_listener`].
+//! - [`run`] a command that must succeed, [`free_port`], [`wait_until`], [`wait_for_listener`],
+//!   [`http_get`].
 //! - [`receiver::Receiver`]: a local HTTP endpoint that records requests and answers queued
 //!   statuses (notification sinks, forge status APIs); [`receiver::Silent`] never answers.
 //! - [`git`]: real repos, smart HTTP (`git http-backend`) and sshd; [`cluster`]: kind/Flux fakes
@@ -102,6 +103,17 @@ pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `GET /index.html` over HTTP/1.0 at `addr`: the whole answer, or `None` when nothing answers.
+pub fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
 }
 
 /// Wait until something accepts TCP connections on 127.0.0.1:`port` (at most 2 s).

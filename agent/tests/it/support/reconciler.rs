@@ -159,6 +159,7 @@ impl Reconciler for BusyboxReconciler {
         vec![macula_gitops::server::status::ServiceState {
             name: format!("test/{name}"),
             state: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            ..Default::default()
         }]
     }
 }
