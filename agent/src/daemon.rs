@@ -113,8 +113,8 @@ pub struct Daemon<R> {
     own: own::OwnChanges,
     /// The last good revision and the latest rollout, persisted (`crate::rollout`).
     rollout: RolloutState,
-    /// `None` for a local directory (`Daemon::new`).
-    rollout_settings: Option<RolloutSettings>,
+    /// The host's `rollout:`; never `rollback` for a local directory (`Daemon::new`).
+    rollout_settings: RolloutSettings,
 }
 
 /// Outcomes a slow subscriber may fall behind by before it misses some (it is told how many).
@@ -134,10 +134,13 @@ impl<R: Reconciler> Daemon<R> {
         let origin = Origin::from_config(&cfg, &state_dir)?;
         let secret = cfg.webhook.secret()?.map(Arc::new);
         let token = crate::server::auth::write_token(&state_dir)?;
-        let rollout_settings = cfg.rollout.resolve()?;
-        // A local directory keeps no earlier revision to return to, and a saved edit must be
-        // applied (and the next one taken) at once: its passes are not watched.
-        let rollout_settings = matches!(origin, Origin::Git(_)).then_some(rollout_settings);
+        let mut rollout_settings = cfg.rollout.resolve()?;
+        // A local directory keeps no earlier revision to return to: its edits are watched and
+        // judged (status, notifications), never rolled back. The watch runs beside the loop,
+        // so the next edit is still applied at once.
+        if !matches!(origin, Origin::Git(_)) {
+            rollout_settings.rollback = false;
+        }
         let rollout = match RolloutState::load(&state_dir, &cfg.host()) {
             Ok(mut r) => {
                 // An agent from before rollouts: what it applied is the last good revision.
@@ -237,9 +240,14 @@ impl<R: Reconciler> Daemon<R> {
 
     /// Record a pass in status and metrics and hand it to subscribers.
     fn publish(&self, outcome: Outcome) {
+        self.announce(outcome, true)
+    }
+
+    /// `publish`, counting the outcome in `reconcile_total` only if `count`: a rollout's
+    /// verdict republishes its pass, which counts again only when a rollback pass ran.
+    fn announce(&self, outcome: Outcome, count: bool) {
         let label = outcome.result.label();
-        // A watched pass is counted once, when its rollout ends.
-        if outcome.watch.is_none() {
+        if count {
             self.app.metrics.count_reconcile(label);
         }
         self.status_mut(|st| {
@@ -578,10 +586,7 @@ impl<R: Reconciler> Daemon<R> {
                 PassKind::Pinned { good, services } => self.pins(good, services.clone()),
                 _ => None,
             },
-            watch: self
-                .rollout_settings
-                .clone()
-                .filter(|_| pass == PassKind::Rollout),
+            watch: (pass == PassKind::Rollout).then(|| self.rollout_settings.clone()),
         };
         let req = ApplyRequest {
             options: ReconcileOptions {
@@ -631,7 +636,7 @@ impl<R: Reconciler> Daemon<R> {
                     st.applied_revision = Some(o.commit.clone());
                     st.applied_at = Some(Utc::now());
                 });
-                self.ran(outcome.clone()).await;
+                self.ran(outcome.clone(), true).await;
             }
             PassResult::Invalid { diagnostics } => {
                 for d in diagnostics {
@@ -672,9 +677,9 @@ impl<R: Reconciler> Daemon<R> {
     }
 
     /// A pass that applied: publish it and read the engine's state for status and metrics.
-    async fn ran(&mut self, outcome: Outcome) {
+    async fn ran(&mut self, outcome: Outcome, count: bool) {
         self.applied_ok = outcome.ok();
-        self.publish(outcome);
+        self.announce(outcome, count);
         let services = self.reconciler.services(&self.cfg.host()).await;
         let mut by_state: std::collections::BTreeMap<&str, i64> = Default::default();
         for s in &services {

@@ -72,7 +72,8 @@ impl<R: Reconciler> Daemon<R> {
         self.verdict(&mut outcome, &w.req, report).await;
         outcome.finished_at = Some(Utc::now());
         self.own = own::OwnChanges::of(&outcome, window_start);
-        self.ran(outcome).await;
+        let rolled_back = matches!(outcome.result, PassResult::RolledBack { .. });
+        self.ran(outcome, rolled_back).await;
     }
 
     /// Judge the rollout of `outcome`'s revision by `report`: failed services become failed
@@ -92,7 +93,7 @@ impl<R: Reconciler> Daemon<R> {
         if !report.failed.is_empty() && outcome.result == PassResult::Applied {
             outcome.result = PassResult::Failed;
         }
-        let rollback = self.rollout_settings.as_ref().is_some_and(|s| s.rollback);
+        let rollback = self.rollout_settings.rollback;
         if let Some((good, services)) = self.rollout.record(&commit, &report, rollback) {
             tracing::warn!(%commit, %good, ?services, "rollout failed: rolling back to the last good revision");
             let mut again = req.clone();

@@ -1,7 +1,7 @@
 //! The one daemon loop on a local directory, through the agent binary and the real engine: a
 //! saved edit is applied without an interval tick (1 h here), the agent's own recreate is not
 //! taken for drift, `/status` and the control verbs (`status`, `suspend`, `resume`) reach it, and
-//! SIGTERM ends it. A socket proxy in front of the Docker socket, cut and restored, shows that
+//! SIGTERM ends it; an edit's rollout is judged, never rolled back. A socket proxy in front of the Docker socket, cut and restored, shows that
 //! a pass fails clearly while the engine is gone and that the agent recovers on its own.
 
 use std::path::Path;
@@ -152,6 +152,41 @@ fn a_saved_edit_is_applied_at_once_and_the_local_daemon_has_the_whole_api() {
     };
     eprintln!("exited {:?} after SIGTERM", term.elapsed());
     assert!(code.success(), "{code:?}");
+}
+
+/// A local directory's edit is watched like a git commit: a service that exits after the edit
+/// fails its rollout (status says which and why); with no earlier revision to return to, the
+/// edit stays applied, and the next edit, fixing it, is judged healthy.
+#[test]
+fn a_local_edit_is_judged_by_its_rollout_and_never_rolled_back() {
+    let f = Fixture::new();
+    let app = f.name("app");
+    f.agent_config("rollout: {stable: 1s, timeout: 30s}\n");
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    f.write("stacks/s/compose.yaml", &compose(&f, "one"));
+    let _d = f.spawn("h", &["run", "--interval", "1h"]);
+    let s = wait_status(&f, "the first revision healthy", |s| {
+        s["rollout"]["phase"] == "healthy"
+    });
+    let good = s["rollout"]["revision"].clone();
+    assert_eq!(s["last_good_revision"], good);
+
+    let broken = compose(&f, "two").replace("sleep 3600", "sh -c 'exit 3'");
+    f.write("stacks/s/compose.yaml", &broken);
+    let s = wait_status(&f, "the edit's rollout failed", |s| {
+        s["rollout"]["phase"] == "failed"
+    });
+    let why = s["rollout"]["failed"]["s/app"].as_str().unwrap_or_default();
+    assert!(why.contains("exited with code 3"), "{s:#}");
+    assert_eq!(s["last_good_revision"], good, "{s:#}");
+    assert_eq!(mode_of(&app), "two", "not rolled back");
+
+    f.write("stacks/s/compose.yaml", &compose(&f, "three"));
+    wait_status(&f, "the fix healthy", |s| {
+        s["rollout"]["phase"] == "healthy" && s["rollout"]["revision"] != good
+    });
+    assert_eq!(mode_of(&app), "three");
+    assert_eq!(container_state(&app), "running");
 }
 
 /// `socat` serving `sock` and relaying to the engine's socket, in its own process group (its
