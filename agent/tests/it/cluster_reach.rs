@@ -1,7 +1,7 @@
 //! Clusters reach host services without host ports or fixed addresses, and get their
-//! credentials from the host's environment: on the real engine, the service container joins
-//! the nodes' network under its alias and a node container resolves and fetches from it by
-//! that name (Docker's DNS, which kind's nodes hand to pods); against the stand-in API server,
+//! credentials from the host's environment: on the real engine, the service's containers (two
+//! replicas) join the nodes' network under its alias and a node container resolves and fetches
+//! from it by that name (Docker's DNS, which kind's nodes hand to pods); against the stand-in API server,
 //! the Secrets are made from the environment, left alone when they match, re-applied when a
 //! value changes — and no value shows in `diff`.
 
@@ -22,6 +22,8 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
     let net = g.network("kind").await;
     // PowerDNS's place: a container of the host stacks, not on the nodes' network.
     let pdns = support::httpd(&mut g, "pdns", 8081).await;
+    // Its second replica: the alias names both.
+    let pdns_2 = support::httpd(&mut g, "pdns-2", 8081).await;
     let name = format!("{}-dev", g.id);
     let node = support::control_plane(&mut g, "dev", &name, &net).await;
     let (fixture, sha) = support::flux_fixture();
@@ -36,7 +38,7 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
             stack: "infrastructure".into(),
             service: "pdns".into(),
             container_name: pdns.clone(),
-            containers: vec![pdns.clone()],
+            containers: vec![pdns.clone(), pdns_2.clone()],
             networks: vec![],
             container_ports: vec![(8081, Protocol::Tcp)],
             published: vec![],
@@ -91,18 +93,21 @@ async fn host_service_by_name_and_secrets_from_the_environment() {
         .await
         .unwrap();
     assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        out.trim(),
-        &crate::support::docker::container_id(&pdns)[..12],
-        "answered by the PowerDNS container"
-    );
-    let aliases = engine.aliases(&net, &pdns).await.unwrap();
+    let replicas =
+        [&pdns, &pdns_2].map(|c| crate::support::docker::container_id(c)[..12].to_string());
     assert!(
-        aliases
-            .as_ref()
-            .is_some_and(|a| a.contains(&"macula-pdns".to_string())),
-        "{aliases:?}"
+        replicas.contains(&out.trim().to_string()),
+        "answered by a PowerDNS replica: {out}"
     );
+    for c in [&pdns, &pdns_2] {
+        let aliases = engine.aliases(&net, c).await.unwrap();
+        assert!(
+            aliases
+                .as_ref()
+                .is_some_and(|a| a.contains(&"macula-pdns".to_string())),
+            "{c}: {aliases:?}"
+        );
+    }
     let secret = api
         .object("/v1/secrets/external-dns/external-dns-pdns")
         .expect("Secret made by the agent");
