@@ -177,19 +177,36 @@ where
     Ok(())
 }
 
-/// An ssh fetch's error: the deadline when the watchdog ended it, and what `ssh` said.
+/// An ssh fetch's error: the deadline when the watchdog ended it; else what `ssh` said when it
+/// ended the connection (gix then sees only the end of its output), with the setting that ran
+/// out when it was one of ssh's own deadlines.
 fn ssh_err(spec: &SourceSpec, probe: &super::ssh::Probe, e: BoxError) -> SourceError {
+    let said = probe
+        .stderr()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let t = spec.timeouts;
     let mut message = if probe.expired() {
-        format!(
-            "not done within source.timeouts.total ({}); ssh stopped",
-            humantime::format_duration(spec.timeouts.total)
-        )
-    } else {
+        let total = humantime::format_duration(t.total);
+        format!("not done within source.timeouts.total ({total}); ssh stopped")
+    } else if said.is_empty() {
         chain(&*e)
+    } else {
+        format!("ssh: {said}")
     };
-    let said = probe.stderr();
-    if !said.is_empty() {
-        message.push_str(&format!(" (ssh: {})", said.replace('\n', " ")));
+    // ssh's own deadlines, as it words them (LANG=C).
+    let setting = if said.contains("timed out") {
+        Some(("connect", t.connect))
+    } else if said.contains("not responding") {
+        Some(("idle", t.idle))
+    } else {
+        None
+    };
+    if let Some((name, d)) = setting.filter(|_| !probe.expired()) {
+        let d = humantime::format_duration(d);
+        message.push_str(&format!("; no answer within source.timeouts.{name} ({d})"));
     }
     SourceError::Fetch {
         url: spec.shown_url(),

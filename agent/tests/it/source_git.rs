@@ -331,9 +331,10 @@ fn ssh_with_key_and_known_hosts() {
     ));
 }
 
-/// A server on 127.0.0.1 that sends ssh's version banner and then nothing: `ssh` gets past
-/// `ConnectTimeout` (connect and banner) and waits in the key exchange for ever.
-fn mute_ssh_server() -> u16 {
+/// A server on 127.0.0.1 that accepts and then says nothing, or (with `banner`) sends ssh's
+/// version line first: `ssh` then gets past `ConnectTimeout` (connect and banner) and waits in
+/// the key exchange for ever.
+fn mute_ssh_server(banner: bool) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
@@ -341,7 +342,9 @@ fn mute_ssh_server() -> u16 {
             let Ok(mut c) = conn else { return };
             std::thread::spawn(move || {
                 use std::io::{Read, Write};
-                let _ = c.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+                if banner {
+                    let _ = c.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+                }
                 let mut buf = [0u8; 4096];
                 while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
             });
@@ -366,7 +369,7 @@ fn processes_naming(needle: &str) -> Vec<String> {
 
 #[test]
 fn ssh_fetch_ends_at_the_total_deadline_and_leaves_no_ssh_running() {
-    let port = mute_ssh_server();
+    let port = mute_ssh_server(true);
     let state = tempfile::tempdir().expect("tmp");
     let cfg = SourceConfig {
         url: format!("ssh://git:hunter2@127.0.0.1:{port}/lab.git"),
@@ -392,6 +395,28 @@ fn ssh_fetch_ends_at_the_total_deadline_and_leaves_no_ssh_running() {
     // Ended, not hung: ssh itself would wait in the key exchange for as long as the server lives.
     assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
     eprintln!("mute ssh server: {msg} (after {took:?})");
+    let left = processes_naming(&format!("-p{port}"));
+    assert!(left.is_empty(), "ssh still running: {left:?}");
+}
+
+#[test]
+fn ssh_server_without_a_banner_fails_at_the_connect_deadline() {
+    let port = mute_ssh_server(false);
+    let state = tempfile::tempdir().expect("tmp");
+    let cfg = SourceConfig {
+        url: format!("ssh://git@127.0.0.1:{port}/lab.git"),
+        timeouts: macula_gitops::config::FetchTimeoutsConfig {
+            connect: Some("1s".into()),
+            idle: Some("60s".into()),
+            total: Some("5m".into()),
+        },
+        ..Default::default()
+    };
+    let src = Source::new(SourceSpec::from_config(&cfg).expect("spec"), state.path());
+    let err = src.sync().expect_err("no banner, no revision").to_string();
+    eprintln!("silent ssh server: {err}");
+    assert!(err.contains("source.timeouts.connect (1s)"), "{err}");
+    assert!(err.contains("banner exchange"), "{err}");
     let left = processes_naming(&format!("-p{port}"));
     assert!(left.is_empty(), "ssh still running: {left:?}");
 }
