@@ -367,22 +367,28 @@ fn processes_naming(needle: &str) -> Vec<String> {
     found
 }
 
-#[test]
-fn ssh_fetch_ends_at_the_total_deadline_and_leaves_no_ssh_running() {
-    let port = mute_ssh_server(true);
+/// A sync of `ssh://<userinfo>@127.0.0.1:<port>/lab.git` with `connect: 1s`, `idle: 60s` and
+/// `total`.
+fn ssh_sync(port: u16, userinfo: &str, total: &str) -> Result<String, SourceError> {
     let state = tempfile::tempdir().expect("tmp");
     let cfg = SourceConfig {
-        url: format!("ssh://git:hunter2@127.0.0.1:{port}/lab.git"),
+        url: format!("ssh://{userinfo}@127.0.0.1:{port}/lab.git"),
         timeouts: macula_gitops::config::FetchTimeoutsConfig {
             connect: Some("1s".into()),
             idle: Some("60s".into()),
-            total: Some("3s".into()),
+            total: Some(total.into()),
         },
         ..Default::default()
     };
     let src = Source::new(SourceSpec::from_config(&cfg).expect("spec"), state.path());
+    src.sync().map(|o| o.commit)
+}
+
+#[test]
+fn ssh_fetch_ends_at_the_total_deadline_and_leaves_no_ssh_running() {
+    let port = mute_ssh_server(true);
     let started = std::time::Instant::now();
-    let err = src.sync().expect_err("a mute server gives no revision");
+    let err = ssh_sync(port, "git:hunter2", "3s").expect_err("a mute server gives no revision");
     let took = started.elapsed();
     let msg = err.to_string();
     assert!(matches!(err, SourceError::Fetch { .. }), "{msg}");
@@ -402,18 +408,9 @@ fn ssh_fetch_ends_at_the_total_deadline_and_leaves_no_ssh_running() {
 #[test]
 fn ssh_server_without_a_banner_fails_at_the_connect_deadline() {
     let port = mute_ssh_server(false);
-    let state = tempfile::tempdir().expect("tmp");
-    let cfg = SourceConfig {
-        url: format!("ssh://git@127.0.0.1:{port}/lab.git"),
-        timeouts: macula_gitops::config::FetchTimeoutsConfig {
-            connect: Some("1s".into()),
-            idle: Some("60s".into()),
-            total: Some("5m".into()),
-        },
-        ..Default::default()
-    };
-    let src = Source::new(SourceSpec::from_config(&cfg).expect("spec"), state.path());
-    let err = src.sync().expect_err("no banner, no revision").to_string();
+    let err = ssh_sync(port, "git", "5m")
+        .expect_err("no banner, no revision")
+        .to_string();
     eprintln!("silent ssh server: {err}");
     assert!(err.contains("source.timeouts.connect (1s)"), "{err}");
     assert!(err.contains("banner exchange"), "{err}");
