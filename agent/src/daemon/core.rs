@@ -96,6 +96,7 @@ impl Reconciler for CoreReconciler {
                         .state
                         .map(|s| s.to_string())
                         .unwrap_or_else(|| "unknown".into()),
+                    revision: l.get(labels::REVISION).cloned(),
                 }
             })
             .collect();

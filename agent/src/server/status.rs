@@ -71,6 +71,10 @@ pub struct ServiceState {
     /// Replicas the applied revision wants for the service; `None` when not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wanted: Option<u32>,
+    /// The commit the container was created from (its `labels::REVISION`): after a rollback,
+    /// the pinned services show the last good one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 fn one() -> u32 {
@@ -84,6 +88,7 @@ impl Default for ServiceState {
             state: String::new(),
             replica: 1,
             wanted: None,
+            revision: None,
         }
     }
 }
@@ -99,16 +104,24 @@ fn services_lines(services: &[ServiceState]) -> String {
         rest = next;
         let wanted = first.wanted.unwrap_or(n as u32);
         if n == 1 && wanted == 1 {
-            let _ = writeln!(o, "  {:<30} {}", first.name, first.state);
+            let _ = writeln!(o, "  {:<30} {}", first.name, state(first));
             continue;
         }
         let running = group.iter().filter(|s| s.state == "running").count();
         let _ = writeln!(o, "  {:<30} {running}/{wanted} running", first.name);
         for s in group {
-            let _ = writeln!(o, "    #{:<28} {}", s.replica, s.state);
+            let _ = writeln!(o, "    #{:<28} {}", s.replica, state(s));
         }
     }
     o
+}
+
+/// `running`, or `running    1a2b3c4d5e6f` with the commit the container runs.
+fn state(s: &ServiceState) -> String {
+    match &s.revision {
+        Some(_) => format!("{:<10} {}", s.state, short(&s.revision)),
+        None => s.state.clone(),
+    }
 }
 
 fn short(rev: &Option<String>) -> String {
@@ -255,6 +268,7 @@ mod tests {
             state: state.into(),
             replica,
             wanted,
+            revision: None,
         }
     }
 
@@ -280,5 +294,20 @@ mod tests {
         let s: ServiceState =
             serde_json::from_str(r#"{"name": "apps/web", "state": "running"}"#).expect("json");
         assert_eq!(s, container("apps/web", 1, "running", None));
+    }
+
+    #[test]
+    fn each_container_shows_the_commit_it_runs() {
+        let mut app = container("s/app", 1, "running", Some(1));
+        app.revision = Some("1a2b3c4d5e6f708192a3".into());
+        let mut api = container("s/api", 2, "exited", Some(2));
+        api.revision = Some("abcdef0123456789".into());
+        assert_eq!(
+            services_lines(&[app, api]),
+            format!(
+                "  {:<30} running    1a2b3c4d5e6f\n  {:<30} 0/2 running\n    #{:<28} exited     abcdef012345\n",
+                "s/app", "s/api", 2
+            )
+        );
     }
 }

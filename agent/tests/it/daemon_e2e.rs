@@ -60,8 +60,8 @@ fn push_deploys_and_a_broken_commit_keeps_the_last_good_revision() {
     let s = status(&listen);
     assert_eq!(
         s["services"],
-        serde_json::json!([{"name": "s/app", "state": "running"}]),
-        "per-service state in status"
+        serde_json::json!([{"name": "s/app", "state": "running", "replica": 1, "wanted": 1, "revision": c1}]),
+        "per-service state and revision in status"
     );
 
     // A push with a changed service: the hook's signed webhook wakes the daemon (no polling).

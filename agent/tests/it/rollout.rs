@@ -189,6 +189,21 @@ async fn a_commit_whose_healthcheck_never_passes_is_rolled_back_and_a_fix_rolls_
         [revision(&app), revision(&web), revision(&other)],
         [c1.clone(), c1.clone(), c2.clone()]
     );
+    // And so does status.
+    let shown: Vec<serde_json::Value> = status_json(&listen)["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::json!([s["name"], s["revision"]]))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            serde_json::json!(["s/app", c1]),
+            serde_json::json!(["s/other", c2]),
+            serde_json::json!(["s/web", c1])
+        ]
+    );
     wait_until(limit, "app of revision one healthy again", || {
         docker(&["inspect", "-f", "{{.State.Health.Status}}", &app]) == "healthy"
     });
