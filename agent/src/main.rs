@@ -264,6 +264,9 @@ fn main() -> ExitCode {
     };
     let code = rt.block_on(async_main());
     // A fetch abandoned at shutdown may still sit in a blocking thread; do not wait for it.
+    // Its ssh is in a process group of its own (no terminal signal reaches it): end it here,
+    // which also ends the thread's read.
+    macula_gitops::source::stop_ssh();
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     code
 }

@@ -26,6 +26,8 @@ use crate::diag::Diagnostic;
 
 pub use local::LocalDir;
 pub use snapshot::gc_snapshots;
+/// Kill the `ssh` of every fetch still running; `main` calls it as the agent exits.
+pub use ssh::stop_all as stop_ssh;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -8,7 +8,9 @@
 //! ended early, or failed, leaves no `ssh` or `ProxyCommand` behind). `connect` and `idle` are
 //! ssh's own `ConnectTimeout` (TCP connect and banner exchange) and
 //! `ServerAliveInterval`/`ServerAliveCountMax=1` (a server silent for `idle` is asked once, and
-//! dropped when it stays silent for another `idle`).
+//! dropped when it stays silent for another `idle`). A fetch still running when the agent
+//! exits (abandoned in a blocking thread) would leave its group behind: `stop_all`, called by
+//! `main` once the runtime is shut down, kills every group still registered in `LIVE`.
 
 use std::borrow::Cow;
 use std::ffi::OsString;
@@ -27,6 +29,19 @@ use gix::url::ArgumentSafety;
 use super::SourceSpec;
 
 type Conn = git::blocking_io::Connection<Box<dyn Read + Send>, ChildStdin>;
+
+/// The process groups of the `ssh` children not yet reaped. A group is removed under this lock
+/// before its leader is reaped, so a group id found here always names our `ssh`.
+static LIVE: Mutex<std::collections::BTreeSet<i32>> = Mutex::new(std::collections::BTreeSet::new());
+
+/// Kill every `ssh` a fetch still runs (the agent is exiting: such a fetch was abandoned).
+pub fn stop_all() {
+    if let Ok(live) = LIVE.lock() {
+        for pgid in live.iter() {
+            kill_group(nix::unistd::Pid::from_raw(*pgid));
+        }
+    }
+}
 
 /// What a failed ssh fetch leaves to explain it: whether the deadline ended it, and the
 /// last lines `ssh` wrote to stderr ("Host key verification failed.", "Permission denied").
@@ -165,6 +180,9 @@ impl SshTransport {
             command: self.program.clone(),
         })?;
         let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+        if let Ok(mut live) = LIVE.lock() {
+            live.insert(pgid.as_raw());
+        }
         let (stop, stopped) = mpsc::channel::<()>();
         let left = self.deadline.saturating_duration_since(Instant::now());
         let expired = self.probe.expired.clone();
@@ -212,7 +230,11 @@ impl SshTransport {
         }
         self.conn = None;
         if let Some(mut child) = self.child.take() {
-            kill_group(nix::unistd::Pid::from_raw(child.id() as i32));
+            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+            kill_group(pgid);
+            if let Ok(mut live) = LIVE.lock() {
+                live.remove(&pgid.as_raw());
+            }
             let _ = child.wait();
         }
     }

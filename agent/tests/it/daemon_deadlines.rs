@@ -64,22 +64,20 @@ fn status_json(cfg: &std::path::Path) -> Option<serde_json::Value> {
         .then(|| serde_json::from_slice(&out.stdout).expect("json"))
 }
 
-#[test]
-fn trickling_git_server_fails_the_fetch_at_the_deadline_and_sigterm_still_exits() {
-    let (port, open) = trickling_server();
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = dir.path().join("agent.yaml");
+/// `run` on a config in `dir` that fetches `url` with `source.timeouts: <timeouts>` and no
+/// poll interval; returns the config path (for `status`) and the daemon.
+fn daemon(dir: &std::path::Path, url: &str, timeouts: &str) -> (std::path::PathBuf, KillOnDrop) {
+    let cfg = dir.join("agent.yaml");
     std::fs::write(
         &cfg,
         format!(
-            "listen: 127.0.0.1:{}\nstate_dir: {}\nsource:\n  url: http://127.0.0.1:{port}/lab.git\n  interval: 0s\n  timeouts:\n    total: 3s\n",
+            "listen: 127.0.0.1:{}\nstate_dir: {}\nsource:\n  url: {url}\n  interval: 0s\n  timeouts: {timeouts}\n",
             free_port(),
-            dir.path().join("state").display()
+            dir.join("state").display()
         ),
     )
     .expect("config");
-    let started = Instant::now();
-    let mut child = KillOnDrop(
+    let child = KillOnDrop(
         Command::new(BIN)
             .args(["run", "--config"])
             .arg(&cfg)
@@ -87,6 +85,19 @@ fn trickling_git_server_fails_the_fetch_at_the_deadline_and_sigterm_still_exits(
             .stderr(Stdio::null())
             .spawn()
             .expect("daemon starts"),
+    );
+    (cfg, child)
+}
+
+#[test]
+fn trickling_git_server_fails_the_fetch_at_the_deadline_and_sigterm_still_exits() {
+    let (port, open) = trickling_server();
+    let dir = tempfile::tempdir().expect("tmp");
+    let started = Instant::now();
+    let (cfg, mut child) = daemon(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}/lab.git"),
+        "{total: 3s}",
     );
     let mut failed = None;
     while started.elapsed() < Duration::from_secs(30) {
@@ -151,6 +162,30 @@ fn trickling_git_server_fails_the_fetch_at_the_deadline_and_sigterm_still_exits(
         term.elapsed()
     );
     eprintln!("SIGTERM → exit in {:?}", term.elapsed());
+}
+
+#[test]
+fn sigterm_during_a_stalled_ssh_fetch_leaves_no_ssh_running() {
+    let port = crate::support::git::mute_ssh_server(true);
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, mut child) = daemon(
+        dir.path(),
+        &format!("ssh://git@127.0.0.1:{port}/lab.git"),
+        "{idle: 10m, total: 10m}",
+    );
+    let needle = format!("-p{port}");
+    crate::support::wait_until(Duration::from_secs(30), "the daemon's ssh", || {
+        !crate::support::processes_naming(&needle).is_empty()
+    });
+    let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    crate::support::wait_until(Duration::from_secs(30), "the daemon to exit", || {
+        child.0.try_wait().expect("wait").is_some()
+    });
+    // The fetch was abandoned at the exit, its deadline minutes away: its ssh ends with the agent.
+    crate::support::wait_until(Duration::from_secs(10), "no ssh left", || {
+        crate::support::processes_naming(&needle).is_empty()
+    });
 }
 
 #[test]

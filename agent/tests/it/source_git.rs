@@ -1,7 +1,8 @@
 //! Source against real git repositories: file://, smart HTTP with basic auth, refs, depth,
 //! and refusal of unsafe trees.
 
-use crate::support::git::{git, HttpGit, Repos, SshServer};
+use crate::support::git::{git, mute_ssh_server, HttpGit, Repos, SshServer};
+use crate::support::processes_naming;
 use macula_gitops::config::{AuthConfig, SourceConfig};
 use macula_gitops::source::{Source, SourceError, SourceSpec};
 
@@ -329,42 +330,6 @@ fn ssh_with_key_and_known_hosts() {
         with(&other, &known_hosts),
         Err(SourceError::Fetch { .. })
     ));
-}
-
-/// A server on 127.0.0.1 that accepts and then says nothing, or (with `banner`) sends ssh's
-/// version line first: `ssh` then gets past `ConnectTimeout` (connect and banner) and waits in
-/// the key exchange for ever.
-fn mute_ssh_server(banner: bool) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut c) = conn else { return };
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                if banner {
-                    let _ = c.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
-                }
-                let mut buf = [0u8; 4096];
-                while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
-            });
-        }
-    });
-    port
-}
-
-/// Processes whose command line names `needle` (an `ssh` left running would).
-fn processes_naming(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(cmd);
-            }
-        }
-    }
-    found
 }
 
 /// A sync of `ssh://<userinfo>@127.0.0.1:<port>/lab.git` with `connect: 1s`, `idle: 60s` and

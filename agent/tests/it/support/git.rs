@@ -196,3 +196,25 @@ impl SshServer {
         format!("ssh://{user}@127.0.0.1:{}{}", self.port, repo.display())
     }
 }
+
+/// A server on 127.0.0.1 that accepts and then says nothing, or (with `banner`) sends ssh's
+/// version line first: `ssh` then gets past `ConnectTimeout` (connect and banner) and waits in
+/// the key exchange for ever.
+pub fn mute_ssh_server(banner: bool) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                if banner {
+                    let _ = c.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+                }
+                let mut buf = [0u8; 4096];
+                while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}

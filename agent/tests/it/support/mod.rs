@@ -10,7 +10,7 @@
 //!   [`daemon::start`] / [`daemon::start_applied`] run the daemon in-process with
 //!   [`reconciler::BusyboxReconciler`], from a [`daemon::Scenario`] (repo + `app.env`).
 //! - [`run`] a command that must succeed, [`free_port`], [`wait_until`], [`wait_for_listener`],
-//!   [`http_get`].
+//!   [`http_get`], [`processes_naming`] (no child left running).
 //! - [`receiver::Receiver`]: a local HTTP endpoint that records requests and answers queued
 //!   statuses (notification sinks, forge status APIs); [`receiver::Silent`] never answers.
 //! - [`git`]: real repos, smart HTTP (`git http-backend`) and sshd; [`cluster`]: kind/Flux fakes
@@ -103,6 +103,20 @@ pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Processes whose command line names `needle` (an `ssh` left running would).
+pub fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
 }
 
 /// `GET /index.html` over HTTP/1.0 at `addr`: the whole answer, or `None` when nothing answers.
