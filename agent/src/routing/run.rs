@@ -53,7 +53,9 @@ pub fn check(path: &Path, env: &Env, catalog: &Catalog) -> Result<Resolved, Vec<
     };
     match super::validate::resolve(&file, catalog) {
         Ok(mut r) => {
-            r.warnings = diags.into_result()?;
+            let mut warnings = diags.into_result()?;
+            warnings.append(&mut r.warnings);
+            r.warnings = warnings;
             Ok(r)
         }
         Err(d) => {

@@ -80,12 +80,13 @@ pub fn validate(f: &RoutingFile, catalog: &Catalog, file: &Path) -> Diagnostics 
     check(f, catalog, file).1
 }
 
-/// The specs to run, or every problem found.
+/// The specs to run (with the warnings in `Resolved::warnings`), or every problem found.
 pub fn resolve(f: &RoutingFile, catalog: &Catalog) -> Result<Resolved, Diagnostics> {
-    let (r, d) = check(f, catalog, &f.file);
+    let (mut r, d) = check(f, catalog, &f.file);
     if d.has_errors() {
         Err(d)
     } else {
+        r.warnings = d.into_sorted();
         Ok(r)
     }
 }
@@ -119,6 +120,10 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.d.error(self.file, Some(&self.f.lines), path, msg);
+    }
+
+    fn warn(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.d.warn(self.file, Some(&self.f.lines), path, msg);
     }
 
     fn loopback(&mut self) -> Vec<(Ipv4Addr, String)> {
@@ -312,6 +317,12 @@ impl Checker<'_> {
                     );
                     return None;
                 };
+                if s.containers.is_empty() {
+                    self.warn(
+                        format!("{at}.service"),
+                        format!("{svc} is scaled to 0: the forward has no container to reach"),
+                    );
+                }
                 Some(TargetSpec::Container {
                     containers: s.containers.clone(),
                     network,
@@ -527,6 +538,25 @@ mod tests {
         assert_eq!(
             r.forwards[0].target.to_string(),
             "obs-prometheus-1:9090 on macula-infra (+2 replicas)"
+        );
+    }
+
+    #[test]
+    fn a_forward_to_a_service_scaled_to_0_is_a_warning() {
+        let mut scaled = catalog().services.remove(0);
+        scaled.containers.clear();
+        let catalog = Catalog {
+            services: vec![scaled],
+        };
+        let text = "forwards:\n  - {name: p, listen: 127.0.0.3:9090/tcp, target: {service: observability/prometheus, port: 9090}}\n";
+        let (f, _) = super::super::file::parse(Path::new("routing.yaml"), text, &Env::default());
+        let r = resolve(&f.unwrap(), &catalog).expect("a warning refuses nothing");
+        let w: Vec<String> = r.warnings.iter().map(|d| d.to_string()).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("forwards[0].target.service")
+                && w[0].contains("observability/prometheus is scaled to 0"),
+            "{w:?}"
         );
     }
 
