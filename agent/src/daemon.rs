@@ -365,7 +365,7 @@ impl<R: Reconciler> Daemon<R> {
                         && matches!(self.origin, Origin::Git(_));
                     match (&inflight, self.applied_snapshot.clone()) {
                         (_, Some(o)) if drift_only => {
-                            let w = self.apply(&p, o, watching.as_ref().map(|w| w.commit.as_str())).await;
+                            let w = self.apply(&p, o, watching.as_ref()).await;
                             replace_watch(&mut watching, w);
                         }
                         (Some(_), _) => follow_up.extend(p.causes),
@@ -383,7 +383,7 @@ impl<R: Reconciler> Daemon<R> {
                     };
                     if let Some(outcome) = synced {
                         // Deliberately not raced against shutdown: finish the apply.
-                        let w = self.apply(&pending, outcome, watching.as_ref().map(|w| w.commit.as_str())).await;
+                        let w = self.apply(&pending, outcome, watching.as_ref()).await;
                         replace_watch(&mut watching, w);
                     }
                     for c in follow_up.drain(..) {
@@ -523,13 +523,13 @@ impl<R: Reconciler> Daemon<R> {
         }
     }
 
-    /// Apply revision `o`. `watching`: the revision whose rollout is being watched. Returns the
+    /// Apply revision `o`. `watching`: the rollout being watched. Returns the
     /// rollout to watch when this pass started one.
     async fn apply(
         &mut self,
         pending: &Pending,
         o: SyncOutcome,
-        watching: Option<&str>,
+        watching: Option<&Watching>,
     ) -> Option<Watching> {
         let cause = pending.first();
         let applied = self
@@ -576,10 +576,10 @@ impl<R: Reconciler> Daemon<R> {
         }
 
         // The revision being watched is kept converged meanwhile (drift), not watched twice.
-        let pass = if watching == Some(o.commit.as_str()) && !forced {
-            PassKind::Steady
-        } else {
-            self.rollout.pass_for(&o.commit, forced)
+        let watched = watching.filter(|w| w.commit == o.commit && !forced);
+        let pass = match watched {
+            Some(_) => PassKind::Steady,
+            None => self.rollout.pass_for(&o.commit, forced),
         };
         let rollout = PassRollout {
             pins: match &pass {
@@ -587,6 +587,7 @@ impl<R: Reconciler> Daemon<R> {
                 _ => None,
             },
             watch: (pass == PassKind::Rollout).then(|| self.rollout_settings.clone()),
+            watched: watched.map(|w| w.services.clone()).unwrap_or_default(),
         };
         let req = ApplyRequest {
             options: ReconcileOptions {

@@ -307,6 +307,7 @@ pub fn plan_options(opts: &ReconcileOptions) -> PlanOptions {
         prune: opts.prune,
         prune_volumes: opts.prune_volumes,
         allow_empty: opts.allow_empty,
+        watched: opts.rollout.watched.clone(),
     }
 }
 

@@ -11,6 +11,8 @@ use crate::rollout::{PassRollout, Pins, RolloutReport, RolloutSettings, WatchPla
 /// A rollout being watched: its task and what its end needs.
 pub(super) struct Watching {
     pub(super) commit: String,
+    /// The services watched: passes meanwhile leave their liveness to the watch.
+    pub(super) services: std::collections::BTreeSet<String>,
     pub(super) task: tokio::task::JoinHandle<RolloutReport>,
     /// The pass that started it: its end is this outcome again, with the verdict.
     outcome: Outcome,
@@ -57,6 +59,7 @@ impl<R: Reconciler> Daemon<R> {
         let r = self.reconciler.clone();
         Watching {
             commit: commit.to_string(),
+            services: plan.services().into_iter().collect(),
             task: tokio::spawn(async move { r.watch(plan, settings).await }),
             outcome,
             req,
@@ -99,7 +102,7 @@ impl<R: Reconciler> Daemon<R> {
             let mut again = req.clone();
             again.options.rollout = PassRollout {
                 pins: self.pins(&good, services.clone()),
-                watch: None,
+                ..Default::default()
             };
             match self.reconciler.reconcile(&again).await {
                 Ok(back) => {

@@ -25,6 +25,10 @@ pub struct PlanOptions {
     pub prune_volumes: bool,
     /// Allow a desired state with no services to prune everything.
     pub allow_empty: bool,
+    /// Services whose rollout is being watched (`stack/service`): a stopped or unhealthy
+    /// container of theirs is the watch's to judge, not a pass's to restart (that would hide a
+    /// crash from the verdict). One that is gone is still created.
+    pub watched: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -341,6 +345,13 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
             }
         }
     }
+    steps.retain(|s| {
+        let liveness = matches!(
+            s,
+            Step::StartContainer { .. } | Step::RestartContainer { .. }
+        );
+        !(liveness && s.service().is_some_and(|k| opts.watched.contains(k)))
+    });
     Plan { steps }
 }
 

@@ -155,6 +155,24 @@ fn stopped_and_unhealthy_containers_are_repaired() {
             "~ container t-web (web/web): restart, unhealthy"
         ]
     );
+    // While web's rollout is watched, its verdict decides: only db is repaired, and a web
+    // container that is gone is still created.
+    let watching = PlanOptions {
+        watched: ["web/web".to_string()].into(),
+        ..opts()
+    };
+    assert_eq!(
+        lines(&plan(&d, &o, &watching)),
+        ["~ container t-db (web/db): start, not running"]
+    );
+    o.containers.remove(1);
+    assert_eq!(
+        lines(&plan(&d, &o, &watching)),
+        [
+            "~ container t-db (web/db): start, not running",
+            "+ container t-web (web/web)"
+        ]
+    );
 }
 
 #[test]
@@ -184,6 +202,7 @@ networks:
         prune: true,
         prune_volumes: true,
         allow_empty: false,
+        ..Default::default()
     };
     assert!(lines(&plan(&d2, &o, &with_volumes)).contains(&"- volume web_data".to_string()));
 }
@@ -237,6 +256,7 @@ fn empty_desired_state_refuses_to_prune_everything() {
         prune: true,
         prune_volumes: false,
         allow_empty: true,
+        ..Default::default()
     };
     assert_eq!(plan(&empty, &o, &allow).changes(), 3); // two containers and the network
 }
@@ -270,6 +290,7 @@ fn networks_and_volumes_without_compose_labels_are_kept_as_they_are() {
         prune: true,
         prune_volumes: true,
         allow_empty: false,
+        ..Default::default()
     };
     let d2 = desired(&[("web", "services:\n  other: {image: busybox:1}\n")]);
     let l = lines(&plan(&d2, &o, &every));

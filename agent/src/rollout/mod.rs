@@ -66,6 +66,9 @@ pub struct PassRollout {
     pub pins: Option<Pins>,
     /// Watch the services the pass changed, with these settings.
     pub watch: Option<RolloutSettings>,
+    /// Services whose rollout is being watched: the pass leaves their liveness to the watch
+    /// (`PlanOptions::watched`).
+    pub watched: BTreeSet<String>,
 }
 
 /// An engine a rollout can watch (`watch::DockerHealth` for the Docker engine).
