@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::spec::{DesiredState, MountSource, ServiceSpec};
+use crate::desired::spec::{DesiredState, MountSource, ServiceSpec, VolumeSpec};
 use crate::diag::Diagnostics;
 
 /// Host paths every service may bind read-only: the clock and zone name carry no secret.
@@ -145,7 +145,58 @@ impl Policy {
                 d.error(&src.rel, Some(&src.lines), at, msg);
             }
         }
+        for v in state.volumes.values() {
+            let Some(src) = state.sources.get(&v.stack) else {
+                continue;
+            };
+            let write = state.services.iter().flat_map(|s| &s.mounts).any(|m| {
+                !m.read_only && matches!(&m.source, MountSource::Volume { name } if *name == v.name)
+            });
+            if let Some(msg) = self.volume_refusal(v, write, &grants) {
+                let at = format!("volumes.{}.driver_opts.device", v.key);
+                d.error(&src.rel, Some(&src.lines), at, msg);
+            }
+        }
         d
+    }
+
+    /// `policy.devices` holds `dev` or a directory above it.
+    fn device_granted(&self, dev: &str) -> bool {
+        self.config.devices.iter().any(|g| {
+            normalise(Path::new(dev))
+                .zip(normalise(Path::new(g)))
+                .is_some_and(|(d, g)| d.starts_with(g))
+        })
+    }
+
+    /// A `local` volume whose `driver_opts` mount a host directory (`o: bind`) or a host block
+    /// device gives every container using it that path: the same grant a bind mount needs.
+    fn volume_refusal(&self, v: &VolumeSpec, write: bool, grants: &[Grant]) -> Option<String> {
+        if v.driver.as_deref().is_some_and(|d| d != "local") {
+            return None;
+        }
+        let opt = |k: &str| v.driver_opts.get(k).map(String::as_str);
+        let device = opt("device")?;
+        let file = self.file.display();
+        let flags: Vec<&str> = opt("o").map(|o| o.split(',').collect()).unwrap_or_default();
+        let bind = flags.iter().any(|f| *f == "bind" || *f == "rbind");
+        let write = write && !flags.contains(&"ro");
+        if bind {
+            if !device.starts_with('/') {
+                // The engine refuses a relative device when the volume is mounted.
+                return None;
+            }
+            if DOCKER_SOCKETS.contains(&device) {
+                return (!self.config.docker_socket).then(|| format!("a volume binding the Docker socket {device} gives its containers root on the host; the host's policy does not allow it (set `policy.docker_socket: true` in {file})"));
+            }
+            let mode = if write { "rw" } else { "ro" };
+            return path_refusal(device, write, grants).map(|msg| {
+                format!("{msg} (a volume with `o: bind` binds that host path; grant it with `policy.host_paths: [\"{device}:{mode}\"]` — or a parent directory — in {file})")
+            });
+        }
+        (device.starts_with("/dev/") && !self.device_granted(device)).then(|| {
+            format!("a volume mounting host device {device} is not allowed by the host's policy (add it to `policy.devices` in {file})")
+        })
     }
 
     fn refusals(
@@ -288,12 +339,7 @@ impl Policy {
             );
         }
         for dev in &rt.devices {
-            let ok = self.config.devices.iter().any(|g| {
-                normalise(Path::new(&dev.host))
-                    .zip(normalise(Path::new(g)))
-                    .is_some_and(|(d, g)| d.starts_with(g))
-            });
-            if !ok {
+            if !self.device_granted(&dev.host) {
                 out.push((
                     format!("{base}.devices"),
                     format!("host device {} is not allowed by the host's policy (add it to `policy.devices` in {file})", dev.host),

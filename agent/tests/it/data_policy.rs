@@ -125,6 +125,58 @@ fn host_paths_and_capabilities_only_when_the_host_grants_them() {
     );
 }
 
+const BIND_VOLUME: &str = r#"
+name: t{id}v
+services:
+  app:
+    image: {image}
+    container_name: t{id}-v-app
+    command: sh -c "echo through-volume > /shared/written; sleep 3600"
+    volumes: [shared:/shared]
+volumes:
+  shared:
+    driver_opts: {type: none, o: bind, device: {dir}}
+  disk:
+    driver_opts: {type: ext4, device: /dev/null}
+"#;
+
+/// A `local` volume with `o: bind` is a bind mount of its `device`, and one of a `/dev/` device a
+/// host device: the same grants as `- /path:/target` and `devices:`.
+#[test]
+fn bind_and_device_volumes_need_the_grants_a_bind_mount_and_a_device_need() {
+    let f = Fixture::new();
+    let host = tempfile::tempdir().expect("tempdir");
+    let dir = host.path().join("shared");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    let compose = f
+        .fill(BIND_VOLUME)
+        .replace("{dir}", &dir.display().to_string());
+    f.write("stacks/s/compose.yaml", &compose);
+    f.agent_config("policy: {}\n");
+    let cfg = f.config_path().display().to_string();
+    let o = f.run("h", &["validate"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    for want in [
+        format!("stacks/s/compose.yaml:11: volumes.shared.driver_opts.device: host path {} is not allowed by the host's policy (a volume with `o: bind` binds that host path; grant it with `policy.host_paths: [\"{}:rw\"]` — or a parent directory — in {cfg})", dir.display(), dir.display()),
+        format!("stacks/s/compose.yaml:13: volumes.disk.driver_opts.device: a volume mounting host device /dev/null is not allowed by the host's policy (add it to `policy.devices` in {cfg})"),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in\n{out}");
+    }
+
+    // Granted: the container writes into the host directory through the volume.
+    let runnable = &compose[..compose.find("  disk:").expect("fixture has disk")];
+    f.write("stacks/s/compose.yaml", runnable);
+    f.agent_config(&format!("policy:\n  host_paths: [\"{}\"]\n", dir.display()));
+    f.ok("h", &["apply"]);
+    crate::support::wait_until(
+        std::time::Duration::from_secs(10),
+        "the container wrote to the host path through the volume",
+        || std::fs::read_to_string(dir.join("written")).is_ok_and(|s| s == "through-volume\n"),
+    );
+}
+
 const JOINED: &str = r#"
 services:
   app:
