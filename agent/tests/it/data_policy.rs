@@ -211,6 +211,7 @@ services:
         reservations:
           devices: [{capabilities: [gpu]}]
     gpus: all
+    devices: [nvidia.com/gpu=all]
 "#;
 
 /// Namespaces, devices and other stacks' containers: the same stack's containers may be joined
@@ -243,6 +244,7 @@ fn namespaces_devices_and_other_stacks_containers_only_when_the_host_grants_them
         format!("stacks/b/compose.yaml:14: services.x.volumes_from[0]: joining container {app} (its volumes)"),
         format!("services.x.deploy.resources.reservations.devices: a device request (`deploy.resources.reservations.devices`: GPUs and other host devices) is not allowed by the host's policy (set `policy.device_requests: true` in {cfg})"),
         format!("stacks/b/compose.yaml:19: services.x.gpus: a device request (`gpus`: GPUs and other host devices) is not allowed by the host's policy (set `policy.device_requests: true` in {cfg})"),
+        format!("stacks/b/compose.yaml:20: services.x.devices: a device request (`devices`: GPUs and other host devices) is not allowed by the host's policy (set `policy.device_requests: true` in {cfg})"),
     ] {
         assert!(out.contains(&want), "missing {want:?} in\n{out}");
     }

@@ -63,7 +63,21 @@ pub(super) fn runtime(
             }
         }
     }
-    // After the deploy reservations, as docker compose appends them.
+    // Then CDI devices and `gpus`, in docker compose's order.
+    let (cdi, mapped): (Vec<_>, Vec<_>) = svc
+        .devices
+        .iter()
+        .partition(|d| d.source == d.target && is_cdi_name(&d.source));
+    if !cdi.is_empty() {
+        device_requests.push(DeviceRequestSpec {
+            driver: Some("cdi".into()),
+            count: None,
+            device_ids: cdi.iter().map(|d| d.source.clone()).collect(),
+            capabilities: Vec::new(),
+            options: Default::default(),
+            at: format!("{base}.devices"),
+        });
+    }
     for (i, dev) in svc.gpus.0.iter().enumerate() {
         let at = format!("{base}.gpus");
         device_requests.extend(device_request(dev, &at, i, Some("gpu"), r));
@@ -217,9 +231,8 @@ pub(super) fn runtime(
         ulimits,
         sysctls: svc.sysctls.filled(),
         tmpfs,
-        devices: svc
-            .devices
-            .iter()
+        devices: mapped
+            .into_iter()
             .map(|d| DeviceSpec {
                 host: d.source.clone(),
                 container: d.target.clone(),
@@ -341,4 +354,31 @@ fn device_request(
         options: dev.options.clone(),
         at: at.to_string(),
     })
+}
+
+/// A CDI device name, `vendor.com/class=name` (`nvidia.com/gpu=all`): docker compose asks the
+/// engine's `cdi` driver for it instead of mapping a path.
+fn is_cdi_name(s: &str) -> bool {
+    let Some((vendor, rest)) = s.split_once('/') else {
+        return false;
+    };
+    let Some((class, name)) = rest.split_once('=') else {
+        return false;
+    };
+    let alnum_ends = |p: &str| {
+        p.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && p.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    alnum_ends(vendor)
+        && vendor
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && alnum_ends(class)
+        && class
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && alnum_ends(name)
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
 }

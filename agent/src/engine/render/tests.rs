@@ -350,6 +350,31 @@ fn gpus_and_deploy_devices_become_device_requests_as_compose_makes_them() {
 }
 
 #[test]
+fn cdi_device_names_are_device_requests_not_paths() {
+    let h = host(&svc(
+        "    devices: [nvidia.com/gpu=all, /dev/fuse, vendor.example/class=dev-0]\n    gpus: all\n",
+    ));
+    let paths: Vec<Option<String>> = h
+        .devices
+        .expect("devices")
+        .into_iter()
+        .map(|d| d.path_on_host)
+        .collect();
+    assert_eq!(paths, [Some("/dev/fuse".to_string())]);
+    let reqs = h.device_requests.expect("device requests");
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[0].driver.as_deref(), Some("cdi"), "CDI before gpus");
+    assert_eq!(
+        reqs[0].device_ids,
+        Some(vec![
+            "nvidia.com/gpu=all".into(),
+            "vendor.example/class=dev-0".into()
+        ])
+    );
+    assert_eq!(reqs[1].count, Some(-1));
+}
+
+#[test]
 fn ports_long_form_and_ranges() {
     let h = host(&svc(
         "    ports:\n      - \"8000-8001:9000-9001\"\n      - \"127.0.0.1:7000-7005:7000\"\n      - {target: 53, published: \"5353\", protocol: udp, host_ip: 127.0.0.1, mode: host}\n",
