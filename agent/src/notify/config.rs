@@ -90,6 +90,8 @@ pub struct CommitStatusConfig {
 pub struct Settings {
     pub sinks: Vec<Sink>,
     pub commit_status: Option<CommitStatus>,
+    /// Targets configured but not started, each with why: told once as the daemon starts.
+    pub skipped: Vec<String>,
     pub reminder: Option<Duration>,
     pub queue: usize,
     pub timeout: Duration,
@@ -164,6 +166,10 @@ fn check_url(field: &str, url: &str) -> Result<(), NotifyError> {
     Ok(())
 }
 
+/// Why `commit_status:` does nothing under a local directory source.
+pub const COMMIT_STATUS_SKIPPED: &str = "commit_status: skipped: the source is a local directory; its revisions (dir:<digest>) are no commits a git host could mark";
+
+/// `source_url` is the git source's URL, `None` for a local directory.
 pub fn resolve(
     n: &NotificationsConfig,
     cs: Option<&CommitStatusConfig>,
@@ -201,12 +207,16 @@ pub fn resolve(
         }
         sinks.push(sink);
     }
-    let commit_status = cs
-        .map(|c| resolve_commit_status(c, host, source_url, mode))
-        .transpose()?;
+    let (commit_status, skipped) = match (cs, source_url) {
+        (Some(c), Some(url)) => (Some(resolve_commit_status(c, host, url, mode)?), Vec::new()),
+        // A local directory's revisions are `dir:<digest>`: no commit a forge could mark.
+        (Some(_), None) => (None, vec![COMMIT_STATUS_SKIPPED.to_string()]),
+        (None, _) => (None, Vec::new()),
+    };
     Ok(Settings {
         sinks,
         commit_status,
+        skipped,
         reminder: (!reminder.is_zero()).then_some(reminder),
         queue: n.queue.unwrap_or(64).max(1),
         timeout,
@@ -300,7 +310,7 @@ fn resolve_sink(at: &str, s: &SinkConfig, mode: Secrets) -> Result<Sink, NotifyE
 fn resolve_commit_status(
     c: &CommitStatusConfig,
     host: &str,
-    source_url: Option<&str>,
+    source_url: &str,
     mode: Secrets,
 ) -> Result<CommitStatus, NotifyError> {
     let token =
@@ -310,7 +320,7 @@ fn resolve_commit_status(
                 "required (token_file or token_env)",
             )
         })?;
-    let remote = source_url.and_then(repo::parse_remote);
+    let remote = repo::parse_remote(source_url);
     let repository = match (&c.repository, &remote) {
         (Some(r), _) => r.trim_matches('/').to_string(),
         (None, Some((_, path))) if c.provider == Provider::Gitlab => path.clone(),
@@ -340,7 +350,7 @@ fn resolve_commit_status(
             a.trim_end_matches('/').to_string()
         }
         None => {
-            let origin = source_url.and_then(repo::web_origin).ok_or_else(|| {
+            let origin = repo::web_origin(source_url).ok_or_else(|| {
                 invalid(
                     "commit_status.api_url",
                     "required: the source URL does not name a forge",
@@ -381,4 +391,53 @@ fn from_agent(cfg: &crate::config::AgentConfig, mode: Secrets) -> Result<Setting
         cfg.source.as_ref().map(|s| s.url.as_str()),
         mode,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit_status() -> CommitStatusConfig {
+        CommitStatusConfig {
+            provider: Provider::Github,
+            api_url: None,
+            repository: None,
+            token_file: None,
+            token_env: Some("MACULA_TEST_UNSET_STATUS_TOKEN".into()),
+            context: None,
+            target_url: None,
+        }
+    }
+
+    #[test]
+    fn a_local_directory_source_skips_the_commit_status_with_one_reason() {
+        let n = NotificationsConfig::default();
+        let cs = commit_status();
+        // Neither the repository nor the token is needed for what is never called.
+        for mode in [Secrets::Read, Secrets::NamedOnly] {
+            let s = resolve(&n, Some(&cs), "lab-01", None, mode).expect("not a config error");
+            assert!(s.commit_status.is_none());
+            assert_eq!(s.skipped, vec![COMMIT_STATUS_SKIPPED.to_string()]);
+            assert!(s.is_empty(), "no target left to start");
+        }
+        let git = resolve(
+            &n,
+            Some(&cs),
+            "lab-01",
+            Some("https://github.com/acme/lab.git"),
+            Secrets::NamedOnly,
+        )
+        .expect("resolves");
+        let target = git.commit_status.expect("a git source keeps its status");
+        assert_eq!(
+            (target.api.as_str(), target.repository.as_str()),
+            ("https://api.github.com", "acme/lab")
+        );
+        assert!(git.skipped.is_empty());
+        let none = resolve(&n, None, "lab-01", None, Secrets::Read).expect("resolves");
+        assert!(
+            none.skipped.is_empty(),
+            "nothing configured, nothing to tell"
+        );
+    }
 }

@@ -148,9 +148,9 @@ impl Event {
         self
     }
 
-    pub fn short_revision(&self) -> &str {
-        let n = self.revision.len().min(7);
-        &self.revision[..n]
+    /// `{short}`: a commit's 7 digits, or `dir:` and 12 digest digits for a local directory.
+    pub fn short_revision(&self) -> String {
+        crate::source::short_revision(&self.revision, 7)
     }
 
     /// What makes two events "the same" for de-duplication: kind, revision, services and errors

@@ -199,6 +199,9 @@ impl Notifier {
         metrics: NotifyMetrics,
     ) -> Result<Option<Arc<Self>>, NotifyError> {
         let mut settings = config::settings(cfg)?;
+        for why in &settings.skipped {
+            tracing::warn!("{why}");
+        }
         settings.history = Some(cfg.state_dir().join("notify-sent.json"));
         if settings.is_empty() {
             return Ok(None);

@@ -95,7 +95,7 @@ fn value(var: &str, e: &Event) -> String {
         "event" => e.kind.as_str().into(),
         "headline" => e.kind.headline().into(),
         "revision" => e.revision.clone(),
-        "short" => e.short_revision().into(),
+        "short" => e.short_revision(),
         "author" if e.author.is_empty() => String::new(),
         "author" => format!(" by {}", e.author),
         "summary" => e.summary.clone(),
@@ -127,6 +127,18 @@ mod tests {
             Template::default().render(&event()),
             "lab-01: failed to apply 1a2b3c4 \"web: bump image\" by Ann <ann@example.org>\n- apps/web: unhealthy\n- boom"
         );
+    }
+
+    #[test]
+    fn a_local_directory_edit_reads_as_a_directory_not_a_commit() {
+        let mut e = Event::new(EventKind::Applied, "lab-01", "dir:0123456789abcdef0123");
+        e.summary = "local directory /srv/desired-state".into();
+        assert_eq!(
+            Template::default().render(&e),
+            "lab-01: applied dir:0123456789ab \"local directory /srv/desired-state\""
+        );
+        let t = Template::parse("{short} {revision}").expect("parses");
+        assert_eq!(t.render(&e), "dir:0123456789ab dir:0123456789abcdef0123");
     }
 
     #[test]

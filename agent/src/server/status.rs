@@ -126,7 +126,7 @@ fn state(s: &ServiceState) -> String {
 
 fn short(rev: &Option<String>) -> String {
     rev.as_deref()
-        .map(|r| r.chars().take(12).collect())
+        .map(|r| crate::source::short_revision(r, 12))
         .unwrap_or_else(|| "-".into())
 }
 

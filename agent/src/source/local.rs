@@ -10,6 +10,25 @@ use super::{SourceError, SyncOutcome};
 /// Hex digits of the tree digest in a revision (`dir:<digest>`): 80 bits, enough to tell edits apart.
 const REVISION_DIGITS: usize = 20;
 
+/// What marks a local directory's revision: `dir:<digest>`, never a commit id.
+pub const REVISION_PREFIX: &str = "dir:";
+
+/// Digest digits a shortened `dir:` revision keeps: `dir:` and 3 digits would tell nothing apart.
+const SHORT_DIGEST_DIGITS: usize = 12;
+
+/// A revision as people read it: a commit's first `commit_digits` characters, or for a local
+/// directory `dir:` and the digest's first 12 digits (the marker is kept so the digest is not
+/// taken for a commit).
+pub fn short_revision(revision: &str, commit_digits: usize) -> String {
+    match revision.strip_prefix(REVISION_PREFIX) {
+        Some(digest) => {
+            let digits: String = digest.chars().take(SHORT_DIGEST_DIGITS).collect();
+            format!("{REVISION_PREFIX}{digits}")
+        }
+        None => revision.chars().take(commit_digits).collect(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalDir {
     root: PathBuf,
@@ -60,7 +79,7 @@ impl LocalDir {
                 }
             })?;
         Ok(SyncOutcome {
-            commit: format!("dir:{}", &digest[..REVISION_DIGITS]),
+            commit: format!("{REVISION_PREFIX}{}", &digest[..REVISION_DIGITS]),
             snapshot_dir: self.root.clone(),
             desired_root: self.root.clone(),
             summary: format!("local directory {}", self.root.display()),
@@ -96,5 +115,16 @@ mod tests {
         std::fs::write(root.join("stacks/web/compose.yaml"), "services: {}\n").expect("undo");
         assert_eq!(src.read().expect("read").commit, r1);
         assert!(LocalDir::new(&root.join("missing"), &[]).is_err());
+    }
+
+    #[test]
+    fn a_short_revision_keeps_the_dir_marker_and_twelve_digits() {
+        assert_eq!(
+            short_revision("dir:0123456789abcdef0123", 7),
+            "dir:0123456789ab"
+        );
+        assert_eq!(short_revision("dir:0123", 7), "dir:0123");
+        assert_eq!(short_revision(&"a1".repeat(20), 7), "a1a1a1a");
+        assert_eq!(short_revision(&"a1".repeat(20), 12), "a1a1a1a1a1a1");
     }
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{ConfigError, SourceConfig, VerifyMode};
 use crate::diag::Diagnostic;
 
-pub use local::LocalDir;
+pub use local::{short_revision, LocalDir, REVISION_PREFIX};
 pub use snapshot::gc_snapshots;
 /// Kill the `ssh` of every fetch still running; `main` calls it as the agent exits.
 pub use ssh::stop_all as stop_ssh;
