@@ -183,7 +183,7 @@ impl Policy {
         let write = write && !flags.contains(&"ro");
         if bind {
             if !device.starts_with('/') {
-                // The engine refuses a relative device when the volume is mounted.
+                // A relative one is refused where the volume is built (`desired/build`).
                 return None;
             }
             if DOCKER_SOCKETS.contains(&device) {

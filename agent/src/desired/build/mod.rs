@@ -255,13 +255,28 @@ fn define_resources(
         let name = full_name(&part.project, key, def.name.as_deref(), ext);
         names.volumes.insert(key.clone(), name.clone());
         if !ext.external {
+            let driver_opts = scalars(&def.driver_opts);
+            let bind = driver_opts
+                .get("o")
+                .is_some_and(|o| o.split(',').any(|f| f == "bind" || f == "rbind"));
+            // compose resolves it in the project directory, where the agent keeps a repo copy
+            // or a data directory: a bind mount of the path says which one it is.
+            if let Some(d) = driver_opts
+                .get("device")
+                .filter(|d| bind && !d.starts_with('/'))
+            {
+                r.err(
+                    format!("volumes.{key}.driver_opts.device"),
+                    format!("a bind volume of the relative path {d:?} is not supported: mount it as a bind (`{d}:/target` in the service's volumes), which keeps its data in the stack's data directory"),
+                );
+            }
             state.volumes.insert(
                 name.clone(),
                 VolumeSpec {
                     name,
                     labels: def.labels.filled(),
                     driver: def.driver.clone(),
-                    driver_opts: scalars(&def.driver_opts),
+                    driver_opts,
                     stack: part.name.clone(),
                     project: part.project.clone(),
                     key: key.clone(),

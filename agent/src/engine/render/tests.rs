@@ -375,6 +375,17 @@ fn cdi_device_names_are_device_requests_not_paths() {
 }
 
 #[test]
+fn a_bind_volume_of_a_relative_path_names_the_bind_to_write_instead() {
+    let e = errors(
+        "services:\n  web: {image: busybox, volumes: [data:/data]}\nvolumes:\n  data:\n    driver_opts: {type: none, o: bind, device: ./data}\n",
+    );
+    assert!(
+        e.contains("compose.yaml:5: volumes.data.driver_opts.device: a bind volume of the relative path \"./data\" is not supported: mount it as a bind (`./data:/target`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn ports_long_form_and_ranges() {
     let h = host(&svc(
         "    ports:\n      - \"8000-8001:9000-9001\"\n      - \"127.0.0.1:7000-7005:7000\"\n      - {target: 53, published: \"5353\", protocol: udp, host_ip: 127.0.0.1, mode: host}\n",
