@@ -395,6 +395,13 @@ pub async fn reconcile_with<E: Engine>(
                         r.errors.iter().map(cluster_error).collect(),
                     );
                 }
+                // A host without kind still gets its services and routing: each cluster is
+                // reported skipped, with why, instead of failing the pass.
+                Err(e @ cluster::ClusterError::KindMissing) => {
+                    outcome
+                        .skipped
+                        .extend(clusters_skipped(&desired.selection.clusters, &e));
+                }
                 Err(e) => outcome.absorb(1, 1, Vec::new(), vec![cluster_error(&e)]),
             }
             outcome.clusters = cluster::run::status_host(desired).await.unwrap_or_default();
@@ -407,6 +414,9 @@ pub async fn reconcile_with<E: Engine>(
             (opts.rollout.watch.as_ref()).map(|s| rollout::WatchPlan::of(desired, &plan, s));
         for e in &outcome.errors {
             warn!(error = %e, "step failed");
+        }
+        for e in &outcome.skipped {
+            warn!(reason = %e, "skipped");
         }
         let applied = Applied {
             revision: opts.revision.clone(),
@@ -451,6 +461,23 @@ fn cluster_error(e: &cluster::ClusterError) -> ItemError {
         ),
         None => ItemError::new(None, format!("clusters: {e}")),
     }
+}
+
+/// Each selected cluster, not attempted for `why` (what this host lacks).
+fn clusters_skipped(names: &[String], why: &cluster::ClusterError) -> Vec<ItemError> {
+    if names.is_empty() {
+        // Only a prune of clusters was asked for.
+        return vec![ItemError::new(None, format!("clusters: {why}"))];
+    }
+    names
+        .iter()
+        .map(|name| {
+            ItemError::new(
+                Some(Subject::new(SubjectKind::Cluster, name)),
+                format!("cluster {name}: {why}"),
+            )
+        })
+        .collect()
 }
 
 /// A forward that failed to start, with the forward as its subject.
@@ -572,6 +599,38 @@ mod tests {
             message.starts_with(&format!("forward web: cannot listen on {listen}")),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_host_without_kind_skips_each_cluster_and_the_pass_still_applies() {
+        let mut outcome = Outcome {
+            tried: 3,
+            ..Default::default()
+        };
+        let names = ["macula-dev".to_string(), "edge".to_string()];
+        let why = cluster::ClusterError::KindMissing;
+        outcome.skipped.extend(clusters_skipped(&names, &why));
+        let outcome = outcome.settle();
+        assert!(outcome.ok(), "{outcome:?}");
+        let text = outcome.text();
+        assert_eq!(text.out, "0 failed, 3 tried (0 changed, 2 skipped)\n");
+        assert_eq!(
+            text.err,
+            "skipped: cluster macula-dev: `kind` was not found on PATH; install kind (https://kind.sigs.k8s.io) to manage clusters\n\
+             skipped: cluster edge: `kind` was not found on PATH; install kind (https://kind.sigs.k8s.io) to manage clusters\n"
+        );
+        let json = serde_json::to_value(&outcome).expect("json");
+        assert_eq!(
+            json["skipped"][0]["subject"],
+            serde_json::json!({"kind": "cluster", "name": "macula-dev"})
+        );
+        assert!(outcome
+            .status_lines()
+            .contains("skipped:   cluster edge: `kind`"));
+        // A prune with no cluster selected still says why nothing was done.
+        let prune_only = clusters_skipped(&[], &why);
+        assert!(prune_only[0].subject.is_none());
+        assert!(prune_only[0].message.starts_with("clusters: `kind`"));
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct Outcome {
     /// Every failed item, each naming its subject.
     #[serde(default)]
     pub errors: Vec<ItemError>,
+    /// Items not attempted because this host lacks what they need (`kind` for clusters), each
+    /// naming its subject and why. Not failures: the pass can still be `applied`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<ItemError>,
     /// Per selected kind cluster: nodes up, Flux Kustomizations' Ready and revision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<ClusterStatus>,

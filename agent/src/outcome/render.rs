@@ -58,9 +58,14 @@ pub struct Text {
 
 impl Outcome {
     /// `3 failed, 5 tried (2 changed)`.
+    /// `3 failed, 5 tried (2 changed)`, `… (2 changed, 1 skipped)` when items were skipped.
     pub fn summary(&self) -> String {
+        let skipped = match self.skipped.len() {
+            0 => String::new(),
+            n => format!(", {n} skipped"),
+        };
         format!(
-            "{} failed, {} tried ({} changed)",
+            "{} failed, {} tried ({} changed{skipped})",
             self.failed,
             self.tried,
             self.changed()
@@ -82,6 +87,9 @@ impl Outcome {
                 }
                 for e in &self.errors {
                     let _ = writeln!(t.err, "failed: {e}");
+                }
+                for e in &self.skipped {
+                    let _ = writeln!(t.err, "skipped: {e}");
                 }
                 let _ = writeln!(t.out, "{}", self.summary());
             }
@@ -136,6 +144,9 @@ impl Outcome {
             for c in &self.changes {
                 let _ = writeln!(o, "  {c}");
             }
+        }
+        for e in &self.skipped {
+            let _ = writeln!(o, "skipped:   {e}");
         }
         for c in &self.clusters {
             let ks: Vec<String> = c

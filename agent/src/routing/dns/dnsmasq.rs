@@ -82,11 +82,7 @@ impl Dnsmasq {
                 } else {
                     Err(RoutingError::Reload {
                         command,
-                        reason: format!(
-                            "{}: {}",
-                            out.status,
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        ),
+                        reason: format!("{}: {}", out.status, one_line(&out.stderr)),
                     })
                 }
             }
@@ -189,9 +185,38 @@ async fn write(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     tokio::fs::rename(&tmp, path).await
 }
 
+/// A command's stderr as one line of an error (`a; b`): the apply report lists one item a line.
+fn one_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_reload_is_one_line_naming_the_command() {
+        let d = Dnsmasq {
+            path: PathBuf::from("/nonexistent/macula.conf"),
+            reload: Some(Reload::Command(vec![
+                "sh".into(),
+                "-c".into(),
+                "echo 'not booted with systemd' >&2; echo >&2; echo 'Host is down' >&2; exit 1"
+                    .into(),
+            ])),
+        };
+        let e = d.reload().await.expect_err("the command fails").to_string();
+        assert!(
+            e.starts_with("reload command \"sh -c ")
+                && e.ends_with("failed: exit status: 1: not booted with systemd; Host is down"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn renders_address_lines_sorted() {
