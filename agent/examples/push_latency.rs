@@ -1,7 +1,8 @@
 //! Push-to-running latency: `git push` (or a local commit) of a one-service change → the new
 //! container running. Drives the real daemon (webhook receiver, local ref watcher, gix fetch,
 //! snapshot) with the real Docker core (a one-service compose stack), and, for comparison, with
-//! the tests' minimal reconciler (docker CLI rm + run). Run via `tests/bench/push-latency.sh`.
+//! the tests' minimal reconciler (docker CLI rm + run), and the floor in the same run: the same
+//! push with the container replaced by hand at once. Run via `tests/bench/push-latency.sh`.
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;
@@ -68,7 +69,7 @@ fn write_state(r: &Repos, id: &str, msg: &str, core: bool) {
     }
 }
 
-async fn measure<R: Reconciler>(label: &str, pushes: usize, local: bool, core: Option<R>) {
+async fn measure<R: Reconciler>(label: &str, pushes: usize, local: bool, core: Option<R>) -> f64 {
     let id = unique_id();
     let (rec, _guard) = BusyboxReconciler::new(&id);
     let is_core = core.is_some();
@@ -136,13 +137,50 @@ async fn measure<R: Reconciler>(label: &str, pushes: usize, local: bool, core: O
     for c in ids.split_whitespace() {
         docker_out(&["rm", "-f", c]);
     }
+    row(label, samples)
+}
+
+/// Print one table row; the median.
+fn row(label: &str, mut samples: Vec<f64>) -> f64 {
     samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let median = percentile(&samples, 0.5);
     println!(
-        "| {label:<36} | {pushes} | {:.3} s | {:.3} s | {:.3} s |",
-        percentile(&samples, 0.5),
+        "| {label:<36} | {} | {median:.3} s | {:.3} s | {:.3} s |",
+        samples.len(),
         percentile(&samples, 0.95),
         samples[samples.len() - 1]
     );
+    median
+}
+
+/// The floor no agent can beat: the same `git push` (no hook) followed at once by the engine
+/// replacing the container by hand (`docker rm -f` + `docker run -d`), timed the same way.
+async fn floor(pushes: usize) -> f64 {
+    let id = unique_id();
+    let name = format!("mgsrc-{id}-floor");
+    let label = format!("io.macula.gitops.host=mgsrc-{id}");
+    let run = |msg: &str| {
+        docker_out(&["rm", "-f", &name]);
+        let env = format!("MODE={msg}");
+        let args = ["run", "-d", "--name", &name, "--label", &label, "-e", &env];
+        docker_out(&[&args[..], &[image::busybox(), "sleep", "3600"]].concat());
+    };
+    let r = Repos::new();
+    write_state(&r, &id, "m0", true);
+    r.commit_push("m0");
+    run("m0");
+    let mut samples = Vec::new();
+    for i in 1..=pushes {
+        let msg = format!("m{i}");
+        write_state(&r, &id, &msg, true);
+        let t0 = Instant::now();
+        r.commit_push(&msg);
+        run(&msg);
+        wait_running(&name, &msg, true).await;
+        samples.push(t0.elapsed().as_secs_f64());
+    }
+    docker_out(&["rm", "-f", &name]);
+    row("floor: git push + docker rm -f/run -d", samples)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -153,20 +191,26 @@ async fn main() {
         .unwrap_or(10);
     println!("| path                                 | pushes | median | p95 | max |");
     println!("|--------------------------------------|--------|--------|-----|-----|");
-    measure(
+    let webhook = measure(
         "webhook (smart HTTP), Docker core",
         pushes,
         false,
         Some(CoreReconciler::default()),
     )
     .await;
-    measure(
+    let local = measure(
         "local commit (notify), Docker core",
         pushes,
         true,
         Some(CoreReconciler::default()),
     )
     .await;
+    let floor = floor(pushes).await;
     measure::<CoreReconciler>("webhook, minimal docker rm+run", pushes, false, None).await;
     measure::<CoreReconciler>("local commit, minimal docker rm+run", pushes, true, None).await;
+    println!(
+        "\nmedian / floor: webhook {:.2}×, local commit {:.2}×",
+        webhook / floor,
+        local / floor
+    );
 }
