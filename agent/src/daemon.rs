@@ -10,6 +10,7 @@
 mod core;
 mod origin;
 mod own;
+mod pacing;
 mod rollouts;
 mod service;
 
@@ -111,6 +112,8 @@ pub struct Daemon<R> {
     drift: Option<tokio::sync::mpsc::Receiver<DriftEvent>>,
     /// What the last pass touched: its own stops and removals are not drift.
     own: own::OwnChanges,
+    /// Crash-looping services whose drift repair waits (`daemon/pacing.rs`).
+    pacing: pacing::Pacing,
     /// The last good revision and the latest rollout, persisted (`crate::rollout`).
     rollout: RolloutState,
     /// The host's `rollout:`; never `rollback` for a local directory (`Daemon::new`).
@@ -204,6 +207,7 @@ impl<R: Reconciler> Daemon<R> {
             outcomes: tokio::sync::broadcast::channel(OUTCOME_BACKLOG).0,
             drift: None,
             own: Default::default(),
+            pacing: Default::default(),
             rollout,
             rollout_settings,
         })
@@ -334,6 +338,9 @@ impl<R: Reconciler> Daemon<R> {
         // never wait for it. A newer rollout replaces it (the older revision is superseded).
         let mut watching: Option<Watching> = None;
         loop {
+            // A paced repair is a timer in this loop: it never blocks it, and shutdown does not
+            // wait for it.
+            let paced_due = self.pacing.next_due();
             // Biased: events queued during a pass are judged (own change or drift) before the
             // next pass starts and replaces what "own" means.
             tokio::select! {
@@ -354,8 +361,20 @@ impl<R: Reconciler> Daemon<R> {
                         tracing::debug!(container = %ev.container, service = %ev.service, action = %ev.action, "own change, not drift");
                     } else {
                         tracing::info!(container = %ev.container, service = %ev.service, action = %ev.action, "drift");
+                        match self.pacing.event(&ev.service, &ev.action, Instant::now()) {
+                            pacing::Repair::Now => self.app.trigger.fire(Cause::Drift),
+                            pacing::Repair::After { delay, streak } => {
+                                tracing::warn!(service = %ev.service, delay = %humantime::format_duration(delay), streak, "crash loop: drift repair paced");
+                                self.show_paced();
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(paced_due.unwrap_or_else(Instant::now).into()), if paced_due.is_some() => {
+                    if self.pacing.fall_due(Instant::now()) {
                         self.app.trigger.fire(Cause::Drift);
                     }
+                    self.show_paced();
                 }
                 p = self.app.trigger.next() => {
                     // A local directory is read in a moment and may have changed since: drift
@@ -414,6 +433,23 @@ impl<R: Reconciler> Daemon<R> {
         }
         tracing::info!("daemon stopped");
         Ok(())
+    }
+
+    /// Status lists the services whose repair is paced, with when it falls due.
+    fn show_paced(&self) {
+        let now = Utc::now();
+        let paced = self
+            .pacing
+            .held(Instant::now())
+            .into_iter()
+            .map(|(s, left)| {
+                (
+                    s,
+                    now + chrono::Duration::from_std(left).unwrap_or_default(),
+                )
+            })
+            .collect();
+        self.status_mut(|st| st.paced = paced);
     }
 
     fn status_mut(&self, f: impl FnOnce(&mut Status)) {
@@ -587,7 +623,13 @@ impl<R: Reconciler> Daemon<R> {
                 _ => None,
             },
             watch: (pass == PassKind::Rollout).then(|| self.rollout_settings.clone()),
-            watched: watched.map(|w| w.services.clone()).unwrap_or_default(),
+            // A paced service's liveness waits for its time, like a watched one's for the verdict.
+            watched: watched
+                .map(|w| w.services.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(self.pacing.held(Instant::now()).into_keys())
+                .collect(),
         };
         let req = ApplyRequest {
             options: ReconcileOptions {
@@ -617,6 +659,10 @@ impl<R: Reconciler> Daemon<R> {
         outcome.summary = Some(o.summary.clone());
         outcome.author = Some(o.author.clone());
         self.own = own::OwnChanges::of(&outcome, window_start);
+        let started_services = own::started_services(&outcome);
+        self.pacing
+            .started(started_services.iter().map(String::as_str), Instant::now());
+        self.show_paced();
         let start = self.rollout_starts(&mut outcome, &req).await;
         match &outcome.result {
             PassResult::Applied | PassResult::Failed | PassResult::RolledBack { .. } => {

@@ -258,6 +258,25 @@ mod tests {
         assert_eq!(t.event(&again).map(|e| e.kind), Some(EventKind::Applied));
     }
 
+    /// Every paced repair of a crash loop is a drift pass starting the same service: the same
+    /// event each time, so a target is told once (until its reminder), not once per restart.
+    #[test]
+    fn a_crash_loops_repairs_are_one_notification() {
+        let mut t = Translate::default();
+        let mut dedup = super::super::dedup::Dedup::default();
+        let now = chrono::Utc::now();
+        let sent: Vec<bool> = (0..5)
+            .map(|i| {
+                let repair = outcome(PassResult::Applied, "drift", vec![web(Action::Start)]);
+                let e = t.event(&repair).expect("a drift repair is told");
+                assert_eq!(e.kind, EventKind::DriftRepaired);
+                let at = now + chrono::Duration::seconds(1 << i);
+                dedup.admit("chat", e.kind.topic(), &e.fingerprint(), None, at)
+            })
+            .collect();
+        assert_eq!(sent, [true, false, false, false, false]);
+    }
+
     #[test]
     fn a_pass_whose_rollout_is_watched_is_told_once_when_the_watch_ends() {
         let mut t = Translate::default();

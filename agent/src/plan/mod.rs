@@ -25,9 +25,10 @@ pub struct PlanOptions {
     pub prune_volumes: bool,
     /// Allow a desired state with no services to prune everything.
     pub allow_empty: bool,
-    /// Services whose rollout is being watched (`stack/service`): a stopped or unhealthy
-    /// container of theirs is the watch's to judge, not a pass's to restart (that would hide a
-    /// crash from the verdict). One that is gone is still created.
+    /// Services whose liveness the pass leaves alone (`stack/service`): those whose rollout is
+    /// being watched (a stopped or unhealthy container of theirs is the watch's to judge; a
+    /// restart would hide a crash from the verdict), and crash-looping ones whose paced drift
+    /// repair is not due yet (`daemon/pacing.rs`). One that is gone is still created.
     pub watched: BTreeSet<String>,
 }
 

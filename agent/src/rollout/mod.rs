@@ -66,8 +66,8 @@ pub struct PassRollout {
     pub pins: Option<Pins>,
     /// Watch the services the pass changed, with these settings.
     pub watch: Option<RolloutSettings>,
-    /// Services whose rollout is being watched: the pass leaves their liveness to the watch
-    /// (`PlanOptions::watched`).
+    /// Services whose rollout is being watched, and paced ones not due yet: the pass leaves
+    /// their liveness alone (`PlanOptions::watched`).
     pub watched: BTreeSet<String>,
 }
 

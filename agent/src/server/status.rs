@@ -56,6 +56,9 @@ pub struct Status {
     /// The revision a rollback returns to.
     #[serde(default)]
     pub last_good_revision: Option<String>,
+    /// Crash-looping services whose drift repair waits, and until when (`daemon/pacing.rs`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub paced: std::collections::BTreeMap<String, DateTime<Utc>>,
 }
 
 /// One container of a service: a scaled service has one entry per replica.
@@ -212,6 +215,13 @@ impl Status {
                     r.pinned.join(", ")
                 );
             }
+        }
+        for (svc, until) in &self.paced {
+            let _ = writeln!(
+                o,
+                "paced:     {svc} (crash loop; next restart {})",
+                when(&Some(*until))
+            );
         }
         if let Some(e) = &self.last_error {
             let _ = writeln!(o, "error:     {e}");

@@ -1,12 +1,12 @@
 //! The one daemon loop on a local directory, through the agent binary and the real engine: a
 //! saved edit is applied without an interval tick (1 h here), the agent's own recreate is not
 //! taken for drift, `/status` and the control verbs (`status`, `suspend`, `resume`) reach it, and
-//! SIGTERM ends it; an edit's rollout is judged, never rolled back. A socket proxy in front of the Docker socket, cut and restored, shows that
+//! SIGTERM ends it; an edit's rollout is judged, never rolled back; a crash loop's repair is paced. A socket proxy in front of the Docker socket, cut and restored, shows that
 //! a pass fails clearly while the engine is gone and that the agent recovers on its own.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::docker::{container_id, container_state, docker};
 use crate::support::fixture::Fixture;
@@ -265,5 +265,80 @@ fn an_engine_cut_off_fails_the_pass_clearly_and_the_agent_recovers_when_it_is_ba
     eprintln!(
         "recovered {:?} after the engine came back",
         restored.elapsed()
+    );
+}
+
+/// `start` events of container `name` between two wall-clock instants (the engine's own log).
+fn starts_between(name: &str, since: SystemTime, until: SystemTime) -> usize {
+    let secs = |t: SystemTime| {
+        let d = t.duration_since(UNIX_EPOCH).expect("after 1970");
+        format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+    };
+    let filter = format!("container={name}");
+    docker(&[
+        "events",
+        "--since",
+        &secs(since),
+        "--until",
+        &secs(until),
+        "--filter",
+        &filter,
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Action}}",
+    ])
+    .lines()
+    .filter(|l| l.trim() == "start")
+    .count()
+}
+
+/// A service that ran well, then fails at once on every start (restart policy unset, as compose
+/// files often leave it): drift repair restarts it with growing pauses, not back to back, and
+/// status says it is paced; a container stopped once by hand is still restarted at once.
+#[test]
+fn a_crash_loop_is_restarted_with_growing_pauses_and_a_single_stop_is_not() {
+    let f = Fixture::new();
+    let (app, crash) = (f.name("app"), f.name("crash"));
+    // Its first run leaves a stamp in the container and stays up; any later start fails.
+    let extra = f.fill(
+        "  crash:\n    image: {image}\n    container_name: t{id}-crash\n    command: sh -c 'test -e /stamp && exit 1; touch /stamp; sleep 3600'\n",
+    );
+    f.agent_config("rollout: {stable: 1s, timeout: 30s}\n");
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    f.write("stacks/s/compose.yaml", &(compose(&f, "one") + &extra));
+    let _d = f.spawn("h", &["run", "--interval", "1h"]);
+    wait_status(&f, "the revision healthy", |s| {
+        s["rollout"]["phase"] == "healthy"
+    });
+
+    // Stopped by hand once: every start from now on fails at once.
+    let since = SystemTime::now();
+    docker(&["stop", "-t", "0", &crash]);
+    let s = wait_status(&f, "the crash paced in status", |s| {
+        s["paced"]["s/crash"].is_string()
+    });
+    assert!(s["paced"]["s/app"].is_null(), "{s:#}");
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(since.elapsed().unwrap_or_default()));
+    let starts = starts_between(&crash, since, SystemTime::now());
+    eprintln!("crash loop: {starts} starts in 8 s");
+    // Back to back it is a start every few hundred ms (dozens in 8 s); paced, the pauses double
+    // from 1 s. Still repaired: the paced repair fires later on its own.
+    assert!((2..=5).contains(&starts), "{starts} starts in 8 s");
+
+    // One stop by hand is no crash loop: restarted at once, never paced.
+    docker(&["stop", "-t", "0", &app]);
+    wait_until(Duration::from_secs(30), "the stopped one restarted", || {
+        container_state(&app) == "running"
+    });
+    let s = status(&f).expect("status");
+    assert!(s["paced"]["s/app"].is_null(), "{s:#}");
+    wait_until(
+        Duration::from_secs(60),
+        "the text status says paced",
+        || {
+            f.ok("h", &["status"])
+                .contains("paced:     s/crash (crash loop")
+        },
     );
 }
