@@ -410,8 +410,11 @@ pub async fn reconcile_with<E: Engine>(
             apply_routing(r, opts, &mut outcome).await;
         }
         // The daemon watches what this pass started, in a task of its own (`crate::rollout`).
-        outcome.watch =
-            (opts.rollout.watch.as_ref()).map(|s| rollout::WatchPlan::of(desired, &plan, s));
+        outcome.watch = (opts.rollout.watch.as_ref()).map(|s| {
+            let mut w = rollout::WatchPlan::of(desired, &plan, s);
+            w.note_failures(&outcome.errors);
+            w
+        });
         for e in &outcome.errors {
             warn!(error = %e, "step failed");
         }

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::desired::spec::DesiredState;
+use crate::outcome::{ItemError, Subject};
 use crate::plan::{Plan, Step};
 use crate::state::{self, StateError};
 
@@ -138,6 +139,7 @@ impl WatchPlan {
                 service: s.key(),
                 container: s.container_name.clone(),
                 timeout: s.rollout_timeout.unwrap_or(settings.timeout),
+                not_started: None,
             })
             .collect();
         let dependents = targets
@@ -150,6 +152,20 @@ impl WatchPlan {
         Self {
             targets,
             dependents,
+        }
+    }
+
+    /// Mark the targets the pass failed on (`errors` by `stack/service`): one without a
+    /// container is judged failed at once, with that error.
+    pub fn note_failures(&mut self, errors: &[ItemError]) {
+        for t in &mut self.targets {
+            let service = Subject::service(&t.service);
+            let failed = errors.iter().find(|e| e.subject.as_ref() == Some(&service));
+            if let Some(e) = failed {
+                let prefix = format!("{}: ", t.service);
+                let why = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
+                t.not_started = Some(why.to_string());
+            }
         }
     }
 
@@ -456,6 +472,7 @@ mod tests {
         st.record("g", &report(&[], &[]), true);
         let plan = WatchPlan {
             targets: vec![Target {
+                not_started: None,
                 service: "a/x".into(),
                 container: "x-1".into(),
                 timeout: Duration::from_secs(30),
@@ -473,6 +490,16 @@ mod tests {
         assert_eq!(st.last_good.as_deref(), Some("g"));
     }
 
+    /// A service `a/<s>` in container `<s>`, with a minute to become healthy.
+    fn target(s: &str) -> Target {
+        Target {
+            service: format!("a/{s}"),
+            container: s.into(),
+            timeout: Duration::from_secs(60),
+            not_started: None,
+        }
+    }
+
     /// Containers that are as the test says, with no events.
     struct Fixed(BTreeMap<String, watch::Seen>);
 
@@ -487,11 +514,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_service_pins_itself_and_its_dependents_not_the_healthy_ones() {
-        let target = |s: &str| Target {
-            service: format!("a/{s}"),
-            container: s.into(),
-            timeout: Duration::from_secs(60),
-        };
         let plan = WatchPlan {
             targets: vec![target("db"), target("web")],
             dependents: BTreeMap::from([
@@ -516,6 +538,43 @@ mod tests {
             BTreeMap::from([("a/db".to_string(), "exited with code 3".to_string())])
         );
         assert_eq!(r.affected, ["a/api", "a/db"]);
+    }
+
+    #[tokio::test]
+    async fn a_service_the_pass_could_not_start_fails_at_once_not_at_its_deadline() {
+        let mut plan = WatchPlan {
+            targets: vec![target("db"), target("web")],
+            dependents: BTreeMap::new(),
+        };
+        let errors = [
+            crate::outcome::ItemError::new(
+                Some(Subject::service("a/db")),
+                "a/db: not started, image postgres:16 is not available",
+            ),
+            crate::outcome::ItemError::new(
+                Some(Subject::service("a/web")),
+                "a/web: removing web-2: boom",
+            ),
+        ];
+        plan.note_failures(&errors);
+        // db has no container; web failed something but runs healthy: judged as it is.
+        let mut w = Fixed(BTreeMap::from([(
+            "web".to_string(),
+            watch::Seen {
+                state: "running".into(),
+                health: Some("healthy".into()),
+                ..Default::default()
+            },
+        )]));
+        // The verdict comes without waiting for the deadline (a wait would end in `Timeout`).
+        let r = check(&mut w, &plan, Duration::from_secs(10)).await;
+        assert_eq!(
+            r.failed,
+            BTreeMap::from([(
+                "a/db".to_string(),
+                "not started, image postgres:16 is not available".to_string()
+            )])
+        );
     }
 
     #[test]

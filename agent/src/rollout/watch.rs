@@ -23,6 +23,10 @@ pub struct Target {
     /// How long it may take to become healthy (or, without a healthcheck, stay running).
     #[serde(rename = "timeout_secs", with = "secs")]
     pub timeout: Duration,
+    /// Why the pass could not start it (its error, e.g. the image is not available): with no
+    /// container there is nothing to wait for, so it fails at once instead of at its deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_started: Option<String>,
 }
 
 /// Whole seconds in status and the persisted rollout state (`timeout_secs`).
@@ -71,6 +75,10 @@ pub enum Failure {
         secs: u64,
         state: String,
     },
+    /// The pass failed to start it and it has no container.
+    NotStarted {
+        error: String,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -84,6 +92,7 @@ impl std::fmt::Display for Failure {
             Failure::Timeout { secs, state } => {
                 write!(f, "not healthy within {secs}s (still {state})")
             }
+            Failure::NotStarted { error } => f.write_str(error),
         }
     }
 }
@@ -191,7 +200,15 @@ pub async fn watch<W: HealthWatch>(
             .collect();
         for t in pending {
             let seen = w.inspect(&t.container).await;
-            match judge(&seen, elapsed, stable, t.timeout) {
+            let verdict = match &t.not_started {
+                Some(error) if seen.state.is_empty() => {
+                    Some(Verdict::Failed(Failure::NotStarted {
+                        error: error.clone(),
+                    }))
+                }
+                _ => judge(&seen, elapsed, stable, t.timeout),
+            };
+            match verdict {
                 Some(v) => {
                     tracing::info!(service = %t.service, verdict = ?v, "rollout watch");
                     out.insert(t.service.clone(), v);

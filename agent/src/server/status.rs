@@ -223,8 +223,22 @@ impl Status {
                 when(&Some(*until))
             );
         }
-        if let Some(e) = &self.last_error {
-            let _ = writeln!(o, "error:     {e}");
+        // The items of the last pass one a line, as `apply` prints them, rather than joined.
+        let items = self
+            .outcome
+            .as_ref()
+            .filter(|out| !out.errors.is_empty() && out.error_summary() == self.last_error);
+        match (items, &self.last_error) {
+            (Some(out), _) => {
+                let _ = writeln!(o, "failed:    {} items", out.errors.len());
+                for e in &out.errors {
+                    let _ = writeln!(o, "  {e}");
+                }
+            }
+            (None, Some(e)) => {
+                let _ = writeln!(o, "error:     {e}");
+            }
+            (None, None) => {}
         }
         for d in &self.diagnostics {
             let _ = writeln!(o, "  {d}");
@@ -304,6 +318,50 @@ mod tests {
         let s: ServiceState =
             serde_json::from_str(r#"{"name": "apps/web", "state": "running"}"#).expect("json");
         assert_eq!(s, container("apps/web", 1, "running", None));
+    }
+
+    #[test]
+    fn the_failed_items_of_a_local_directory_pass_are_one_a_line() {
+        let mut outcome = Outcome {
+            tried: 5,
+            revision: Some("dir:0123456789abcdef0123".into()),
+            ..Default::default()
+        };
+        outcome.absorb(
+            0,
+            2,
+            Vec::new(),
+            vec![
+                crate::outcome::ItemError::new(None, "pulling image a:1 failed: offline"),
+                crate::outcome::ItemError::new(
+                    None,
+                    "s/a: not started, image a:1 is not available",
+                ),
+            ],
+        );
+        let outcome = outcome.settle();
+        let status = Status {
+            source_kind: "dir".into(),
+            applied_revision: outcome.revision.clone(),
+            last_error: outcome.error_summary(),
+            outcome: Some(outcome),
+            ..Default::default()
+        };
+        let text = status.render();
+        assert!(text.contains("applied:   dir:0123456789ab ("), "{text}");
+        assert!(
+            text.contains("failed:    2 items\n  pulling image a:1 failed: offline\n  s/a: not started, image a:1 is not available\n"),
+            "{text}"
+        );
+        assert!(!text.contains("error:"), "{text}");
+        // An error of a later pass that is not the outcome's (a fetch) is shown as it is.
+        let later = Status {
+            last_error: Some("fetching x: timed out".into()),
+            ..status
+        };
+        assert!(later
+            .render()
+            .contains("error:     fetching x: timed out\n"));
     }
 
     #[test]
