@@ -32,7 +32,7 @@ desired() {
 
 # Host agent configs: one allowing nothing beyond the defaults, one granting every policy rule.
 printf 'policy: {}\n' > "$TMP/strict.yaml"
-printf 'policy:\n  host_paths: ["/:rw"]\n  docker_socket: true\n  privileged: true\n  network_host: true\n  pid_host: true\n  ipc_host: true\n  cap_add: [ALL]\n' > "$TMP/grant.yaml"
+printf 'policy:\n  host_paths: ["/:rw"]\n  docker_socket: true\n  privileged: true\n  network_host: true\n  pid_host: true\n  ipc_host: true\n  cap_add: [ALL]\n  security_opt: ["label=disable"]\n' > "$TMP/grant.yaml"
 
 validate() {
   MACULA_GITOPS_CONFIG="${2:-$TMP/strict.yaml}" MACULA_GITOPS_LOG=error "$BIN" \

@@ -27,6 +27,14 @@ const COMPOSE_NAMES: &[&str] = &[
     "docker-compose.yaml",
     "docker-compose.yml",
 ];
+/// Compose-go's `DefaultOverrideFileNames`: the first one found next to the compose file is
+/// merged over it, as `docker compose` does when no `-f` is given.
+const OVERRIDE_NAMES: &[&str] = &[
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
 
 #[derive(Debug, Clone)]
 pub struct LoadedStack {
@@ -52,6 +60,11 @@ pub struct LoadedStack {
     /// with its own directory (its relative paths resolve there, or in the entry's
     /// `project_directory`, as Compose resolves them) and lines; same project.
     pub included: Vec<LoadedStack>,
+    /// The environment this file was read with: the desired-state environment under the
+    /// project's `.env` (and an include's `env_file`). Compose resolves from it what the file
+    /// leaves to the environment: `environment:` entries without a value, build args without
+    /// one, and secrets and configs of `environment:` source.
+    pub env: Env,
 }
 
 impl LoadedStack {
@@ -212,6 +225,26 @@ fn load_stack(root: &Path, name: &str, env: &Env, diags: &mut Diagnostics) -> Op
     let dir = rel.parent().expect("compose file path has a parent");
     let env = project_env(root, dir, env, diags);
     let mut stack = load_file(root, &rel, dir, name, &env, &mut vec![rel.clone()], diags)?;
+    let over = OVERRIDE_NAMES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|r| root.join(r).is_file());
+    if let Some(over_rel) = over {
+        let over = load_file(
+            root,
+            &over_rel,
+            dir,
+            name,
+            &env,
+            &mut vec![over_rel.clone()],
+            diags,
+        )?;
+        if over.named {
+            stack.project.clone_from(&over.project);
+            stack.named = true;
+        }
+        combine::merge_overrides(&mut stack, vec![over], diags);
+    }
     combine::finish(&mut stack, diags);
     Some(stack)
 }
@@ -308,6 +341,7 @@ fn load_file(
         secrets: IndexMap::new(),
         configs: IndexMap::new(),
         included,
+        env: env.clone(),
     };
     combine::merge_included(&mut stack, diags);
     combine::apply_extends(root, &mut stack, env, diags);
@@ -591,5 +625,39 @@ mod tests {
             d[1].starts_with("stacks/app/compose.yaml:7: services.a.healthcheck.retries:"),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn compose_override_yaml_next_to_the_compose_file_is_merged_over_it() {
+        // As `docker compose up` without -f: the first of compose.override.yml/.yaml,
+        // docker-compose.override.yml/.yaml merges over compose.yaml (zulip ships its secrets
+        // there), with the project's `.env` and paths resolving in the stack directory.
+        let dir = repo(&[
+            ("hosts.yaml", "hosts:\n  default: {stacks: [app]}\n"),
+            ("stacks/app/.env", "TAG=2\n"),
+            (
+                "stacks/app/compose.yaml",
+                "services:\n  a:\n    image: app:1\n    secrets: [pw]\n  b:\n    image: b\n",
+            ),
+            (
+                "stacks/app/compose.override.yaml",
+                "name: renamed\nservices:\n  a:\n    image: app:${TAG}\nsecrets:\n  pw:\n    environment: TAG\n",
+            ),
+            (
+                "stacks/app/docker-compose.override.yml",
+                "services:\n  a:\n    image: not-this-one\n",
+            ),
+        ]);
+        let (loaded, d) = load(dir.path(), "h", &Env::default());
+        assert!(messages(d).iter().all(|m| !m.contains("error")), "loads");
+        let stack = &loaded.expect("loads").stacks[0];
+        assert_eq!(stack.project, "renamed", "the override's `name:` wins");
+        assert_eq!(stack.services["a"].image.as_deref(), Some("app:2"));
+        assert_eq!(stack.services["a"].secrets.len(), 1);
+        assert!(
+            stack.secrets.contains_key("pw"),
+            "secret declared by the override"
+        );
+        assert_eq!(stack.services["b"].image.as_deref(), Some("b"));
     }
 }

@@ -42,7 +42,7 @@ pub fn load_checked(
     let Some(loaded) = loaded else {
         return Err(diags.into_sorted());
     };
-    let (mut state, build_diags) = build::build(&loaded, env);
+    let (mut state, build_diags) = build::build(&loaded);
     diags.extend(build_diags);
     diags.extend(validate::validate(&state));
     if let Some(p) = policy {

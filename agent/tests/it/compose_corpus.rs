@@ -184,10 +184,12 @@ fn corpus_names() -> Vec<String> {
 
 /// The agent config of a host that allows nothing beyond the defaults.
 const STRICT: &str = "policy: {}\n";
-/// One that grants every host-policy rule.
+/// One that grants every host-policy rule (`security_opt` is a list of entries allowed
+/// verbatim: the corpus's only one beyond the harmless ones).
 const GRANT_ALL: &str =
     "policy:\n  host_paths: [\"/:rw\"]\n  docker_socket: true\n  privileged: true\n  \
-     network_host: true\n  pid_host: true\n  ipc_host: true\n  cap_add: [ALL]\n";
+     network_host: true\n  pid_host: true\n  ipc_host: true\n  cap_add: [ALL]\n  \
+     security_opt: [\"label=disable\"]\n";
 
 /// `name → error lines` from `validate` under `policy`, a few files at a time.
 fn validate_all(names: &[&String], policy: &str) -> BTreeMap<String, Vec<String>> {

@@ -10,7 +10,7 @@ use crate::desired::spec::MountSource;
 
 /// A read-only relative bind: the repo file or directory, digested; every link inside a bound
 /// directory must stay in the repo.
-pub(super) fn repo_copy(root: &Path, stack_dir: &Path, src: &str) -> Result<MountSource, String> {
+fn repo_copy(root: &Path, stack_dir: &Path, src: &str) -> Result<MountSource, String> {
     let real = resolve_inside(root, stack_dir, src).map_err(|e| e.to_string())?;
     paths::check_links(root, &real, src).map_err(|e| e.to_string())?;
     let digest =
@@ -20,6 +20,25 @@ pub(super) fn repo_copy(root: &Path, stack_dir: &Path, src: &str) -> Result<Moun
         digest,
         local: real,
     })
+}
+
+/// A read-only relative bind. A source the repo lacks is what Compose makes of it when it
+/// creates bind sources (the short syntax, or `bind.create_host_path: true`): an empty directory
+/// created on the host, here the stack's data directory for that path, mounted read-only —
+/// `true` alongside says so, for a warning. Without `create`, a missing source is an error as it
+/// is for Compose (a long-syntax bind).
+pub(super) fn read_only(
+    root: &Path,
+    stack_dir: &Path,
+    src: &str,
+    create: bool,
+) -> Result<(MountSource, bool), String> {
+    match resolve_inside(root, stack_dir, src) {
+        Err(paths::PathError::Missing { .. }) if create => {
+            data_mount(root, stack_dir, src).map(|s| (s, true))
+        }
+        _ => repo_copy(root, stack_dir, src).map(|s| (s, false)),
+    }
 }
 
 /// An absolute host path, or `~/…` expanded with the agent's `$HOME` as Compose does.

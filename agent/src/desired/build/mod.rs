@@ -19,11 +19,10 @@ use super::load::{Loaded, LoadedStack, SourceFile};
 use super::spec::*;
 use crate::diag::Diagnostics;
 use crate::input::lines;
-use crate::input::Env;
 
 pub use units::parse_duration;
 
-pub fn build(loaded: &Loaded, env: &Env) -> (DesiredState, Diagnostics) {
+pub fn build(loaded: &Loaded) -> (DesiredState, Diagnostics) {
     let mut d = Diagnostics::default();
     let mut state = DesiredState {
         root: loaded.root.clone(),
@@ -36,7 +35,7 @@ pub fn build(loaded: &Loaded, env: &Env) -> (DesiredState, Diagnostics) {
         warnings: Vec::new(),
     };
     for stack in &loaded.stacks {
-        build_stack(&loaded.root, stack, env, &mut state, &mut d);
+        build_stack(&loaded.root, stack, &mut state, &mut d);
         state
             .sources
             .insert(stack.name.clone(), stack.source.clone());
@@ -113,13 +112,7 @@ pub fn valid_container_name(n: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-fn build_stack(
-    root: &Path,
-    stack: &LoadedStack,
-    env: &Env,
-    state: &mut DesiredState,
-    d: &mut Diagnostics,
-) {
+fn build_stack(root: &Path, stack: &LoadedStack, state: &mut DesiredState, d: &mut Diagnostics) {
     let mut r = Report {
         file: &stack.source,
         d,
@@ -158,7 +151,7 @@ fn build_stack(
             d,
         };
         define_resources(part, &mut names, state, &mut r);
-        files.extend(files::Defs::new(root, part, env, &mut r));
+        files.extend(files::Defs::new(root, part, &part.env, &mut r));
     }
 
     let profiles = &state.selection.compose_profiles;
@@ -219,7 +212,7 @@ fn build_stack(
         let ctx = service::Ctx {
             root,
             stack: part,
-            env,
+            env: &part.env,
             names: &names,
             files: &files,
         };

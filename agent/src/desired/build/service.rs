@@ -305,7 +305,16 @@ fn mounts(ctx: &Ctx, svc: &Service, base: &str, r: &mut Report) -> Vec<MountSpec
                 let made = if src.starts_with('/') || src.starts_with('~') {
                     binds::host_path(src).map(|path| MountSource::Host { path })
                 } else if m.read_only {
-                    binds::repo_copy(root, &stack.dir, src)
+                    let create = m.create_host_path == Some(true);
+                    binds::read_only(root, &stack.dir, src, create).map(|(s, created)| {
+                        if created {
+                            r.warn(
+                                path.clone(),
+                                format!("{src:?} is not in the repo: an empty directory is created and mounted read-only, as docker compose does"),
+                            );
+                        }
+                        s
+                    })
                 } else {
                     binds::data_mount(root, &stack.dir, src)
                 };

@@ -14,7 +14,8 @@ pub struct Mount {
     pub kind: MountKind,
     /// Bind propagation (`rprivate`, `shared`, ...).
     pub propagation: Option<String>,
-    /// Long syntax `bind.create_host_path`; the short syntax always creates (as Compose does).
+    /// Whether a missing bind source is created: `Some(true)` for the short syntax (as
+    /// compose-go parses it), long syntax `bind.create_host_path` as written (unset: not created).
     pub create_host_path: Option<bool>,
     /// `z` or `Z`: SELinux relabelling of a bind source.
     pub selinux: Option<String>,
@@ -170,6 +171,7 @@ fn parse_short_mount(s: &str) -> Result<Mount, String> {
         source: source.map(str::to_string),
         target: target.to_string(),
         kind,
+        create_host_path: (kind == MountKind::Bind).then_some(true),
         ..Default::default()
     };
     for flag in mode

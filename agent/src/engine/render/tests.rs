@@ -386,6 +386,32 @@ fn a_bind_volume_of_a_relative_path_names_the_bind_to_write_instead() {
 }
 
 #[test]
+fn a_short_syntax_read_only_bind_missing_from_the_repo_is_an_empty_directory_as_compose_creates() {
+    // ente's `./data:/data:ro`, mailcow's `./data/assets/ssl:...:ro`: compose creates the
+    // missing source directory; so does the agent (the stack's data directory), with a warning.
+    let d = desired(&svc("    volumes: [\"./certs:/certs:ro\"]\n"), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let m = &spec_of(&d, "web").mounts[0];
+    assert!(m.read_only);
+    assert!(
+        matches!(&m.source, crate::desired::spec::MountSource::Data { path, seed: None } if path == "certs"),
+        "{:?}",
+        m.source
+    );
+    assert_warns(&d, "services.web.volumes[0]", "is not in the repo");
+    // Long syntax creates nothing unless `bind.create_host_path: true`, as in compose-go.
+    let e = errors(&svc(
+        "    volumes: [{type: bind, source: ./certs, target: /certs, read_only: true}]\n",
+    ));
+    assert!(e.contains("\"./certs\" does not exist"), "{e}");
+    let d = desired(
+        &svc("    volumes: [{type: bind, source: ./certs, target: /certs, read_only: true, bind: {create_host_path: true}}]\n"),
+        &[],
+    );
+    assert!(d.is_ok(), "{:?}", d.err());
+}
+
+#[test]
 fn ports_long_form_and_ranges() {
     let h = host(&svc(
         "    ports:\n      - \"8000-8001:9000-9001\"\n      - \"127.0.0.1:7000-7005:7000\"\n      - {target: 53, published: \"5353\", protocol: udp, host_ip: 127.0.0.1, mode: host}\n",
@@ -466,6 +492,27 @@ fn networks_long_form_and_top_level_options() {
     assert_eq!(bk.ipam_config.len(), 2);
     assert_eq!(bk.ipam_config[0].ip_range.as_deref(), Some("172.31.0.0/25"));
     assert!(d.external_networks.contains("shared"));
+}
+
+#[test]
+fn the_project_env_file_feeds_environment_secrets_and_bare_environment_entries() {
+    // zulip keeps its secrets in `.env` (`secrets: {x: {environment: ZULIP__X}}`): Compose reads
+    // a secret's `environment:` source, an `environment:` entry without a value and a build arg
+    // without one from the project environment, `.env` included, not only the process's.
+    let d = desired(
+        "services:\n  web:\n    image: busybox\n    environment: [FROM_DOTENV]\n    secrets: [pw]\nsecrets:\n  pw: {environment: PW}\n",
+        &[(".env", "PW=from-dotenv\nFROM_DOTENV=yes\n")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let web = spec_of(&d, "web");
+    assert!(
+        matches!(&web.mounts[0].source, crate::desired::spec::MountSource::Generated { content, .. } if content.0 == b"from-dotenv"),
+        "secret content from .env"
+    );
+    assert_eq!(
+        web.environment.get("FROM_DOTENV").map(String::as_str),
+        Some("yes")
+    );
 }
 
 #[test]
