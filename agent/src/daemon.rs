@@ -361,13 +361,13 @@ impl<R: Reconciler> Daemon<R> {
                         tracing::debug!(container = %ev.container, service = %ev.service, action = %ev.action, "own change, not drift");
                     } else {
                         tracing::info!(container = %ev.container, service = %ev.service, action = %ev.action, "drift");
-                        match self.pacing.event(&ev.service, &ev.action, Instant::now()) {
+                        match self.pacing.event(&ev, Instant::now()) {
                             pacing::Repair::Now => self.app.trigger.fire(Cause::Drift),
                             pacing::Repair::After { delay, streak } => {
                                 tracing::warn!(service = %ev.service, delay = %humantime::format_duration(delay), streak, "crash loop: drift repair paced");
-                                self.show_paced();
                             }
                         }
+                        self.show_paced();
                     }
                 }
                 _ = tokio::time::sleep_until(paced_due.unwrap_or_else(Instant::now).into()), if paced_due.is_some() => {

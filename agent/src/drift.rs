@@ -20,6 +20,8 @@ pub struct DriftEvent {
     pub action: String,
     /// When the engine says it happened (`None` for the agent's own `events-reconnected`).
     pub time: Option<std::time::SystemTime>,
+    /// A `die`'s exit code: 137 and 143 are a kill from outside (stop, kill, `rm -f`).
+    pub exit_code: Option<i64>,
 }
 
 /// Actions that mean a managed container is no longer doing what it should. `kill`, `oom` and
@@ -69,6 +71,7 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
                         service: String::new(),
                         action: "events-reconnected".into(),
                         time: None,
+                        exit_code: None,
                     };
                     if tx.send(ev).await.is_err() {
                         return;
@@ -103,6 +106,7 @@ pub async fn watch(host: String, tx: mpsc::Sender<DriftEvent>) {
                                         .map(String::as_str)
                                         .unwrap_or("?")
                                 ),
+                                exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
                                 action,
                                 time,
                             };

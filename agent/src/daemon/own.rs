@@ -85,6 +85,7 @@ mod tests {
             service: service.into(),
             action: "die".into(),
             time,
+            exit_code: Some(1),
         }
     }
 

@@ -3,20 +3,28 @@
 //! flood logs and notifications. Like Docker's restart policy, the pause doubles with each
 //! quick death and the streak ends once a container stays up.
 //!
-//! Only a `die` counts, and only within [`QUICK`] of the agent's own start: a container stopped
-//! once by hand, or one that ran for a while, is repaired at once, and a removal (`destroy`) is
-//! never paced (`docker rm -f` in a row, as the drift benchmark does, is recreated at once). A
+//! Only a `die` counts, only within [`QUICK`] of the agent's own start, and only when the process
+//! ended by itself: a kill from outside (exit code 137 or 143: `docker stop`, `kill`, `rm -f`)
+//! never counts, so stops and removals by hand, even in a row as the drift benchmark makes them,
+//! are repaired at once, and so is a container that ran for a while. Removing a paced crash
+//! loop's container by hand (`destroy`) releases it: it is recreated at once. (A process the OOM
+//! killer ends is a kill too: an out-of-memory loop is not paced.) A
 //! held service's liveness is left alone by every pass until its time (`PlanOptions::watched`);
 //! the daemon fires a drift pass when it falls due.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::drift::DriftEvent;
+
 /// A death this soon after the agent started the container is part of a crash loop.
 pub const QUICK: Duration = Duration::from_secs(10);
 /// The pause before the second repair of a streak; it doubles from there.
 const FIRST: Duration = Duration::from_secs(1);
 const CAP: Duration = Duration::from_secs(300);
+
+/// Exit codes of a process killed by SIGKILL or SIGTERM.
+const KILLED: [i64; 2] = [137, 143];
 
 /// What to do about a drift event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +60,17 @@ impl Pacing {
         }
     }
 
-    /// When to repair after `action` of `service`, seen at `now`.
-    pub fn event(&mut self, service: &str, action: &str, now: Instant) -> Repair {
-        if action != "die" {
+    /// When to repair after `ev`, seen at `now`.
+    pub fn event(&mut self, ev: &DriftEvent, now: Instant) -> Repair {
+        if ev.action == "destroy" {
+            if let Some(t) = self.services.get_mut(&ev.service) {
+                t.due = None;
+            }
+        }
+        if ev.action != "die" || ev.exit_code.is_some_and(|c| KILLED.contains(&c)) {
             return Repair::Now;
         }
-        let t = self.services.entry(service.to_string()).or_default();
+        let t = self.services.entry(ev.service.clone()).or_default();
         let quick = t.started.is_some_and(|s| now.duration_since(s) < QUICK);
         if !quick {
             t.streak = 0;
@@ -122,6 +135,21 @@ mod tests {
         Duration::from_secs_f64(n)
     }
 
+    /// `action` of `service`; a `die` exits 1 unless `code` says otherwise.
+    fn ev(service: &str, action: &str, code: Option<i64>) -> DriftEvent {
+        DriftEvent {
+            container: String::new(),
+            service: service.into(),
+            action: action.into(),
+            time: None,
+            exit_code: code,
+        }
+    }
+
+    fn die(service: &str) -> DriftEvent {
+        ev(service, "die", Some(1))
+    }
+
     /// Drive `p` through a crash loop from `t0`: each repair starts the container when due, and
     /// it dies `life` later. Returns the pause before each repair.
     fn crash_loop(p: &mut Pacing, t0: Instant, life: Duration, deaths: usize) -> Vec<Duration> {
@@ -130,7 +158,7 @@ mod tests {
         let mut pauses = Vec::new();
         for _ in 0..deaths {
             now += life;
-            let delay = match p.event(SVC, "die", now) {
+            let delay = match p.event(&die(SVC), now) {
                 Repair::Now => Duration::ZERO,
                 Repair::After { delay, .. } => delay,
             };
@@ -161,12 +189,12 @@ mod tests {
         let t = t0 + secs(60.0);
         p.started([SVC], t);
         // Up for longer than QUICK: this death is no part of the streak, nor the next one.
-        assert_eq!(p.event(SVC, "die", t + QUICK + secs(1.0)), Repair::Now);
+        assert_eq!(p.event(&die(SVC), t + QUICK + secs(1.0)), Repair::Now);
         p.started([SVC], t + secs(20.0));
-        assert_eq!(p.event(SVC, "die", t + secs(20.5)), Repair::Now);
+        assert_eq!(p.event(&die(SVC), t + secs(20.5)), Repair::Now);
         p.started([SVC], t + secs(21.0));
         assert_eq!(
-            p.event(SVC, "die", t + secs(21.5)),
+            p.event(&die(SVC), t + secs(21.5)),
             Repair::After {
                 delay: secs(1.0),
                 streak: 2
@@ -179,20 +207,51 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pacing::default();
         p.started([SVC, "s/app"], t0);
-        // Removed by hand again and again right after each repair: never held.
+        // Stopped or removed by hand (`rm -f`: killed, then destroyed) again and again right
+        // after each repair: never held.
         for i in 0..5 {
             let at = t0 + secs(f64::from(i));
-            assert_eq!(p.event(SVC, "destroy", at), Repair::Now);
-            assert_eq!(p.event(SVC, "health_status: unhealthy", at), Repair::Now);
-            assert_eq!(p.event(SVC, "events-reconnected", at), Repair::Now);
-            p.started([SVC], at);
+            for e in [
+                ev(SVC, "die", Some(137)),
+                ev(SVC, "destroy", None),
+                ev(SVC, "die", Some(143)),
+                ev(SVC, "health_status: unhealthy", None),
+                ev("", "events-reconnected", None),
+            ] {
+                assert_eq!(p.event(&e, at), Repair::Now, "{e:?}");
+            }
+            p.started([SVC], at + secs(0.5));
         }
         // A container the agent did not start lately, stopped once by hand.
-        assert_eq!(p.event("s/old", "die", t0), Repair::Now);
+        assert_eq!(p.event(&die("s/old"), t0), Repair::Now);
         // Stopped once by hand right after the agent started it: still at once.
-        assert_eq!(p.event("s/app", "die", t0 + secs(0.5)), Repair::Now);
+        assert_eq!(p.event(&die("s/app"), t0 + secs(0.5)), Repair::Now);
         assert!(p.held(t0 + secs(1.0)).is_empty());
         assert_eq!(p.next_due(), None);
+    }
+
+    #[test]
+    fn removing_a_paced_container_releases_it() {
+        let t0 = Instant::now();
+        let mut p = Pacing::default();
+        crash_loop(&mut p, t0, secs(0.1), 3);
+        let t = t0 + secs(4.0);
+        assert!(matches!(
+            p.event(&die(SVC), t),
+            Repair::After { streak: 4, .. }
+        ));
+        // Removed by hand while held (an exited container: destroy alone): recreated at once,
+        // and a crash after that goes on with the streak.
+        assert_eq!(
+            p.event(&ev(SVC, "destroy", None), t + secs(1.0)),
+            Repair::Now
+        );
+        assert!(p.held(t + secs(1.0)).is_empty());
+        p.started([SVC], t + secs(1.5));
+        assert!(matches!(
+            p.event(&die(SVC), t + secs(1.6)),
+            Repair::After { streak: 5, .. }
+        ));
     }
 
     #[test]
@@ -200,9 +259,9 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pacing::default();
         p.started([SVC], t0);
-        assert_eq!(p.event(SVC, "die", t0 + secs(0.1)), Repair::Now);
+        assert_eq!(p.event(&die(SVC), t0 + secs(0.1)), Repair::Now);
         p.started([SVC], t0 + secs(0.5));
-        let paced = p.event(SVC, "die", t0 + secs(0.6));
+        let paced = p.event(&die(SVC), t0 + secs(0.6));
         assert_eq!(
             paced,
             Repair::After {
