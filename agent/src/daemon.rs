@@ -361,6 +361,9 @@ impl<R: Reconciler> Daemon<R> {
                         tracing::debug!(container = %ev.container, service = %ev.service, action = %ev.action, "own change, not drift");
                     } else {
                         tracing::info!(container = %ev.container, service = %ev.service, action = %ev.action, "drift");
+                        if let Some(w) = watching.as_mut() {
+                            w.drifted = true;
+                        }
                         match self.pacing.event(&ev, Instant::now()) {
                             pacing::Repair::Now => self.app.trigger.fire(Cause::Drift),
                             pacing::Repair::After { delay, streak } => {
@@ -411,9 +414,15 @@ impl<R: Reconciler> Daemon<R> {
                 }
                 done = async { (&mut watching.as_mut().expect("guarded").task).await }, if watching.is_some() => {
                     let w = watching.take().expect("guarded");
+                    let catch_up = w.drifted;
                     match done {
                         Ok(report) => self.watch_ended(w, report).await,
                         Err(e) => tracing::error!(commit = %w.commit, error = %e, "rollout watch ended abnormally"),
+                    }
+                    // Drift during the watch left the watched services' liveness to it: what
+                    // the verdict (and any rollback) did not settle is repaired now.
+                    if catch_up {
+                        self.app.trigger.fire(Cause::Drift);
                     }
                 }
             }

@@ -13,6 +13,8 @@ pub(super) struct Watching {
     pub(super) commit: String,
     /// The services watched: passes meanwhile leave their liveness to the watch.
     pub(super) services: std::collections::BTreeSet<String>,
+    /// Drift came during the watch: a catch-up pass follows its end.
+    pub(super) drifted: bool,
     pub(super) task: tokio::task::JoinHandle<RolloutReport>,
     /// The pass that started it: its end is this outcome again, with the verdict.
     outcome: Outcome,
@@ -60,6 +62,7 @@ impl<R: Reconciler> Daemon<R> {
         Watching {
             commit: commit.to_string(),
             services: plan.services().into_iter().collect(),
+            drifted: false,
             task: tokio::spawn(async move { r.watch(plan, settings).await }),
             outcome,
             req,

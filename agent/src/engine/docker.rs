@@ -12,7 +12,7 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
     EventsOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
     ListNetworksOptions, ListVolumesOptions, RemoveContainerOptionsBuilder,
-    RestartContainerOptions, StartContainerOptions,
+    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -552,7 +552,22 @@ impl Engine for DockerEngine {
 
 impl DockerEngine {
     /// `volumes`: also remove the container's anonymous volumes (named ones always stay).
+    ///
+    /// A running container is stopped first, as docker compose stops it: its `stop_signal`,
+    /// then SIGKILL only after its `stop_grace_period` (the container's own StopSignal and
+    /// StopTimeout, default SIGTERM and 10 s). A forced removal alone would SIGKILL it at once:
+    /// a database would lose what it had not flushed. The forced removal then only cleans up.
     async fn remove_container_with(&self, id: &str, volumes: bool) -> Result<(), EngineError> {
+        match self
+            .docker
+            .stop_container(id, None::<StopContainerOptions>)
+            .await
+        {
+            // 304: not running; 404: gone; anything else (a removal already under way):
+            // the removal below says what it is.
+            Ok(()) => {}
+            Err(e) => tracing::debug!(container = id, error = %e, "stop before removal"),
+        }
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(volumes)

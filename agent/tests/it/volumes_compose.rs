@@ -371,3 +371,44 @@ fn nothing_written_is_lost_across_revisions_restarts_and_a_deleted_state_dir() {
     assert_eq!(read(), "kept\nkept\nkept\nkept\nseed 0\nconf 3");
     remove_with_volumes(&db);
 }
+
+/// A trap that notes SIGTERM in the volume: a graceful stop leaves `stopped-<N>` behind.
+const GRACEFUL: &str = r#"
+services:
+  db:
+    image: {image}
+    container_name: t{id}-db
+    stop_signal: SIGTERM
+    stop_grace_period: 30s
+    command: ["sh", "-c", "trap 'echo stopped-$$N >> /data/log; exit 0' TERM; echo started-$$N >> /data/log; while :; do sleep 1; done"]
+    environment: {N: "N_VALUE"}
+    volumes: ["data:/data"]
+volumes:
+  data: {name: "t{id}-graceful"}
+"#;
+
+/// A recreate stops the old container as docker compose does — its `stop_signal`, then its
+/// `stop_grace_period` to finish — before removing it; a forced removal alone would SIGKILL it
+/// and a database would lose what it had not flushed.
+#[test]
+fn a_recreate_stops_the_old_container_gracefully_first() {
+    let f = Fixture::new();
+    let db = f.name("db");
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    let rev = |n: &str| {
+        f.write(
+            "stacks/s/compose.yaml",
+            &f.fill(GRACEFUL).replace("N_VALUE", n),
+        );
+    };
+    rev("1");
+    f.ok("h", &["apply"]);
+    rev("2");
+    let out = f.ok("h", &["apply"]);
+    assert!(out.contains("0 failed"), "{out}");
+    assert_eq!(
+        docker(&["exec", &db, "cat", "/data/log"]),
+        "started-1\nstopped-1\nstarted-2",
+        "{out}"
+    );
+}

@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-const DOCKERFILE: &str = "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY udpecho /bin/udpecho\n";
+/// `STOPSIGNAL SIGKILL`: the agent stops a container gracefully before removing it, as compose
+/// does, and `sleep` as PID 1 ignores SIGTERM — without it every recreate in the suite would wait
+/// the 10 s grace period. A test of the graceful stop sets `stop_signal` itself.
+const DOCKERFILE: &str = "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY udpecho /bin/udpecho\nSTOPSIGNAL SIGKILL\n";
 
 /// `udpecho ADDR TAG`: answers every datagram with `TAG:` + the datagram.
 const UDP_ECHO_SRC: &str = r#"
