@@ -595,6 +595,10 @@ impl<R: Reconciler> Daemon<R> {
                 .causes
                 .iter()
                 .any(|c| matches!(c, Cause::Manual | Cause::Resume));
+        if asked {
+            self.pacing.release_all();
+            self.show_paced();
+        }
         if self.invalid_commit.as_deref() == Some(o.commit.as_str()) && !asked {
             tracing::debug!(commit = %o.commit, "known-invalid revision; not retried");
             return None;

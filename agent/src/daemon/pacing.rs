@@ -105,6 +105,14 @@ impl Pacing {
         self.services.values().filter_map(|t| t.due).min()
     }
 
+    /// Someone asked for a pass (`reconcile`, `resume`): every held service is started now; the
+    /// streaks go on, so a crash after that is held again.
+    pub fn release_all(&mut self) {
+        for t in self.services.values_mut() {
+            t.due = None;
+        }
+    }
+
     /// Release the repairs due by `now`; true if there were any (a drift pass is due).
     pub fn fall_due(&mut self, now: Instant) -> bool {
         let mut any = false;
@@ -255,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn a_held_repair_is_listed_until_it_falls_due() {
+    fn a_held_repair_is_listed_until_it_falls_due_or_is_asked_for() {
         let t0 = Instant::now();
         let mut p = Pacing::default();
         p.started([SVC], t0);
@@ -278,6 +286,19 @@ mod tests {
         assert!(!p.fall_due(t0 + secs(1.5)), "not yet");
         assert!(p.fall_due(due));
         assert!(p.held(due).is_empty());
+        p.started([SVC], due);
+        assert!(matches!(
+            p.event(&die(SVC), due + secs(0.1)),
+            Repair::After { streak: 3, .. }
+        ));
+        p.release_all();
+        assert!(p.held(due + secs(0.2)).is_empty(), "asked for: started now");
+        p.started([SVC], due + secs(0.5));
+        assert!(matches!(
+            p.event(&die(SVC), due + secs(0.6)),
+            Repair::After { streak: 4, .. }
+        ));
+        assert!(p.fall_due(due + secs(5.0)));
         assert_eq!(p.next_due(), None);
         assert!(!p.fall_due(due + secs(1.0)), "released once");
     }
