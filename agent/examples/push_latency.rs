@@ -137,6 +137,17 @@ async fn measure<R: Reconciler>(label: &str, pushes: usize, local: bool, core: O
     for c in ids.split_whitespace() {
         docker_out(&["rm", "-f", c]);
     }
+    // And its networks (a default network left behind holds a /16 of the engine's pool).
+    let nets = docker_out(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=io.macula.gitops.host={host}"),
+    ]);
+    for n in nets.split_whitespace() {
+        docker_out(&["network", "rm", n]);
+    }
     row(label, samples)
 }
 
