@@ -88,7 +88,12 @@ impl<R: Reconciler> Daemon<R> {
     async fn verdict(&mut self, outcome: &mut Outcome, req: &ApplyRequest, report: RolloutReport) {
         let commit = outcome.revision.clone().unwrap_or_default();
         // A failed rollout is the first thing to read (what its dependents then report follows).
+        // A service the pass itself failed on already has its item (and is counted once).
         let failed: Vec<ItemError> = (report.failed.iter())
+            .filter(|(service, _)| {
+                let subject = Subject::service(service);
+                !outcome.errors.iter().any(|e| e.subject.as_ref() == Some(&subject))
+            })
             .map(|(service, why)| {
                 let message = format!("{service}: rollout failed: {why}");
                 ItemError::new(Some(Subject::service(service)), message)
