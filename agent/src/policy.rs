@@ -239,6 +239,20 @@ impl Policy {
                 ));
             }
         };
+        flag(
+            rt.post_start
+                .iter()
+                .chain(&rt.pre_stop)
+                .any(|h| h.privileged),
+            "privileged",
+            self.config.privileged,
+            "a privileged lifecycle hook (root on the host)",
+            if rt.post_start.iter().any(|h| h.privileged) {
+                "post_start"
+            } else {
+                "pre_stop"
+            },
+        );
         let host = |v: &Option<String>| v.as_deref() == Some("host");
         flag(
             rt.privileged,

@@ -185,11 +185,22 @@ async fn service<'a, E: Engine>(
         .iter()
         .zip(created)
         .map(|((step, replica), created)| async move {
-            match created {
+            let id = match created {
                 Some(Ok(id)) => start(p.engine, replica, id, gate).await,
                 Some(Err(e)) => Err(e),
                 None => run_step(p, replica, step, gate).await,
-            }
+            }?;
+            // Every step that gets here started the container (created, recreated, started,
+            // restarted, adopted): its post_start hooks run, as compose runs them on a start.
+            hooks(
+                p.engine,
+                replica,
+                &id,
+                "post_start",
+                &replica.runtime.post_start,
+            )
+            .await?;
+            Ok::<_, EngineError>(id)
         });
     let (mut ids, mut failed, mut lines) = (existing, false, Vec::new());
     for ((step, replica), result) in replicas.iter().zip(join_all(runs).await) {
@@ -338,6 +349,8 @@ async fn run_step<E: Engine>(
             Ok(id.clone())
         }
         Step::RecreateContainer { id, .. } => {
+            // As compose stops a container it recreates: the service's pre_stop hooks first.
+            hooks(p.engine, spec, id, "pre_stop", &spec.runtime.pre_stop).await?;
             let mut cctx = create_context(spec, p.host, p.ctx)?;
             cctx.inherited = inherited(spec, old_mounts(p, step));
             replace(p.engine, spec, cctx, id, Removal::Ours, gate).await
@@ -369,4 +382,20 @@ async fn adopt<E: Engine>(
     }
     let id = create(p, spec, Some(cctx), gate).await?;
     start(p.engine, spec, id, gate).await
+}
+
+/// Run `spec`'s `which` hooks (post_start or pre_stop) in container `id`, in order; the first
+/// failing one fails the service's item, naming it (`post_start[1] exited with status 2`).
+async fn hooks<E: Engine>(
+    engine: &E,
+    spec: &ServiceSpec,
+    id: &str,
+    which: &str,
+    list: &[crate::desired::spec::HookSpec],
+) -> Result<(), EngineError> {
+    for (i, h) in list.iter().enumerate() {
+        let hook = format!("{which}[{i}]");
+        engine.run_hook(id, &spec.container_name, &hook, h).await?;
+    }
+    Ok(())
 }

@@ -310,6 +310,20 @@ pub struct DeviceRequestSpec {
     pub at: String,
 }
 
+/// A lifecycle hook as the engine's exec runs it: `environment` as `KEY=value` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookSpec {
+    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<String>,
+}
+
 macro_rules! runtime_spec {
     ($($(#[$doc:meta])* $name:ident : $ty:ty = $skip:expr,)*) => {
         /// Container settings beyond the first subset, mapped as `docker compose` maps them.
@@ -322,6 +336,10 @@ macro_rules! runtime_spec {
 
 runtime_spec! {
     platform: Option<String> = "Option::is_none",
+    /// Run in the container after each start this agent makes (`post_start`), and before it
+    /// stops or removes it (`pre_stop`), as `docker compose` runs them.
+    post_start: Vec<HookSpec> = "Vec::is_empty",
+    pre_stop: Vec<HookSpec> = "Vec::is_empty",
     stop_signal: Option<String> = "Option::is_none",
     /// Seconds, as Compose truncates `stop_grace_period`.
     stop_timeout: Option<i64> = "Option::is_none",

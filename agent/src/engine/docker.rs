@@ -19,7 +19,9 @@ use futures::StreamExt;
 
 use super::render::{connect_order, container_body, endpoint};
 use super::{Changes, ContainerStatus, CreateContext, Engine, EngineError};
-use crate::desired::spec::{BuildSpec, NetworkSpec, ServiceSpec, VolumeSpec, INLINE_DOCKERFILE};
+use crate::desired::spec::{
+    BuildSpec, HookSpec, NetworkSpec, ServiceSpec, VolumeSpec, INLINE_DOCKERFILE,
+};
 use crate::labels;
 use crate::plan::{Observed, ObservedContainer, ObservedImage, ObservedNetwork, ObservedVolume};
 
@@ -457,6 +459,57 @@ impl Engine for DockerEngine {
             }
         }
         Ok(created.id)
+    }
+
+    async fn run_hook(
+        &self,
+        id: &str,
+        name: &str,
+        hook: &str,
+        spec: &HookSpec,
+    ) -> Result<(), EngineError> {
+        let fail = |e: BErr| EngineError::Container {
+            container: name.into(),
+            message: format!("{hook} hook: {e}"),
+        };
+        let config = bollard::exec::CreateExecOptions {
+            cmd: Some(spec.command.clone()),
+            user: spec.user.clone(),
+            privileged: Some(spec.privileged),
+            working_dir: spec.working_dir.clone(),
+            env: Some(spec.environment.clone()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(id, config).await.map_err(fail)?;
+        // Attached, so this returns once the hook's output ends, i.e. when it exits.
+        let mut text = Vec::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&exec.id, None).await.map_err(fail)?
+        {
+            while let Some(chunk) = output.next().await {
+                text.extend_from_slice(&chunk.map_err(fail)?.into_bytes());
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(fail)?
+            .exit_code
+            .unwrap_or(-1);
+        if code == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&text);
+        let last = text.lines().rev().find(|l| !l.trim().is_empty());
+        Err(EngineError::Hook {
+            container: name.into(),
+            hook: hook.into(),
+            code,
+            output: last.map(|l| format!(": {}", l.trim())).unwrap_or_default(),
+        })
     }
 
     async fn start_container(&self, id: &str, name: &str) -> Result<(), EngineError> {

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::desired::spec::{BuildSpec, NetworkSpec, ServiceSpec, VolumeSpec};
+use crate::desired::spec::{BuildSpec, HookSpec, NetworkSpec, ServiceSpec, VolumeSpec};
 use crate::plan::Observed;
 
 pub use docker::DockerEngine;
@@ -111,6 +111,15 @@ pub enum EngineError {
     Container { container: String, message: String },
     /// The engine is removing it (a `docker rm -f` in progress): it cannot be started, and
     /// its name is free once the removal ends.
+    #[error("container {container}: its {hook} hook exited with status {code}{output}")]
+    Hook {
+        container: String,
+        /// `post_start[0]`, `pre_stop[1]`.
+        hook: String,
+        code: i64,
+        /// `: ` and the last line the hook wrote, when it wrote one.
+        output: String,
+    },
     #[error("container {container} is being removed")]
     BeingRemoved { container: String },
     #[error("container {container} does not exist")]
@@ -182,6 +191,15 @@ pub trait Engine: Send + Sync {
         &self,
         id: &str,
         name: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Run a lifecycle hook (`hook` names it, `post_start[0]`) in the running container and
+    /// wait for it to end; a non-zero exit is `Err(Hook)`.
+    fn run_hook(
+        &self,
+        id: &str,
+        name: &str,
+        hook: &str,
+        spec: &HookSpec,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
     fn restart_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     fn rename_container(

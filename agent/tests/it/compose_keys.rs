@@ -185,3 +185,50 @@ fn specification_keys_reach_the_container() {
     let out = f.ok("a", &["apply"]);
     assert!(out.contains("0 failed, 0 tried"), "{out}");
 }
+
+const HOOKS: &str = r#"
+name: t{id}
+services:
+  app:
+    image: {image}
+    container_name: t{id}-app
+    command: [sh, -c, "sleep 3600"]
+    tmpfs: ["/work:mode=1777"]
+    post_start:
+      - command: [sh, -c, "echo $$HOOK_VAR-$$(id -u) > /work/started"]
+        user: "1000"
+        environment: {HOOK_VAR: from-hook}
+      - command: sh -c 'pwd >> /work/started'
+        working_dir: /etc
+  bad:
+    image: {image}
+    container_name: t{id}-bad
+    command: [sh, -c, "sleep 3600"]
+    post_start:
+      - command: [sh, -c, "echo no bucket yet; exit 3"]
+"#;
+
+#[test]
+fn post_start_hooks_run_in_the_started_container_and_a_failing_one_fails_the_service() {
+    // ente's minio creates its buckets with a post_start hook; compose runs each hook in the
+    // started container (its user, working_dir, environment) and fails `up` when one fails.
+    let f = Fixture::new();
+    f.write("hosts.yaml", "hosts:\n  default: {stacks: [s]}\n");
+    f.write("stacks/s/compose.yaml", &f.fill(HOOKS));
+    let out = f.run("a", &["apply"]);
+    let mut c = Cleanup::default();
+    c.container(&f.name("app"));
+    c.container(&f.name("bad"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a failing hook fails apply:\n{text}");
+    assert_eq!(
+        docker(&["exec", &f.name("app"), "cat", "/work/started"]),
+        "from-hook-1000\n/etc",
+        "{text}"
+    );
+    assert!(
+        text.contains("post_start[0] hook exited with status 3: no bucket yet"),
+        "{text}"
+    );
+}

@@ -4,8 +4,8 @@
 
 use super::units::{parse_bytes, parse_cpus, parse_duration, parse_micros};
 use super::{Report, StackNames};
-use crate::desired::compose::{DeviceRequest, Scalar, Service};
-use crate::desired::spec::{DeviceRequestSpec, DeviceSpec, LogSpec, RuntimeSpec};
+use crate::desired::compose::{DeviceRequest, Hook, Scalar, Service};
+use crate::desired::spec::{DeviceRequestSpec, DeviceSpec, HookSpec, LogSpec, RuntimeSpec};
 
 pub(super) fn runtime(
     svc: &Service,
@@ -242,6 +242,8 @@ pub(super) fn runtime(
         device_cgroup_rules: svc.device_cgroup_rules.clone(),
         device_requests,
         privileged: svc.privileged,
+        post_start: svc.post_start.iter().map(hook).collect(),
+        pre_stop: svc.pre_stop.iter().map(hook).collect(),
         cap_drop: svc.cap_drop.clone(),
         security_opt: svc.security_opt.clone(),
         read_only: svc.read_only,
@@ -381,4 +383,20 @@ fn is_cdi_name(s: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+}
+
+/// A hook's `environment` entries without a value are left out (exec adds nothing for them).
+fn hook(h: &Hook) -> HookSpec {
+    HookSpec {
+        command: h.command.0.clone(),
+        user: h.user.as_ref().and_then(|u| u.0.clone()),
+        privileged: h.privileged,
+        working_dir: h.working_dir.clone(),
+        environment: h
+            .environment
+            .0
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect(),
+    }
 }

@@ -8,7 +8,7 @@ use super::files::{FILE_DEF_KEYS, FILE_REF_KEYS};
 use super::mounts::{BIND_KEYS, MOUNT_KEYS, TMPFS_KEYS, VOLUME_OPT_KEYS};
 use super::network::{ATTACHMENT_KEYS, IPAM_CONFIG_KEYS, IPAM_KEYS, NETWORK_KEYS, VOLUME_KEYS};
 use super::ports::PORT_KEYS;
-use super::service::{HEALTHCHECK_KEYS, LOGGING_KEYS};
+use super::service::{HEALTHCHECK_KEYS, HOOK_KEYS, LOGGING_KEYS};
 
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "name", "version", "services", "networks", "volumes", "secrets", "configs", "include", "x-*",
@@ -97,6 +97,8 @@ pub const SERVICE_KEYS: &[&str] = &[
     "extends",
     "develop",
     "attach",
+    "post_start",
+    "pre_stop",
     "x-macula",
     "x-*",
 ];
@@ -132,6 +134,7 @@ pub fn supported_keys_at(path: &str) -> &'static [&'static str] {
         ["services", _, "deploy", "resources", _, _] => RESOURCE_KEYS,
         ["services", _, "deploy", "restart_policy", _] => RESTART_POLICY_KEYS,
         ["services", _, "logging", _] => LOGGING_KEYS,
+        ["services", _, "post_start" | "pre_stop", _] => HOOK_KEYS,
         ["services", _, "ports", _] => PORT_KEYS,
         ["services", _, "volumes", "bind", _] => BIND_KEYS,
         ["services", _, "volumes", "volume", _] => VOLUME_OPT_KEYS,

@@ -35,8 +35,8 @@ pub use network::{
 };
 pub use ports::{parse_expose, parse_short_port, Port, PortEntry, Protocol};
 pub use service::{
-    Condition, DependsOn, Device, EnvFile, Extends, ExtraHosts, HealthTest, Healthcheck, Logging,
-    Service, Ulimit, XMacula,
+    Condition, DependsOn, Device, EnvFile, Extends, ExtraHosts, HealthTest, Healthcheck, Hook,
+    Logging, Service, Ulimit, XMacula,
 };
 
 #[derive(Debug, Clone, Default, Deserialize)]

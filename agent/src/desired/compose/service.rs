@@ -132,10 +132,36 @@ pub struct Service {
     /// Accepted and ignored: `docker compose watch` and attach are interactive features.
     pub develop: Option<serde_yaml::Value>,
     pub attach: Option<bool>,
+    /// Lifecycle hooks: commands run in the container once it has started, and before it is
+    /// stopped.
+    #[serde(default)]
+    pub post_start: Vec<Hook>,
+    #[serde(default)]
+    pub pre_stop: Vec<Hook>,
     /// Agent-specific settings, in an extension key so Compose still loads the file.
     #[serde(rename = "x-macula", default)]
     pub x_macula: XMacula,
 }
+
+/// One `post_start`/`pre_stop` entry (Compose Specification, lifecycle hooks).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Hook {
+    pub command: CommandLine,
+    pub user: Option<Scalar>,
+    #[serde(default)]
+    pub privileged: bool,
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub environment: KeyValues,
+}
+
+pub const HOOK_KEYS: &[&str] = &[
+    "command",
+    "user",
+    "privileged",
+    "working_dir",
+    "environment",
+];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct XMacula {

@@ -412,6 +412,42 @@ fn a_short_syntax_read_only_bind_missing_from_the_repo_is_an_empty_directory_as_
 }
 
 #[test]
+fn post_start_and_pre_stop_hooks_become_the_specs_exec_commands() {
+    let d = desired(
+        &svc("    post_start:\n      - {command: \"sh -c 'mc mb b'\", user: 1000, working_dir: /data, environment: {A: '1', UNSET: null}}\n    pre_stop:\n      - command: [flush, --all]\n        privileged: true\n"),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rt = &spec_of(&d, "web").runtime;
+    let h = &rt.post_start[0];
+    assert_eq!(h.command, ["sh", "-c", "mc mb b"]);
+    assert_eq!(h.user.as_deref(), Some("1000"));
+    assert_eq!(h.working_dir.as_deref(), Some("/data"));
+    assert_eq!(h.environment, ["A=1"]);
+    assert_eq!(rt.pre_stop[0].command, ["flush", "--all"]);
+    assert!(rt.pre_stop[0].privileged);
+    // A privileged hook is root on the host: only the host's policy grants it.
+    let policy = crate::policy::Policy::new(Default::default(), "agent.yaml");
+    let refused: Vec<String> = policy
+        .check(&d)
+        .into_sorted()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|m| m.contains("services.web.pre_stop: a privileged lifecycle hook")),
+        "{refused:?}"
+    );
+    let e = errors(&svc("    post_start: [{command: x, when: later}]\n"));
+    assert!(
+        e.contains("services.web.post_start[0].when: unknown key \"when\" (supported: command, user, privileged, working_dir, environment)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn ports_long_form_and_ranges() {
     let h = host(&svc(
         "    ports:\n      - \"8000-8001:9000-9001\"\n      - \"127.0.0.1:7000-7005:7000\"\n      - {target: 53, published: \"5353\", protocol: udp, host_ip: 127.0.0.1, mode: host}\n",
