@@ -92,7 +92,10 @@ impl<R: Reconciler> Daemon<R> {
         let failed: Vec<ItemError> = (report.failed.iter())
             .filter(|(service, _)| {
                 let subject = Subject::service(service);
-                !outcome.errors.iter().any(|e| e.subject.as_ref() == Some(&subject))
+                !outcome
+                    .errors
+                    .iter()
+                    .any(|e| e.subject.as_ref() == Some(&subject))
             })
             .map(|(service, why)| {
                 let message = format!("{service}: rollout failed: {why}");
