@@ -198,7 +198,7 @@ pub(super) fn build_service(
         networks,
         healthcheck,
         restart,
-        labels: svc.labels.filled(),
+        labels: labels(ctx, svc, base, r),
         user: svc.user.as_ref().and_then(|u| u.0.clone()),
         working_dir: svc.working_dir.clone(),
         hostname: svc.hostname.clone(),
@@ -482,4 +482,22 @@ fn restart(svc: &Service, base: &str, r: &mut Report) -> String {
         );
     }
     restart
+}
+
+/// `label_file` entries read in order (a later file's key wins), then `labels:` over them, as
+/// compose-go merges them; each file is a repo path like an `env_file`.
+fn labels(ctx: &Ctx, svc: &Service, base: &str, r: &mut Report) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (i, f) in svc.label_file.iter().flat_map(|o| o.0.iter()).enumerate() {
+        let path = lines::index(&format!("{base}.label_file"), i);
+        match resolve_inside(ctx.root, &ctx.stack.dir, f) {
+            Ok(real) => match std::fs::read_to_string(&real) {
+                Ok(text) => out.extend(parse_dotenv(&text)),
+                Err(e) => r.err(path, format!("cannot read label_file: {e}")),
+            },
+            Err(e) => r.err(path, e.to_string()),
+        }
+    }
+    out.extend(svc.labels.filled());
+    out
 }

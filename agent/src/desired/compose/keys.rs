@@ -29,6 +29,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "depends_on",
     "restart",
     "labels",
+    "label_file",
     "user",
     "working_dir",
     "hostname",

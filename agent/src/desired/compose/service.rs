@@ -36,6 +36,8 @@ pub struct Service {
     pub restart: Option<String>,
     #[serde(default)]
     pub labels: KeyValues,
+    /// Files of `KEY=value` labels (compose 2.32+); `labels:` wins over them.
+    pub label_file: Option<OneOrMany>,
     pub user: Option<Scalar>,
     pub working_dir: Option<String>,
     pub hostname: Option<String>,

@@ -448,6 +448,31 @@ fn post_start_and_pre_stop_hooks_become_the_specs_exec_commands() {
 }
 
 #[test]
+fn label_file_labels_reach_the_container_under_the_labels_key() {
+    // compose 2.32+: `label_file` reads KEY=value files in order; `labels:` wins over them.
+    let d = desired(
+        &svc("    label_file: [./a.labels, ./b.labels]\n    labels: {keep: from-labels}\n"),
+        &[
+            (
+                "a.labels",
+                "# traefik\ntraefik.enable=true\nkeep=from-a\nwho=a\n",
+            ),
+            ("b.labels", "who=b\n"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let labels = &spec_of(&d, "web").labels;
+    assert_eq!(labels["traefik.enable"], "true");
+    assert_eq!(labels["who"], "b");
+    assert_eq!(labels["keep"], "from-labels");
+    let e = errors(&svc("    label_file: ./nope.labels\n"));
+    assert!(
+        e.contains("services.web.label_file[0]: \"./nope.labels\" does not exist"),
+        "{e}"
+    );
+}
+
+#[test]
 fn ports_long_form_and_ranges() {
     let h = host(&svc(
         "    ports:\n      - \"8000-8001:9000-9001\"\n      - \"127.0.0.1:7000-7005:7000\"\n      - {target: 53, published: \"5353\", protocol: udp, host_ip: 127.0.0.1, mode: host}\n",
