@@ -348,6 +348,24 @@ fn mounts(ctx: &Ctx, svc: &Service, base: &str, r: &mut Report) -> Vec<MountSpec
             },
         });
     }
+    if svc.use_api_socket {
+        // As compose binds it: the engine's socket at its usual path; the host's policy
+        // decides (`policy.docker_socket`), as for a written bind of it.
+        let at = format!("{base}.use_api_socket");
+        r.warn(
+            at.clone(),
+            "the Docker socket is bound; compose also copies the user's registry credentials into the container, the agent does not",
+        );
+        out.push(MountSpec {
+            source: MountSource::Host {
+                path: "/var/run/docker.sock".into(),
+            },
+            target: "/var/run/docker.sock".into(),
+            read_only: false,
+            at,
+            options: MountOptions::default(),
+        });
+    }
     out
 }
 

@@ -99,6 +99,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "develop",
     "attach",
     "post_start",
+    "use_api_socket",
     "pre_stop",
     "x-macula",
     "x-*",

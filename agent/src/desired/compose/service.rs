@@ -134,6 +134,9 @@ pub struct Service {
     /// Accepted and ignored: `docker compose watch` and attach are interactive features.
     pub develop: Option<serde_yaml::Value>,
     pub attach: Option<bool>,
+    /// compose 2.35+: the Docker API socket bound into the container (`policy.docker_socket`).
+    #[serde(default)]
+    pub use_api_socket: bool,
     /// Lifecycle hooks: commands run in the container once it has started, and before it is
     /// stopped.
     #[serde(default)]

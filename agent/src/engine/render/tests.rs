@@ -72,6 +72,16 @@ fn host(compose: &str) -> HostConfig {
     body(compose).host_config.expect("host config")
 }
 
+/// What a host policy granting nothing (`policy: {}`) refuses in `d`.
+fn refused_by_a_strict_policy(d: &DesiredState) -> Vec<String> {
+    crate::policy::Policy::new(Default::default(), "agent.yaml")
+        .check(d)
+        .into_sorted()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 fn assert_warns(d: &DesiredState, path: &str, text: &str) {
     assert!(
         d.warnings
@@ -427,13 +437,7 @@ fn post_start_and_pre_stop_hooks_become_the_specs_exec_commands() {
     assert_eq!(rt.pre_stop[0].command, ["flush", "--all"]);
     assert!(rt.pre_stop[0].privileged);
     // A privileged hook is root on the host: only the host's policy grants it.
-    let policy = crate::policy::Policy::new(Default::default(), "agent.yaml");
-    let refused: Vec<String> = policy
-        .check(&d)
-        .into_sorted()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let refused = refused_by_a_strict_policy(&d);
     assert!(
         refused
             .iter()
@@ -469,6 +473,23 @@ fn label_file_labels_reach_the_container_under_the_labels_key() {
     assert!(
         e.contains("services.web.label_file[0]: \"./nope.labels\" does not exist"),
         "{e}"
+    );
+}
+
+#[test]
+fn use_api_socket_binds_the_docker_socket_under_the_hosts_policy() {
+    let d = desired(&svc("    use_api_socket: true\n"), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let m = &spec_of(&d, "web").mounts[0];
+    assert_eq!(m.target, "/var/run/docker.sock");
+    assert!(
+        matches!(&m.source, crate::desired::spec::MountSource::Host { path } if path == "/var/run/docker.sock")
+    );
+    let refused = refused_by_a_strict_policy(&d);
+    assert!(
+        refused
+            .iter()
+            .any(|m| m.contains("services.web.use_api_socket: binding the Docker socket")),
+        "{refused:?}"
     );
 }
 
