@@ -187,8 +187,9 @@ fn build_stack(root: &Path, stack: &LoadedStack, state: &mut DesiredState, d: &m
     for (part, svc_name, svc) in enabled {
         let base = lines::join("services", svc_name);
         // Compose attaches services without `networks:` (and without a network_mode) to the
-        // project's default network.
-        if svc.networks.0.is_empty()
+        // project's default network; a service may also name it (`networks: [default, back]`)
+        // without the file declaring it.
+        if (svc.networks.0.is_empty() || svc.networks.0.contains_key("default"))
             && svc.network_mode.is_none()
             && !names.networks.contains_key("default")
         {

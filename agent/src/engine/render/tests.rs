@@ -494,6 +494,19 @@ fn use_api_socket_binds_the_docker_socket_under_the_hosts_policy() {
 }
 
 #[test]
+fn a_service_naming_the_implicit_default_network_joins_it() {
+    // SigNoz's collector: `networks: [default]` with no top-level `networks:`, as compose allows.
+    let d = desired(
+        "services:\n  web:\n    image: busybox\n    networks: [default, back]\nnetworks:\n  back: {}\n",
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let nets: Vec<&String> = spec_of(&d, "web").networks.keys().collect();
+    assert_eq!(nets, ["app_back", "app_default"]);
+    assert!(d.networks.contains_key("app_default"));
+}
+
+#[test]
 fn ports_long_form_and_ranges() {
     let h = host(&svc(
         "    ports:\n      - \"8000-8001:9000-9001\"\n      - \"127.0.0.1:7000-7005:7000\"\n      - {target: 53, published: \"5353\", protocol: udp, host_ip: 127.0.0.1, mode: host}\n",
